@@ -1,0 +1,409 @@
+"""Routing: one litellm Router per config, walked group by group under one deadline.
+
+litellm's Router does what it does well inside a model group: load balancing, retries,
+cooldowns. The walk across groups (the fallback chain) happens here, because the adapter must
+record every attempt, stop on a caller error (400) instead of falling back, send context-window
+errors to their own chain, honour one deadline for the whole call, and fail a stream over before
+its first chunk. Fallbacks are still given to the Router (and disabled per call): litellm only
+cools down a lone deployment whose group has a fallback, and the cooldown is what makes calls
+during an outage skip the dead provider in microseconds instead of paying for it every time.
+
+Routers are shared process-wide by config fingerprint (``RouterPool``): stateful routing
+strategies register process-wide litellm callbacks, so two adapters with one config must share
+one Router rather than double-count each other's traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from . import errors
+from ._litellm import litellm
+from ._provider_errors import CONTEXT_WINDOW, STOP, Failure, classify, to_error
+from ._redact import redact
+from .config import Config, Deployment
+from .costs import Pricing, pricing_for
+from .records import Attempt
+
+__all__ = ["CallSpec", "Gateway", "Outcome", "RouterPool", "default_pool"]
+
+SIMULATED_KEY = "simulated-key"
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    """One request as the walk needs it."""
+
+    group: str
+    messages: list[dict[str, Any]]
+    params: Mapping[str, Any]           # temperature, max_tokens, tools, ... (passed to litellm)
+    deadline: float                     # time.monotonic() by which the whole call must end
+    stream: bool = False
+    stream_timeout: float | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What answered: the litellm response (or stream and its first chunk) and the attempts."""
+
+    response: Any
+    deployment: Deployment
+    group: str
+    attempts: list[Attempt]
+    first_chunk: Any = None
+    started: float = 0.0                # monotonic time the answering attempt started
+    first_chunk_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Walk:
+    attempts: list[Attempt] = field(default_factory=list)
+    failures: list[errors.ProviderError] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+
+
+class Gateway:
+    """A Router built from one config, and the fallback walk over it."""
+
+    def __init__(self, config: Config, simulator_url: str | None = None) -> None:
+        self.config = config
+        self.simulator_url = simulator_url
+        self.deployments: dict[str, Deployment] = {d.id: d for d in config.deployments}
+        lt = litellm()
+        self.pricing: dict[str, Pricing | None] = {
+            d.id: pricing_for(d.litellm_params, d.model_info, lt.model_cost)
+            for d in config.deployments}
+        self._secrets = tuple(str(d.litellm_params.get("api_key")) for d in config.deployments
+                              if d.litellm_params.get("api_key"))
+        # A deployment whose key is missing cannot answer: it is left out of the Router and the
+        # walk reports the variable to set instead of letting the provider SDK fail obscurely.
+        usable = [d for d in config.deployments if d.key_present or simulator_url]
+        self._usable = usable
+        self._group_ids: dict[str, tuple[str, ...]] = {
+            g: tuple(d.id for d in usable if d.model_name == g) for g in config.groups()}
+        self._chains = {p: tuple(t) for p, t in config.fallbacks} \
+            if config.profile.fallbacks_enabled else {}
+        self._window_chains = {p: tuple(t) for p, t in config.context_window_fallbacks}
+        self.router = lt.Router(**self._router_kwargs())
+
+    # -- construction -------------------------------------------------------------------------
+    def _router_kwargs(self) -> dict[str, Any]:
+        rs = self.config.router_settings
+        kwargs: dict[str, Any] = {
+            "model_list": [self._model_entry(d) for d in self._usable],
+            "routing_strategy": rs.routing_strategy,
+            "num_retries": rs.num_retries,
+            "timeout": rs.timeout,
+            "cooldown_time": rs.cooldown_time,
+            "allowed_fails": rs.allowed_fails,
+            "retry_after": rs.retry_after,
+            "max_fallbacks": rs.max_fallbacks,
+            "enable_pre_call_checks": rs.enable_pre_call_checks,
+        }
+        if rs.stream_timeout is not None:
+            kwargs["stream_timeout"] = rs.stream_timeout
+        fallbacks = self._routable(self._chains)
+        if fallbacks:
+            kwargs["fallbacks"] = fallbacks
+        window = self._routable(self._window_chains)
+        if window:
+            kwargs["context_window_fallbacks"] = window
+        passthrough = {k: v for k, v in rs.extra.items() if k in _ROUTER_PASSTHROUGH}
+        return {**kwargs, **passthrough}
+
+    def _routable(self, chains: Mapping[str, tuple[str, ...]]) -> list[dict[str, list[str]]]:
+        """Chains in litellm's form, limited to groups the Router has deployments for."""
+        out = []
+        for primary, targets in chains.items():
+            kept = [t for t in targets if self._group_ids.get(t)]
+            if self._group_ids.get(primary) and kept:
+                out.append({primary: kept})
+        return out
+
+    def _model_entry(self, d: Deployment) -> dict[str, Any]:
+        params = {k: v for k, v in d.litellm_params.items() if v is not None}
+        if self.simulator_url:
+            params["api_base"] = f"{self.simulator_url}/s/{d.id}"
+            params["api_key"] = SIMULATED_KEY
+        return {"model_name": d.model_name, "litellm_params": params,
+                "model_info": dict(d.model_info)}
+
+    # -- the walk -----------------------------------------------------------------------------
+    def chain(self, group: str) -> tuple[str, ...]:
+        return (group, *self._chains.get(group, ()))
+
+    def cooling(self, group: str) -> dict[str, dict[str, Any]]:
+        """Deployments of ``group`` now cooling down, by id, with litellm's cooldown record."""
+        ids = self._group_ids.get(group, ())
+        active = self.router.health().cooldowns.get_active_cooldowns(list(ids), None)
+        return {dep_id: dict(info) for dep_id, info in active}
+
+    async def complete(self, spec: CallSpec) -> Outcome:
+        """Walk the fallback chain of ``spec.group`` until a deployment answers."""
+        walk = _Walk()
+        outcome = await self._walk(spec, self.chain(spec.group), walk)
+        if outcome is None and walk.waits:
+            # Everything failed but something said when it will be back: wait for it if the
+            # deadline allows, then walk once more. Never waited while another group could answer.
+            pause = min(walk.waits)
+            if time.monotonic() + pause < spec.deadline:
+                await asyncio.sleep(pause)
+                walk.waits.clear()
+                outcome = await self._walk(spec, self.chain(spec.group), walk)
+        if outcome is None:
+            raise self._all_failed(spec, walk)
+        return outcome
+
+    async def _walk(self, spec: CallSpec, chain: Sequence[str], walk: _Walk) -> Outcome | None:
+        index = 0
+        while index < len(chain):
+            group = chain[index]
+            index += 1
+            if self._skip_keyless(group, walk) or self._skip_cooling(group, walk):
+                continue
+            try:
+                return await self._try_group(spec, group, walk)
+            except _GroupFailed as failed:
+                if failed.failure.action == STOP:
+                    raise errors.UsageError(
+                        f"{group}: the provider rejected the request "
+                        f"({failed.failure.status or 400}): {failed.error}") from None
+                if failed.failure.action == CONTEXT_WINDOW:
+                    window_chain = self._window_chains.get(group)
+                    if not window_chain:
+                        raise failed.error from None
+                    chain, index = window_chain, 0
+        return None
+
+    def _skip_keyless(self, group: str, walk: _Walk) -> bool:
+        if self._group_ids.get(group):
+            return False
+        for d in self.config.group(group):
+            message = f"{d.key_env} is not set" if d.key_env else "no API key configured"
+            walk.attempts.append(Attempt(
+                deployment=d.id, model_group=group, provider=d.provider, outcome="skipped",
+                error_kind="authentication", latency_ms=0.0, message=message))
+            walk.failures.append(errors.AuthenticationError(
+                f"{d.id}: {message}", env_var=d.key_env, deployment=d.id, model_group=group,
+                kind="authentication", latency_ms=0.0))
+        return True
+
+    def _skip_cooling(self, group: str, walk: _Walk) -> bool:
+        ids = self._group_ids.get(group, ())
+        cooling = self.cooling(group) if ids else {}
+        if not ids or len(cooling) < len(ids):
+            return False
+        now = time.time()
+        for dep_id, info in cooling.items():
+            left = float(info.get("timestamp", now)) + float(info.get("cooldown_time", 0)) - now
+            status = _int(info.get("status_code"))
+            walk.waits.append(max(left, 0.0))
+            walk.attempts.append(Attempt(
+                deployment=dep_id, model_group=group, provider=self.deployments[dep_id].provider,
+                outcome="skipped", error_kind="cooldown", status=status, latency_ms=0.0,
+                message=f"cooling down for {max(left, 0):.1f}s after "
+                        f"{'HTTP ' + str(status) if status else 'a failure'}"))
+            walk.failures.append(errors.ProviderError(
+                f"{dep_id} is cooling down", status=status, deployment=dep_id, model_group=group,
+                kind="cooldown", latency_ms=0.0))
+        return True
+
+    async def _try_group(self, spec: CallSpec, group: str, walk: _Walk) -> Outcome:
+        remaining = spec.deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._deadline(spec, walk)
+        collector = _collector()
+        kwargs: dict[str, Any] = {**spec.params, "timeout": self._attempt_timeout(group, remaining),
+                                  "disable_fallbacks": True, "callbacks": [collector]}
+        if spec.stream:
+            kwargs["stream"] = True
+            kwargs.setdefault("stream_options", {"include_usage": True})
+            kwargs["stream_timeout"] = min(spec.stream_timeout or remaining, remaining)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(remaining):
+                response = await self.router.acompletion(model=group, messages=spec.messages,
+                                                         **kwargs)
+                first = await _first_chunk(response) if spec.stream else None
+        except TimeoutError:
+            walk.attempts.extend(self._attempts(collector, group, started, None))
+            raise self._deadline(spec, walk) from None
+        except Exception as exc:  # every provider failure is recorded and decides the next hop
+            failure = classify(exc)
+            attempts = self._attempts(collector, group, started, failure)
+            walk.attempts.extend(attempts)
+            last = attempts[-1] if attempts else None
+            dep = self.deployments.get(last.deployment or "") if last else None
+            error = to_error(failure, message=redact(f"{group}: {failure.message}", self._secrets),
+                             deployment=last.deployment if last else None, group=group,
+                             latency_ms=last.latency_ms if last else None,
+                             env_var=dep.key_env if dep else None)
+            walk.failures.append(error)
+            if failure.kind in ("rate_limit", "cooldown") and failure.retry_after:
+                walk.waits.append(failure.retry_after)
+            raise _GroupFailed(failure, error) from None
+        attempts = self._attempts(collector, group, started, None)
+        deployment = self._answering(response, attempts, group)
+        walk.attempts.extend(attempts)
+        return Outcome(response=response, deployment=deployment, group=group,
+                       attempts=walk.attempts, first_chunk=first,
+                       started=collector.last_start or started,
+                       first_chunk_at=time.monotonic() if spec.stream else None)
+
+    def _attempt_timeout(self, group: str, remaining: float) -> float:
+        """Per-attempt timeout: the deployments' own ``timeout`` when all set one, never past the
+        deadline (a per-call timeout overrides the deployments' in litellm, so it is computed)."""
+        own = [d.litellm_params.get("timeout") for d in self.config.group(group)]
+        if own and all(isinstance(t, (int, float)) for t in own):
+            return min(remaining, max(float(t) for t in own))  # type: ignore[arg-type]
+        return remaining
+
+    def _answering(self, response: Any, attempts: list[Attempt], group: str) -> Deployment:
+        hidden = getattr(response, "_hidden_params", None) or {}
+        dep_id = hidden.get("model_id") or (attempts[-1].deployment if attempts else None)
+        if dep_id in self.deployments:
+            return self.deployments[dep_id]
+        return self.config.group(group)[0]
+
+    def _attempts(self, collector: Any, group: str, started: float,
+                  final: Failure | None) -> list[Attempt]:
+        """Attempts of one router call: each deployment litellm tried, the last one ``final``."""
+        out: list[Attempt] = []
+        tries = list(collector.tries)
+        now = time.monotonic()
+        if not tries and final is not None:
+            tries = [(None, started, None)]
+        for i, (dep_id, t0, failed) in enumerate(tries):
+            last = i == len(tries) - 1
+            dep = self.deployments.get(dep_id or "")
+            provider = dep.provider if dep else None
+            if last and final is None:
+                out.append(Attempt(dep_id, group, provider, "ok",
+                                   latency_ms=(now - t0) * 1000))
+                continue
+            failure = classify(failed[0]) if failed else final
+            end = failed[1] if failed else now
+            out.append(Attempt(
+                dep_id, group, provider, "skipped" if failure and failure.kind == "cooldown" else "error",
+                error_kind=failure.kind if failure else "error",
+                status=failure.status if failure else None,
+                latency_ms=(end - t0) * 1000,
+                message=redact(failure.message, self._secrets) if failure else None))
+        return out
+
+    def _deadline(self, spec: CallSpec, walk: _Walk) -> errors.DeadlineExceeded:
+        return errors.DeadlineExceeded(
+            f"{spec.group}: no answer within the call's deadline "
+            f"({len(walk.attempts)} attempt(s) made); raise timeout= or check the providers",
+            model_group=spec.group, kind="deadline", attempts=walk.attempts)
+
+    def _all_failed(self, spec: CallSpec, walk: _Walk) -> errors.ProviderError:
+        tried = ", ".join(f"{a.deployment or a.model_group} ({a.error_kind}"
+                          f"{' ' + str(a.status) if a.status else ''})"
+                          for a in walk.attempts) or "none"
+        auth = [f for f in walk.failures if isinstance(f, errors.AuthenticationError)]
+        hint = ""
+        if auth:
+            names = sorted({f.env_var for f in auth if f.env_var})
+            hint = f"; set {', '.join(names)} (see `llm-adapter models`)" if names else ""
+        return errors.AllProvidersFailed(
+            f"{spec.group}: every deployment failed: {tried}{hint}", walk.failures,
+            model_group=spec.group, kind="all_failed", attempts=walk.attempts)
+
+
+class _GroupFailed(Exception):
+    def __init__(self, failure: Failure, error: errors.ProviderError) -> None:
+        super().__init__(str(error))
+        self.failure = failure
+        self.error = error
+
+
+async def _first_chunk(stream: Any) -> Any:
+    """The first chunk of a litellm stream: a stream that fails before it fails the attempt."""
+    iterator: AsyncIterator[Any] = stream.__aiter__()
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@cache
+def _collector_class() -> type:
+    """A per-call litellm logger recording which deployment each attempt went to."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class AttemptCollector(CustomLogger):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            # (deployment id, start, (exception, end) | None), appended from litellm's threads
+            self.tries: list[tuple[str | None, float, tuple[BaseException, float] | None]] = []
+            self.last_start: float | None = None
+
+        def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+            params = kwargs.get("litellm_params") or {}
+            info = params.get("model_info") or {}
+            self.last_start = time.monotonic()
+            self.tries.append((info.get("id"), self.last_start, None))
+
+        async def async_log_failure_event(self, kwargs: Any, response_obj: Any,
+                                          start_time: Any, end_time: Any) -> None:
+            exc = kwargs.get("exception")
+            info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
+            for i in range(len(self.tries) - 1, -1, -1):
+                dep_id, t0, failed = self.tries[i]
+                if failed is None and dep_id == info.get("id") and isinstance(exc, BaseException):
+                    self.tries[i] = (dep_id, t0, (exc, time.monotonic()))
+                    break
+
+    return AttemptCollector
+
+
+def _collector() -> Any:
+    return _collector_class()()
+
+
+# Router kwargs a config may pass straight through (router_settings keys LiteLLM knows).
+_ROUTER_PASSTHROUGH = frozenset({
+    "retry_policy", "allowed_fails_policy", "model_group_alias", "default_litellm_params",
+    "enable_weighted_failover", "routing_strategy_args", "default_max_parallel_requests",
+    "disable_cooldowns", "set_verbose", "debug_level",
+})
+
+
+class RouterPool:
+    """Gateways shared by every adapter of the process, one per config and simulator."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gateways: dict[tuple[str, str | None], Gateway] = {}
+
+    def get(self, config: Config, simulator_url: str | None = None) -> Gateway:
+        key = (config.fingerprint(), simulator_url)
+        with self._lock:
+            gateway = self._gateways.get(key)
+            if gateway is None:
+                gateway = self._gateways[key] = Gateway(config, simulator_url)
+            return gateway
+
+    def clear(self) -> None:
+        with self._lock:
+            self._gateways.clear()
+
+
+@cache
+def default_pool() -> RouterPool:
+    """The process's pool: litellm's routing callbacks are process-wide, so this is too."""
+    return RouterPool()
