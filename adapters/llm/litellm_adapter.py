@@ -1,0 +1,263 @@
+"""``LiteLLMAdapter``: the one object application code talks to.
+
+It checks the call, builds the messages, hands them to the routing walk (litellm's Router
+underneath) and returns an ``LLMResponse``; nothing else lives here. Construction only reads the
+config: litellm is imported on the first call, so building an adapter is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import errors
+from ._loop import default_loop
+from ._response import build_response
+from .config import Config, load_config
+from .prompts import LocalRegistry, Prompt
+from .records import LLMResponse
+from .routing import CallSpec, Gateway, RouterPool, default_pool
+from .streaming import ResponseStream
+
+__all__ = ["LiteLLMAdapter"]
+
+log = logging.getLogger("adapters.llm")
+
+# Arguments the adapter owns; passing them through **litellm_kwargs would bypass routing.
+_RESERVED = frozenset({"model", "messages", "api_key", "api_base", "fallbacks", "num_retries",
+                       "callbacks", "disable_fallbacks"})
+
+
+class LiteLLMAdapter:
+    """Reliable, observable LLM calls through litellm, configured by ``litellm_config.yaml``.
+
+    ``model`` is a model group of the config (default: the environment's ``default_model``).
+    """
+
+    def __init__(self, model: str | None = None, enable_langfuse: bool | None = None,
+                 config_path: str | os.PathLike[str] | None = None,
+                 environment: str | None = None, *, config: Config | None = None,
+                 simulator_url: str | None = None, prompts_dir: str | os.PathLike[str] | None = None,
+                 pool: RouterPool | None = None) -> None:
+        self.config = config or load_config(config_path, environment=environment)
+        self.model = model or self.config.default_model
+        if self.model not in self.config.groups():
+            self.config.group(self.model)        # raises ConfigError listing the defined groups
+        profile = self.config.profile
+        self.environment = self.config.environment
+        self.enable_langfuse = profile.langfuse.enabled if enable_langfuse is None \
+            else enable_langfuse
+        self._simulator_url = simulator_url
+        self._pool = pool or default_pool()
+        self._gateway: Gateway | None = None
+        self._prompts = LocalRegistry(Path(prompts_dir) if prompts_dir else _prompts_dir(self.config))
+
+    # -- calls --------------------------------------------------------------------------------
+    def generate(self, prompt: str | None = None, *, system: str | Sequence[Mapping[str, Any]] | None = None,
+                 messages: Sequence[Mapping[str, Any]] | None = None,
+                 metadata: Mapping[str, Any] | None = None, tools: Sequence[Mapping[str, Any]] | None = None,
+                 tool_choice: Any = None, temperature: float | None = None,
+                 max_tokens: int | None = None, response_format: Any = None,
+                 timeout: float | None = None, stream: bool = False, model: str | None = None,
+                 **litellm_kwargs: Any) -> Any:
+        """Answer ``prompt`` (and/or ``messages``); returns an ``LLMResponse``, or a
+        ``ResponseStream`` of text chunks when ``stream=True``. Works from any thread and from
+        code already running an event loop."""
+        loop = default_loop()
+        coro = self._call(prompt, system=system, messages=messages, metadata=metadata,
+                          tools=tools, tool_choice=tool_choice, temperature=temperature,
+                          max_tokens=max_tokens, response_format=response_format, timeout=timeout,
+                          stream=stream, model=model, kwargs=litellm_kwargs)
+        result = loop.run(coro)
+        if isinstance(result, ResponseStream):
+            result._loop = loop
+        return result
+
+    async def agenerate(self, prompt: str | None = None, *,
+                        system: str | Sequence[Mapping[str, Any]] | None = None,
+                        messages: Sequence[Mapping[str, Any]] | None = None,
+                        metadata: Mapping[str, Any] | None = None,
+                        tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                        temperature: float | None = None, max_tokens: int | None = None,
+                        response_format: Any = None, timeout: float | None = None,
+                        stream: bool = False, model: str | None = None,
+                        **litellm_kwargs: Any) -> Any:
+        """``generate`` for async code; a stream is iterated with ``async for``."""
+        return await self._call(prompt, system=system, messages=messages, metadata=metadata,
+                                tools=tools, tool_choice=tool_choice, temperature=temperature,
+                                max_tokens=max_tokens, response_format=response_format,
+                                timeout=timeout, stream=stream, model=model, kwargs=litellm_kwargs)
+
+    def stream(self, prompt: str | None = None, **kwargs: Any) -> ResponseStream:
+        """``generate(..., stream=True)``."""
+        result: ResponseStream = self.generate(prompt, stream=True, **kwargs)
+        return result
+
+    async def _call(self, prompt: str | None, *, system: Any, messages: Any, metadata: Any,
+                    tools: Any, tool_choice: Any, temperature: Any, max_tokens: Any,
+                    response_format: Any, timeout: Any, stream: bool, model: str | None,
+                    kwargs: dict[str, Any]) -> LLMResponse | ResponseStream:
+        started = time.monotonic()
+        group = model or self.model
+        if group not in self.config.groups():
+            raise errors.UsageError(f"unknown model {group!r}; defined: "
+                                    f"{', '.join(self.config.groups())}")
+        chat = _messages(prompt, system, messages)
+        params = _params(tools=tools, tool_choice=tool_choice, temperature=temperature,
+                         max_tokens=max_tokens, response_format=response_format, kwargs=kwargs)
+        _check_metadata(metadata)
+        budget = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
+        spec = CallSpec(group=group, messages=chat, params=params, deadline=started + budget,
+                        stream=stream, stream_timeout=self.config.router_settings.stream_timeout)
+        gateway = self.gateway
+        outcome = await gateway.complete(spec)
+        call_id = uuid.uuid4().hex
+        if stream:
+            return ResponseStream(outcome, started=started, call_id=call_id,
+                                  finish=lambda r: r, gateway=gateway)
+        dep = outcome.deployment
+        return build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
+                              provider=dep.provider, pricing=gateway.pricing.get(dep.id),
+                              attempts=outcome.attempts, call_id=call_id,
+                              latency_ms=(time.monotonic() - started) * 1000)
+
+    # -- prompts ------------------------------------------------------------------------------
+    def prompt(self, prompt_name: str, *, version: int | None = None,
+               label: str | None = None) -> Prompt:
+        """The prompt object (template, version, labels, config) from the registry."""
+        return self._prompts.get(prompt_name, version=version, label=label)
+
+    def get_prompt(self, prompt_name: str, variables: Mapping[str, Any] | None = None,
+                   version: int | str | None = None,
+                   label: str | None = None) -> str | list[dict[str, Any]]:
+        """The compiled prompt: text for text prompts, a message list for chat prompts.
+
+        ``version`` may be a number or a label name (``"latest"``, ``"production"``).
+        """
+        if isinstance(version, str):
+            if version.isdigit():
+                version = int(version)
+            else:
+                version, label = None, version
+        return self.prompt(prompt_name, version=version, label=label).compile(**(variables or {}))
+
+    def flush_langfuse(self) -> None:
+        """Deliver everything recorded so far to Langfuse; never raises."""
+        log.debug("flush_langfuse: no Langfuse sink is configured yet; nothing to deliver")
+
+    # -- plumbing -----------------------------------------------------------------------------
+    @property
+    def gateway(self) -> Gateway:
+        """The shared router for this config (built on first use: it imports litellm)."""
+        if self._gateway is None:
+            self._gateway = self._pool.get(self.config, self._simulation_url())
+        return self._gateway
+
+    def _simulation_url(self) -> str | None:
+        if not self.config.profile.simulated:
+            return None
+        if self._simulator_url:
+            return self._simulator_url.rstrip("/")
+        from_env = os.environ.get("LLM_ADAPTER_SIMULATOR_URL")
+        if from_env:
+            return from_env.rstrip("/")
+        from ._simulation import shared_simulator
+
+        return shared_simulator(self.config).url
+
+    def __repr__(self) -> str:
+        return (f"LiteLLMAdapter(model={self.model!r}, environment={self.environment!r}, "
+                f"langfuse={self.enable_langfuse})")
+
+
+def _prompts_dir(config: Config) -> Path:
+    configured = (config.sections.get("prompts") or {}).get("dir")
+    if configured:
+        return Path(configured)
+    if config.path is not None:
+        beside = config.path.resolve().parent.parent / "prompts"
+        if beside.is_dir():
+            return beside
+    return Path.cwd() / "prompts"
+
+
+def _messages(prompt: Any, system: Any, messages: Any) -> list[dict[str, Any]]:
+    if prompt is None and not messages:
+        raise errors.UsageError("nothing to send: pass prompt='...' or messages=[...]")
+    if prompt is not None and not isinstance(prompt, str):
+        raise errors.UsageError(f"prompt must be a string, not {type(prompt).__name__}; "
+                                "for a conversation pass messages=[{'role': ..., 'content': ...}]")
+    out: list[dict[str, Any]] = []
+    if isinstance(system, str):
+        out.append({"role": "system", "content": system})
+    elif system is not None:
+        if not isinstance(system, (list, tuple)):
+            raise errors.UsageError("system must be a string or a list of messages "
+                                    "(as get_prompt returns for chat prompts)")
+        out.extend(_checked(system, "system"))
+    if messages is not None:
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, (list, tuple)):
+            raise errors.UsageError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        out.extend(_checked(messages, "messages"))
+    if prompt is not None:
+        out.append({"role": "user", "content": prompt})
+    return out
+
+
+def _checked(messages: Sequence[Any], name: str) -> list[dict[str, Any]]:
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise errors.UsageError(f"{name}[{i}] must be a dict with 'role' and 'content', "
+                                    f"got {type(message).__name__}")
+        if message["role"] not in ("system", "user", "assistant", "tool", "developer", "function"):
+            raise errors.UsageError(f"{name}[{i}] has role {message['role']!r}; use system, user, "
+                                    "assistant or tool")
+        out.append(dict(message))
+    return out
+
+
+def _params(*, tools: Any, tool_choice: Any, temperature: Any, max_tokens: Any,
+            response_format: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    reserved = sorted(_RESERVED & kwargs.keys())
+    if reserved:
+        raise errors.UsageError(f"{', '.join(reserved)} cannot be passed to generate(): the "
+                                "adapter sets them from the config (choose a model group with "
+                                "model=..., keys and bases in litellm_config.yaml)")
+    if temperature is not None and (isinstance(temperature, bool) or
+                                    not isinstance(temperature, (int, float)) or
+                                    not 0 <= temperature <= 2):
+        raise errors.UsageError(f"temperature must be a number from 0 to 2, not {temperature!r}")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or
+                                   not isinstance(max_tokens, int) or max_tokens <= 0):
+        raise errors.UsageError(f"max_tokens must be a positive integer, not {max_tokens!r}")
+    if tools is not None and (not isinstance(tools, (list, tuple)) or
+                              not all(isinstance(t, Mapping) for t in tools)):
+        raise errors.UsageError("tools must be a list of OpenAI-style tool dicts "
+                                "({'type': 'function', 'function': {...}})")
+    given = {"tools": list(tools) if tools else None, "tool_choice": tool_choice,
+             "temperature": temperature, "max_tokens": max_tokens,
+             "response_format": response_format}
+    return {**{k: v for k, v in given.items() if v is not None}, **kwargs}
+
+
+def _check_metadata(metadata: Any) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, Mapping):
+        raise errors.UsageError(f"metadata must be a dict, not {type(metadata).__name__}")
+    tags = metadata.get("tags")
+    if tags is not None and (isinstance(tags, str) or not isinstance(tags, (list, tuple)) or
+                             not all(isinstance(t, str) for t in tags)):
+        raise errors.UsageError("metadata['tags'] must be a list of strings, e.g. ['urgent']")
+
+
+def _timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise errors.UsageError(f"timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
