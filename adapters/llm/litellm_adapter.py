@@ -102,6 +102,7 @@ class LiteLLMAdapter:
                     tools: Any, tool_choice: Any, temperature: Any, max_tokens: Any,
                     response_format: Any, timeout: Any, stream: bool, model: str | None,
                     kwargs: dict[str, Any]) -> LLMResponse | ResponseStream:
+        gateway = self.gateway              # the first call imports litellm: not the call's time
         started = time.monotonic()
         group = model or self.model
         if group not in self.config.groups():
@@ -114,7 +115,6 @@ class LiteLLMAdapter:
         budget = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
         spec = CallSpec(group=group, messages=chat, params=params, deadline=started + budget,
                         stream=stream, stream_timeout=self.config.router_settings.stream_timeout)
-        gateway = self.gateway
         outcome = await gateway.complete(spec)
         call_id = uuid.uuid4().hex
         if stream:
@@ -125,6 +125,28 @@ class LiteLLMAdapter:
                               provider=dep.provider, pricing=gateway.pricing.get(dep.id),
                               attempts=outcome.attempts, call_id=call_id,
                               latency_ms=(time.monotonic() - started) * 1000)
+
+    def warmup(self) -> None:
+        """Import litellm and build the router now, so the first call does not pay for it.
+
+        litellm takes seconds to import and lazily imports more on its first success and first
+        failure; servers call this at startup (the CLI and the demo do)."""
+        default_loop().run(self._warmup())
+
+    async def _warmup(self) -> None:
+        from ._litellm import litellm
+
+        lt = litellm()
+        messages = [{"role": "user", "content": "warm-up"}]
+        # A mocked answer through the Router: its lazy imports, no provider traffic.
+        await self.gateway.router.acompletion(model=self.model, messages=messages,
+                                              mock_response="ok", disable_fallbacks=True)
+        try:
+            await lt.acompletion(model="openai/gpt-4o", messages=messages,
+                                 mock_response=lt.InternalServerError(
+                                     "warm-up", llm_provider="openai", model="gpt-4o"))
+        except lt.InternalServerError:
+            pass  # the failure path is what is being warmed up
 
     # -- prompts ------------------------------------------------------------------------------
     def prompt(self, prompt_name: str, *, version: int | None = None,

@@ -1,0 +1,167 @@
+"""The public facade: calling conventions, argument checks, threads and event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import adapters.llm as public
+from adapters.llm import ConfigError, LiteLLMAdapter, UsageError
+
+from .conftest import unique
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ONE_GROUP = """
+model_list:
+  - model_name: main
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-main-0001}}
+    model_info: {{id: {name}}}
+"""
+
+
+@pytest.fixture
+def llm(make_adapter):
+    return make_adapter(ONE_GROUP.format(name=unique("adapter")))
+
+
+def test_public_names_are_exactly_the_documented_ones():
+    assert sorted(public.__all__) == sorted([
+        "AllProvidersFailed", "Attempt", "AuthenticationError", "BudgetExceeded", "Config",
+        "ConfigError", "ContextWindowExceeded", "DeadlineExceeded", "LLMAdapterError",
+        "LLMResponse", "LiteLLMAdapter", "Prompt", "ProviderError", "RateLimited",
+        "ResponseStream", "ToolCall", "Usage", "UsageError", "load_config"])
+    for name in public.__all__:
+        assert getattr(public, name) is not None
+
+
+def test_import_is_cheap_and_does_not_import_litellm():
+    code = "import sys, adapters.llm; print('litellm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_guide_quick_start(llm):
+    response = llm.generate(prompt="Hello", system="You schedule therapists.",
+                            metadata={"session_id": "S1", "user_id": "admin", "agent": "matching",
+                                      "tags": ["urgent"]})
+    assert "Hello" in response.content
+    assert response.model == "main" and response.provider == "openai"
+    assert response.provider_model == "gpt-4o"
+    # gpt-4o is in litellm's price map: the cost is the usage times its prices.
+    expected = response.usage.input_tokens * 2.5e-06 + response.usage.output_tokens * 1e-05
+    assert response.cost == pytest.approx(expected)
+    assert response.latency_ms > 0 and response.finish_reason == "stop"
+    assert [a.outcome for a in response.attempts] == ["ok"]
+    llm.flush_langfuse()
+
+
+def test_unknown_price_is_none_never_zero(make_adapter):
+    name = unique("unpriced")
+    llm = make_adapter(ONE_GROUP.format(name=name).replace("openai/gpt-4o",
+                                                           "openai/house-model-xyz"))
+    response = llm.generate(prompt="Hello")
+    assert response.usage.output_tokens > 0
+    assert response.cost is None
+
+
+def test_config_price_override_wins(make_adapter):
+    name = unique("priced")
+    text = ONE_GROUP.format(name=name).replace(
+        "model_info: {id:", "model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.002, id:")
+    response = make_adapter(text).generate(prompt="Hello")
+    assert response.cost == pytest.approx(response.usage.input_tokens * 0.001 +
+                                          response.usage.output_tokens * 0.002)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({}, "nothing to send"),
+    ({"prompt": 42}, "prompt must be a string"),
+    ({"prompt": "x", "temperature": 5}, "temperature must be a number from 0 to 2"),
+    ({"prompt": "x", "max_tokens": 0}, "max_tokens must be a positive integer"),
+    ({"prompt": "x", "timeout": -1}, "timeout must be a positive number"),
+    ({"prompt": "x", "messages": "hi"}, "messages must be a list"),
+    ({"messages": [{"content": "no role"}]}, "messages[0] must be a dict with 'role'"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "has role 'robot'"),
+    ({"prompt": "x", "metadata": {"tags": "urgent"}}, "metadata['tags'] must be a list"),
+    ({"prompt": "x", "api_key": "sk-zzz"}, "cannot be passed to generate()"),
+    ({"prompt": "x", "model": "nope"}, "unknown model 'nope'"),
+    ({"prompt": "x", "tools": ["not-a-dict"]}, "tools must be a list"),
+])
+def test_bad_arguments_are_usage_errors(llm, kwargs, message):
+    with pytest.raises(UsageError) as caught:
+        llm.generate(**kwargs)
+    assert message in str(caught.value)
+
+
+def test_unknown_model_at_construction_lists_groups(make_adapter):
+    with pytest.raises(ConfigError) as caught:
+        make_adapter(ONE_GROUP.format(name=unique("x")), model="claude-sonnet")
+    assert "main" in str(caught.value)
+
+
+async def test_sync_generate_inside_a_running_event_loop(llm):
+    assert asyncio.get_running_loop() is not None
+    response = llm.generate(prompt="from inside a loop")
+    assert "from inside a loop" in response.content
+
+
+async def test_agenerate(llm):
+    results = await asyncio.gather(*(llm.agenerate(prompt=f"question {i}") for i in range(10)))
+    assert [f"question {i}" in r.content for i in range(10) for r in [results[i]]] == [True] * 10
+
+
+def test_sync_generate_from_eight_threads(llm):
+    barrier = threading.Barrier(8)
+
+    def call(i: int) -> str:
+        barrier.wait()
+        return llm.generate(prompt=f"thread {i}").content
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(call, range(8)))
+    assert all(f"thread {i}" in answer for i, answer in enumerate(answers))
+
+
+def test_two_adapters_with_one_config_share_one_router(make_adapter, sim):
+    text = ONE_GROUP.format(name=unique("shared"))
+    first, second = make_adapter(text), make_adapter(text)
+    assert first.gateway is second.gateway
+
+
+def test_get_prompt_from_local_registry(llm):
+    llm._prompts.directory = ROOT / "prompts"
+    text = llm.get_prompt("smart-scheduling-matching-v1", variables={"required_skills": "orthopedic"})
+    assert "orthopedic" in text and "{{" not in text
+    assert "Medicare" in llm.get_prompt(prompt_name="smart-scheduling-system-v1")
+    with pytest.raises(UsageError) as caught:
+        llm.get_prompt("smart-scheduling-matching-v1")
+    assert "required_skills" in str(caught.value)
+    b = llm.get_prompt("smart-scheduling-matching", {"required_skills": "x"}, label="prod-b")
+    assert "continuity of care" in b
+    assert llm.prompt("smart-scheduling-matching", version=2).labels == ("prod-b",)
+    with pytest.raises(UsageError) as caught:
+        llm.get_prompt("smart-scheduling-sytem-v1")
+    assert "did you mean 'smart-scheduling-system-v1'" in str(caught.value)
+
+
+def test_simulation_environment_needs_no_key(monkeypatch):
+    for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    llm = LiteLLMAdapter(environment="simulation", config_path=ROOT / "config" / "litellm_config.yaml")
+    response = llm.generate(prompt="Hello")
+    assert response.model == "claude-sonnet" and response.provider == "anthropic"
+    assert response.cost is not None and response.cost > 0
+
+
+def test_python_dash_m_and_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "adapters.llm", "--help"], capture_output=True,
+                         text=True, check=True, env={**os.environ})
+    assert "demo" in out.stdout and "simulate" in out.stdout
