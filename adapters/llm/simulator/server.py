@@ -1,0 +1,260 @@
+"""The aiohttp application: provider routing, fault injection and the control endpoint.
+
+``/s/<scenario>/<provider path>`` answers as the provider the path belongs to,
+shaped by the scenario; ``/control/...`` inspects and changes scenarios at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from .content import plan_reply
+from .scenarios import Fault, Scenario
+from .state import Registry, ScenarioRuntime
+from .wire import Route, WireFormat
+from .wire_anthropic import AnthropicWire
+from .wire_gemini import GeminiWire
+from .wire_ollama import OllamaWire
+from .wire_openai import OpenAIWire
+
+__all__ = ["SimulatorApp"]
+
+_MALFORMED_BODY = b'{"id":"sim-malformed","choices":[{"message":{"content":"tru'
+
+
+def _reset_connection(request: web.BaseRequest, *, hard: bool) -> None:
+    """Drop the client's TCP connection; ``hard`` sends an RST instead of a FIN."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if hard and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # e.g. Anthropic's 529, which has no standard phrase
+        return "Overloaded" if status == 529 else "Error"
+
+
+def _retry_headers(fault: Fault) -> dict[str, str]:
+    if fault.retry_after is None:
+        return {}
+    seconds = fault.retry_after
+    text = str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
+    return {"Retry-After": text, "retry-after-ms": str(int(seconds * 1000))}
+
+
+class SimulatorApp:
+    """One simulator's aiohttp application and the in-flight handlers it must cancel on stop."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.wires: tuple[WireFormat, ...] = (
+            OpenAIWire(),
+            AnthropicWire(),
+            GeminiWire(),
+            OllamaWire(),
+        )
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.add_routes(
+            [
+                web.get("/health", self._health),
+                web.get("/control/scenarios", self._list_scenarios),
+                web.put("/control/scenarios/{name}", self._put_scenario),
+                web.delete("/control/scenarios/{name}", self._delete_scenario),
+                web.get("/control/stats", self._stats),
+                web.post("/control/reset-stats", self._reset_stats),
+                web.post("/s/{scenario}/{path:.+}", self._provider),
+            ]
+        )
+
+    async def cancel_in_flight(self) -> None:
+        """Cancel every running provider handler (stalled ones included) and wait for them."""
+        tasks = [task for task in self._handlers if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
+    # -- provider traffic ---------------------------------------------------------------
+
+    def _route(self, path: str) -> tuple[WireFormat, Route] | None:
+        for wire in self.wires:
+            route = wire.match(path)
+            if route is not None:
+                return wire, route
+        return None
+
+    async def _provider(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["scenario"]
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        self.registry.begin(name)
+        try:
+            return await self._serve(request, name)
+        finally:
+            self.registry.finish(name)
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _serve(self, request: web.Request, name: str) -> web.StreamResponse:
+        routed = self._route(request.match_info["path"])
+        if routed is None:
+            self.registry.record_status(name, 404)
+            message = f"the simulator serves no provider at /{request.match_info['path']}"
+            return web.json_response({"error": {"message": message, "code": 404}}, status=404)
+        wire, route = routed
+        runtime = self.registry.runtime(name)
+        fault = runtime.next_fault()
+        if fault is not None:
+            self.registry.record_fault(name, fault.kind)
+        raw = await request.read()
+        stall = fault.stall_s if fault is not None and fault.kind == "stall" else 0.0
+        delay = runtime.latency_s() + stall
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None and fault.kind == "reset":
+            _reset_connection(request, hard=True)
+            return web.Response()
+        if fault is not None and fault.kind == "status":
+            message = f"{_phrase(fault.status)} (simulated by scenario {name!r})"
+            payload = wire.error_body(fault.status, message)
+            return self._json(name, fault.status, payload, _retry_headers(fault))
+        if wire.api_key(request.headers, request.query) is None:
+            return self._json(name, 401, wire.error_body(401, "missing API key"))
+        return await self._answer(request, name, wire, route, runtime, fault, raw)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        name: str,
+        wire: WireFormat,
+        route: Route,
+        runtime: ScenarioRuntime,
+        fault: Fault | None,
+        raw: bytes,
+    ) -> web.StreamResponse:
+        """Answer a well-formed call normally, or break it the way ``fault`` says."""
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("the request body must be a JSON object")
+            chat = wire.parse(body, route)
+        except ValueError as exc:  # json.JSONDecodeError and RequestError are ValueErrors
+            return self._json(name, 400, wire.error_body(400, str(exc)))
+        scenario = runtime.scenario
+        if scenario.max_input_tokens is not None and chat.input_tokens > scenario.max_input_tokens:
+            status, payload = wire.context_error(scenario.max_input_tokens, chat.input_tokens)
+            return self._json(name, status, payload)
+        reply = plan_reply(chat, scenario.content)
+        kind = fault.kind if fault is not None else None
+        if not chat.stream:
+            body_bytes = json.dumps(wire.render(chat, reply)).encode()
+            if kind == "malformed":
+                body_bytes = _MALFORMED_BODY
+            if kind == "cut" and fault is not None:
+                return await self._cut_body(request, name, body_bytes)
+            self.registry.record_status(name, 200)
+            return web.Response(body=body_bytes, content_type="application/json")
+        frames = wire.stream_frames(chat, reply, scenario.chunk_words)
+        if kind == "malformed":  # one good frame, then garbage, then a clean end of stream
+            frames = [*frames[:1], wire.malformed_frame()]
+        cut_after = None
+        if fault is not None and kind == "cut":  # always before the terminator
+            cut_after = min(fault.after_chunks, len(frames) - 1)
+        return await self._stream(request, name, wire, frames, scenario, cut_after)
+
+    def _json(
+        self,
+        name: str,
+        status: int,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        self.registry.record_status(name, status)
+        return web.json_response(dict(payload), status=status, headers=dict(headers or {}))
+
+    async def _cut_body(self, request: web.Request, name: str, body: bytes) -> web.StreamResponse:
+        """Promise the whole body in Content-Length, send half, then drop the connection."""
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        self.registry.record_status(name, 200)
+        try:
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+        except ConnectionError:
+            return response
+        _reset_connection(request, hard=False)
+        return response
+
+    async def _stream(
+        self,
+        request: web.Request,
+        name: str,
+        wire: WireFormat,
+        frames: list[bytes],
+        scenario: Scenario,
+        cut_after: int | None,
+    ) -> web.StreamResponse:
+        headers = {"Content-Type": wire.stream_content_type, "Cache-Control": "no-cache"}
+        response = web.StreamResponse(status=200, headers=headers)
+        interval = scenario.chunk_interval_ms / 1000.0
+        self.registry.record_status(name, 200)
+        try:
+            await response.prepare(request)
+            for index, frame in enumerate(frames):
+                if index == cut_after:
+                    # no terminator and no clean chunked end: the client sees a broken stream
+                    _reset_connection(request, hard=False)
+                    return response
+                if index and interval:
+                    await asyncio.sleep(interval)
+                await response.write(frame)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away mid-stream; nothing left to send it
+        return response
+
+    # -- control endpoint ---------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _list_scenarios(self, request: web.Request) -> web.Response:
+        scenarios = self.registry.scenarios()
+        return web.json_response({name: scenarios[name].to_dict() for name in sorted(scenarios)})
+
+    async def _put_scenario(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            data = await request.json()
+            scenario = self.registry.parse(data)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.registry.set(name, scenario)
+        return web.json_response({name: scenario.to_dict()})
+
+    async def _delete_scenario(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return web.json_response({name: self.registry.reset(name).to_dict()})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.registry.stats())
+
+    async def _reset_stats(self, request: web.Request) -> web.Response:
+        self.registry.reset_stats()
+        return web.json_response({"status": "ok"})
