@@ -111,8 +111,9 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
+    # litellm keeps the provider's headers here for every provider; ``response`` only for OpenAI.
+    headers = getattr(exc, "litellm_response_headers", None) or \
+        getattr(getattr(exc, "response", None), "headers", None)
     if not headers:
         return None
     try:

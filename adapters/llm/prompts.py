@@ -117,13 +117,12 @@ def _load_versions(path: Path, name: str) -> list[Prompt]:
     out = []
     for i, entry in enumerate(entries):
         template = entry.get("prompt") if isinstance(entry, dict) else None
-        if kind == "text" and not isinstance(template, str) or \
+        if not isinstance(entry, dict) or (kind == "text") != isinstance(template, str) or \
                 kind == "chat" and not isinstance(template, list):
             raise ConfigError(f"prompt must be a {'string' if kind == 'text' else 'list of messages'}",
                               path=str(path), key=f"versions[{i}].prompt")
-        assert isinstance(entry, dict)
         out.append(Prompt(
             name=name, version=int(entry.get("version", i + 1)), type=kind,
-            template=template if isinstance(template, str) else tuple(template),
+            template=template if isinstance(template, str) else tuple(template or ()),
             labels=tuple(entry.get("labels") or ()), config=dict(entry.get("config") or {})))
     return out

@@ -16,8 +16,10 @@ one Router rather than double-count each other's traffic.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,7 +27,7 @@ from typing import Any
 
 from . import errors
 from ._litellm import litellm
-from ._provider_errors import CONTEXT_WINDOW, STOP, Failure, classify, to_error
+from ._provider_errors import CONTEXT_WINDOW, NEXT_GROUP, STOP, Failure, classify, to_error
 from ._redact import redact
 from .config import Config, Deployment
 from .costs import Pricing, pricing_for
@@ -90,6 +92,7 @@ class Gateway:
         self._chains = {p: tuple(t) for p, t in config.fallbacks} \
             if config.profile.fallbacks_enabled else {}
         self._window_chains = {p: tuple(t) for p, t in config.context_window_fallbacks}
+        self._own_timeouts = {g: _own_timeout(config.group(g)) for g in config.groups()}
         self.router = lt.Router(**self._router_kwargs())
 
     # -- construction -------------------------------------------------------------------------
@@ -218,9 +221,10 @@ class Gateway:
         remaining = spec.deadline - time.monotonic()
         if remaining <= 0:
             raise self._deadline(spec, walk)
-        collector = _collector()
+        log = attempt_log()
+        key, collector = log.track()
         kwargs: dict[str, Any] = {**spec.params, "timeout": self._attempt_timeout(group, remaining),
-                                  "disable_fallbacks": True, "callbacks": [collector]}
+                                  "disable_fallbacks": True, "metadata": {_CALL_KEY: key}}
         if spec.stream:
             kwargs["stream"] = True
             kwargs.setdefault("stream_options", {"include_usage": True})
@@ -232,7 +236,8 @@ class Gateway:
                                                          **kwargs)
                 first = await _first_chunk(response) if spec.stream else None
         except TimeoutError:
-            walk.attempts.extend(self._attempts(collector, group, started, None))
+            cut = Failure("deadline", None, None, NEXT_GROUP, "cut off by the call's deadline")
+            walk.attempts.extend(self._attempts(collector, group, started, cut))
             raise self._deadline(spec, walk) from None
         except Exception as exc:  # every provider failure is recorded and decides the next hop
             failure = classify(exc)
@@ -248,6 +253,8 @@ class Gateway:
             if failure.kind in ("rate_limit", "cooldown") and failure.retry_after:
                 walk.waits.append(failure.retry_after)
             raise _GroupFailed(failure, error) from None
+        finally:
+            log.release(key)
         attempts = self._attempts(collector, group, started, None)
         deployment = self._answering(response, attempts, group)
         walk.attempts.extend(attempts)
@@ -257,12 +264,13 @@ class Gateway:
                        first_chunk_at=time.monotonic() if spec.stream else None)
 
     def _attempt_timeout(self, group: str, remaining: float) -> float:
-        """Per-attempt timeout: the deployments' own ``timeout`` when all set one, never past the
-        deadline (a per-call timeout overrides the deployments' in litellm, so it is computed)."""
-        own = [d.litellm_params.get("timeout") for d in self.config.group(group)]
-        if own and all(isinstance(t, (int, float)) for t in own):
-            return min(remaining, max(float(t) for t in own))  # type: ignore[arg-type]
-        return remaining
+        """Per-attempt timeout: the deployments' own ``timeout`` (else the router's), cut to
+        the time left. Rounded up to whole seconds because litellm keeps one HTTP client per
+        timeout value: an exact float per call would open a new connection every call. The
+        deadline itself is enforced exactly around the attempt."""
+        own = self._own_timeouts.get(group)
+        limit = own if own is not None else self.config.router_settings.timeout
+        return float(min(limit, math.ceil(remaining)))
 
     def _answering(self, response: Any, attempts: list[Attempt], group: str) -> Deployment:
         hidden = getattr(response, "_hidden_params", None) or {}
@@ -271,7 +279,7 @@ class Gateway:
             return self.deployments[dep_id]
         return self.config.group(group)[0]
 
-    def _attempts(self, collector: Any, group: str, started: float,
+    def _attempts(self, collector: _Tries, group: str, started: float,
                   final: Failure | None) -> list[Attempt]:
         """Attempts of one router call: each deployment litellm tried, the last one ``final``."""
         out: list[Attempt] = []
@@ -333,6 +341,14 @@ async def _first_chunk(stream: Any) -> Any:
         return None
 
 
+def _own_timeout(deployments: Sequence[Deployment]) -> float | None:
+    """The group's per-deployment timeout when every deployment sets one (the longest)."""
+    own = [d.litellm_params.get("timeout") for d in deployments]
+    if own and all(isinstance(t, (int, float)) for t in own):
+        return max(float(t) for t in own)  # type: ignore[arg-type]
+    return None
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -340,39 +356,85 @@ def _int(value: Any) -> int | None:
         return None
 
 
+class _Tries:
+    """The attempts of one router call, as litellm reports them (from its worker threads)."""
+
+    def __init__(self) -> None:
+        # (deployment id, start, (exception, end) | None)
+        self.tries: list[tuple[str | None, float, tuple[BaseException, float] | None]] = []
+        self.last_start: float | None = None
+
+    def started(self, dep_id: str | None) -> None:
+        self.last_start = time.monotonic()
+        self.tries.append((dep_id, self.last_start, None))
+
+    def failed(self, dep_id: str | None, exc: BaseException) -> None:
+        for i in range(len(self.tries) - 1, -1, -1):
+            tried, t0, failure = self.tries[i]
+            if failure is None and tried == dep_id:
+                self.tries[i] = (tried, t0, (exc, time.monotonic()))
+                return
+
+
+_CALL_KEY = "llm_adapter_call"
+
+
+class AttemptLog:
+    """One litellm logger for the process, routing each attempt event to its call's ``_Tries``.
+
+    litellm appends per-call ``callbacks=[...]`` to its global input-callback list and never
+    removes them (a leak that slows every later call), so the adapter registers this single
+    logger once and tells calls apart by a key in the request metadata.
+    """
+
+    def __init__(self) -> None:
+        from litellm.integrations.custom_logger import CustomLogger
+
+        log = self
+
+        class _Logger(CustomLogger):  # type: ignore[misc]
+            def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+                tries, dep_id = log._lookup(kwargs)
+                if tries is not None:
+                    tries.started(dep_id)
+
+            async def async_log_failure_event(self, kwargs: Any, response_obj: Any,
+                                              start_time: Any, end_time: Any) -> None:
+                tries, dep_id = log._lookup(kwargs)
+                exc = kwargs.get("exception")
+                if tries is not None and isinstance(exc, BaseException):
+                    tries.failed(dep_id, exc)
+
+        self._lock = threading.Lock()
+        self._calls: dict[str, _Tries] = {}
+        self.logger = _Logger()
+        litellm().callbacks.append(self.logger)
+
+    def track(self) -> tuple[str, _Tries]:
+        key = uuid.uuid4().hex
+        tries = _Tries()
+        with self._lock:
+            self._calls[key] = tries
+        return key, tries
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._calls.pop(key, None)
+
+    def _lookup(self, kwargs: Any) -> tuple[_Tries | None, str | None]:
+        params = kwargs.get("litellm_params") or {}
+        key = (params.get("metadata") or {}).get(_CALL_KEY)
+        if key is None:
+            return None, None
+        with self._lock:
+            tries = self._calls.get(key)
+        return tries, (params.get("model_info") or {}).get("id")
+
+
 @cache
-def _collector_class() -> type:
-    """A per-call litellm logger recording which deployment each attempt went to."""
-    from litellm.integrations.custom_logger import CustomLogger
-
-    class AttemptCollector(CustomLogger):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            # (deployment id, start, (exception, end) | None), appended from litellm's threads
-            self.tries: list[tuple[str | None, float, tuple[BaseException, float] | None]] = []
-            self.last_start: float | None = None
-
-        def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
-            params = kwargs.get("litellm_params") or {}
-            info = params.get("model_info") or {}
-            self.last_start = time.monotonic()
-            self.tries.append((info.get("id"), self.last_start, None))
-
-        async def async_log_failure_event(self, kwargs: Any, response_obj: Any,
-                                          start_time: Any, end_time: Any) -> None:
-            exc = kwargs.get("exception")
-            info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
-            for i in range(len(self.tries) - 1, -1, -1):
-                dep_id, t0, failed = self.tries[i]
-                if failed is None and dep_id == info.get("id") and isinstance(exc, BaseException):
-                    self.tries[i] = (dep_id, t0, (exc, time.monotonic()))
-                    break
-
-    return AttemptCollector
-
-
-def _collector() -> Any:
-    return _collector_class()()
+def attempt_log() -> AttemptLog:
+    """The process's attempt logger (litellm's callback list is process-wide)."""
+    return AttemptLog()
 
 
 # Router kwargs a config may pass straight through (router_settings keys LiteLLM knows).
