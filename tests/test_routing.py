@@ -300,3 +300,26 @@ def test_refused_key_never_shows_its_value(make_adapter, sim, monkeypatch):
     assert secret not in shown and "SECRETVALUE" not in shown
     assert "LLMA_TEST_REFUSED_KEY" in str(caught.value)
     assert secret not in repr(llm.config)
+
+
+def test_retry_inside_a_group_records_both_attempts(make_adapter, sim):
+    bad, good = unique("pool-bad"), unique("pool-good")
+    sim.set_scenario(bad, "down")
+    llm = make_adapter(f"""
+    model_list:
+      - model_name: pool
+        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{bad}", api_key: sk-test-a-0001, weight: 1000}}
+        model_info: {{id: {bad}}}
+      - model_name: pool
+        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{good}", api_key: sk-test-b-0002, weight: 1}}
+        model_info: {{id: {good}}}
+    router_settings: {{routing_strategy: simple-shuffle, num_retries: 1}}
+    """)
+    response = llm.generate(prompt="Hello")
+    assert response.deployment == good
+    assert requests(sim, bad) == 1, "the weighted choice goes to the bad deployment first"
+    failed, ok = response.attempts
+    assert (failed.deployment, failed.outcome, failed.error_kind, failed.status) == \
+        (bad, "error", "unavailable", 503)
+    assert failed.latency_ms is not None and failed.latency_ms > 0
+    assert (ok.deployment, ok.outcome) == (good, "ok")

@@ -408,7 +408,10 @@ class AttemptLog:
         self._lock = threading.Lock()
         self._calls: dict[str, _Tries] = {}
         self.logger = _Logger()
-        litellm().callbacks.append(self.logger)
+        lt = litellm()
+        # Only the two events needed: no success hook to run on every call of the process.
+        lt.input_callback.append(self.logger)
+        lt._async_failure_callback.append(self.logger)
 
     def track(self) -> tuple[str, _Tries]:
         key = uuid.uuid4().hex

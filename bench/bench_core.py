@@ -1,0 +1,242 @@
+"""Gateway-core benchmark: what the adapter costs over raw HTTP, litellm and its Router.
+
+    python bench/bench_core.py [--calls 300] [--rounds 5]
+
+One run measures everything against the provider simulator (a separate process, zero added
+latency), interleaving the paths round by round so machine noise hits them alike, and prints
+ratios against raw httpx and against the bare Router measured in the same run:
+
+- p50/p99 per call at concurrency 1, calls/s at concurrency 1 and 32, for raw httpx,
+  ``litellm.acompletion``, ``Router.acompletion`` and ``LiteLLMAdapter.agenerate``;
+- ``import adapters.llm`` time (fresh interpreters, best of 5);
+- the primary hard down (HTTP 503): first call and later calls, adapter vs the fallback's own
+  latency vs a bare Router with litellm's default settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+MESSAGES = [{"role": "user", "content": "Find a therapist for Tuesday"}]
+Call = Callable[[], Awaitable[object]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_simulator(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.simulator", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the simulator did not start")
+
+
+def set_scenario(url: str, name: str, builtin: str) -> None:
+    request = urllib.request.Request(f"{url}/control/scenarios/{name}", method="PUT",
+                                     data=json.dumps({"use": builtin}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=5)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def timed(call: Call) -> float:
+    started = time.perf_counter()
+    await call()
+    return (time.perf_counter() - started) * 1000
+
+
+async def sequential(paths: dict[str, Call], calls: int, rounds: int
+                     ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per-call wall times, and CPU ms per call (steadier than wall time on a busy machine)."""
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, float] = {name: 0.0 for name in paths}
+    for name, call in paths.items():            # warm-up: lazy imports, connection pools
+        for _ in range(20):
+            await call()
+    await asyncio.sleep(1.0)                    # litellm's background imports after call 1
+    per_round = max(calls // rounds, 1)
+    for _ in range(rounds):
+        for name, call in paths.items():
+            started = time.process_time()
+            for _ in range(per_round):
+                samples[name].append(await timed(call))
+            cpu[name] += time.process_time() - started
+    return samples, {name: cpu[name] * 1000 / len(samples[name]) for name in paths}
+
+
+async def throughputs(paths: dict[str, Call], concurrency: int, total: int,
+                      rounds: int = 3) -> dict[str, float]:
+    """Calls/s per path: median of ``rounds`` interleaved runs."""
+    runs: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, call in paths.items():
+            runs[name].append(await throughput(call, concurrency, total))
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+async def throughput(call: Call, concurrency: int, total: int) -> float:
+    queue = iter(range(total))
+
+    async def worker() -> None:
+        for _ in queue:
+            await call()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - started)
+
+
+def import_time() -> float:
+    best = float("inf")
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-c",
+                              "import time; t=time.perf_counter(); import adapters.llm; "
+                              "print(time.perf_counter()-t)"], capture_output=True, text=True,
+                             check=True)
+        best = min(best, float(out.stdout.strip()))
+    return best
+
+
+def config_file(url: str, directory: Path) -> Path:
+    path = directory / "bench_config.yaml"
+    path.write_text(textwrap.dedent(f"""
+        model_list:
+          - model_name: solo
+            litellm_params: {{model: openai/gpt-4o, api_base: "{url}/s/bench-solo", api_key: sk-bench-0001}}
+            model_info: {{id: bench-solo}}
+          - model_name: primary
+            litellm_params: {{model: openai/gpt-4o, api_base: "{url}/s/bench-primary", api_key: sk-bench-0002}}
+            model_info: {{id: bench-primary}}
+          - model_name: backup
+            litellm_params: {{model: openai/gpt-4o, api_base: "{url}/s/bench-backup", api_key: sk-bench-0003}}
+            model_info: {{id: bench-backup}}
+        fallbacks: [primary, backup]
+        router_settings: {{routing_strategy: simple-shuffle}}
+    """))
+    return path
+
+
+async def outage(url: str, adapter: object, litellm: object) -> dict[str, float | list[float]]:
+    """Primary hard down: adapter (our defaults) vs a bare Router with litellm's defaults."""
+    set_scenario(url, "bench-primary", "down")
+    agenerate = getattr(adapter, "agenerate")
+    first = await timed(lambda: agenerate(prompt="x", model="primary"))
+    later = [await timed(lambda: agenerate(prompt="x", model="primary")) for _ in range(100)]
+    own = [await timed(lambda: agenerate(prompt="x", model="backup")) for _ in range(100)]
+    default_router = getattr(litellm, "Router")(model_list=[
+        {"model_name": "primary", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-b",
+                                                     "api_base": f"{url}/s/bench-down-default"}},
+        {"model_name": "backup", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-b",
+                                                    "api_base": f"{url}/s/bench-backup"}}],
+        fallbacks=[{"primary": ["backup"]}])
+    set_scenario(url, "bench-down-default", "down")
+    bare = [await timed(lambda: default_router.acompletion(model="primary", messages=MESSAGES))
+            for _ in range(3)]
+    return {"first": first, "later_p50": statistics.median(later), "own_p50": statistics.median(own),
+            "bare_default": bare}
+
+
+async def main(calls: int, rounds: int) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_simulator(port)
+    try:
+        import httpx
+
+        from adapters.llm import LiteLLMAdapter, load_config
+        from adapters.llm._litellm import litellm as load_litellm
+
+        lt = load_litellm()
+        with tempfile.TemporaryDirectory() as tmp:
+            adapter = LiteLLMAdapter(config=load_config(config_file(url, Path(tmp)),
+                                                        load_dotenv=False), model="solo")
+            adapter.gateway  # noqa: B018 - built before measuring
+            router = lt.Router(model_list=[{"model_name": "solo", "litellm_params": {
+                "model": "openai/gpt-4o", "api_base": f"{url}/s/bench-solo", "api_key": "sk-b"}}])
+            client = httpx.AsyncClient()
+            body = {"model": "gpt-4o", "messages": MESSAGES}
+            headers = {"Authorization": "Bearer sk-b"}
+            paths: dict[str, Call] = {
+                "raw httpx": lambda: client.post(f"{url}/s/bench-solo/chat/completions",
+                                                 json=body, headers=headers),
+                "litellm.acompletion": lambda: lt.acompletion(
+                    model="openai/gpt-4o", messages=MESSAGES, api_base=f"{url}/s/bench-solo",
+                    api_key="sk-b"),
+                "Router.acompletion": lambda: router.acompletion(model="solo", messages=MESSAGES),
+                "LiteLLMAdapter.agenerate": lambda: adapter.agenerate(messages=MESSAGES),
+            }
+            samples, cpu = await sequential(paths, calls, rounds)
+            c1 = await throughputs(paths, 1, 150)
+            c32 = await throughputs(paths, 32, 480)
+            rates = {name: (c1[name], c32[name]) for name in paths}
+            down = await outage(url, adapter, lt)
+            await client.aclose()
+    finally:
+        proc.terminate()
+        proc.wait()
+    report(samples, cpu, rates, down, import_time())
+
+
+def report(samples: dict[str, list[float]], cpu: dict[str, float],
+           rates: dict[str, tuple[float, float]], down: dict[str, float | list[float]],
+           imported: float) -> None:
+    raw = statistics.median(samples["raw httpx"])
+    bare = statistics.median(samples["Router.acompletion"])
+    print(f"{'path':26} {'p50 ms':>8} {'p99 ms':>8} {'x httpx':>8} {'x Router':>9} "
+          f"{'CPU ms/call':>12} {'calls/s c1':>11} {'calls/s c32':>12}")
+    for name, values in samples.items():
+        p50 = statistics.median(values)
+        c1, c32 = rates[name]
+        print(f"{name:26} {p50:8.2f} {pct(values, 0.99):8.2f} {p50 / raw:8.2f} "
+              f"{p50 / bare:9.3f} {cpu[name]:12.2f} {c1:11.0f} {c32:12.0f}")
+    adapter = statistics.median(samples["LiteLLMAdapter.agenerate"])
+    extra_cpu = cpu["LiteLLMAdapter.agenerate"] - cpu["Router.acompletion"]
+    print(f"\nadapter over bare Router: p50 {adapter - bare:+.2f} ms (target <= 0.5 ms), "
+          f"CPU {extra_cpu:+.2f} ms/call")
+    print(f"import adapters.llm: {imported:.3f} s (target <= 0.3 s)")
+    bare_default = down["bare_default"]
+    assert isinstance(bare_default, list)
+    later, own = float(down["later_p50"]), float(down["own_p50"])  # type: ignore[arg-type]
+    print("\nprimary hard down (HTTP 503), fallback answers:")
+    print(f"  adapter, first call:          {float(down['first']):8.1f} ms")  # type: ignore[arg-type]
+    print(f"  adapter, later calls p50:     {later:8.2f} ms")
+    print(f"  fallback's own latency p50:   {own:8.2f} ms   -> later calls cost {later - own:+.2f} ms "
+          f"(target <= +1 ms)")
+    print(f"  bare Router, litellm defaults: {', '.join(f'{v:.0f}' for v in bare_default)} ms per call "
+          f"({statistics.median(bare_default) / later:.0f}x the adapter's later calls)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.calls, args.rounds))
