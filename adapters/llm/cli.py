@@ -1,0 +1,156 @@
+"""``llm-adapter``: the command line (also ``python -m adapters.llm``).
+
+Rich tables for people, ``--json`` for machines. litellm is imported only by the commands that
+make calls, so ``--help``, ``models`` and ``doctor`` answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .config import Config, load_config
+from .errors import LLMAdapterError
+
+__all__ = ["main"]
+
+_config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                              help="Config file (default: $LLM_ADAPTER_CONFIG or "
+                                   "config/litellm_config.yaml).")
+_env_option = click.option("--env", "environment",
+                           help="Environment profile (default: $ENVIRONMENT or development).")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _load(config_path: str | None, environment: str | None) -> Config:
+    try:
+        return load_config(config_path, environment=environment)
+    except LLMAdapterError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llm-adapter")
+def main() -> None:
+    """Reliable, observable, cost-controlled LLM calls (LiteLLM routing + Langfuse)."""
+
+
+@main.command()
+@click.option("--fast", is_flag=True, help="Skip the pauses between steps.")
+def demo(fast: bool) -> None:
+    """Run the whole system offline against the built-in provider simulator."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(_console(), fast=fast))
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", help="Model group (default: the environment's default_model).")
+@click.option("--system", help="System prompt.")
+@click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
+@click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
+@click.option("--max-tokens", type=int)
+@click.option("--timeout", type=float, help="Deadline for the whole call, in seconds.")
+@_config_option
+@_env_option
+def chat(prompt: str, model: str | None, system: str | None, stream: bool, as_json: bool,
+         max_tokens: int | None, timeout: float | None, config_path: str | None,
+         environment: str | None) -> None:
+    """Send PROMPT and print the answer."""
+    from .litellm_adapter import LiteLLMAdapter
+    from .views import response_dict, response_table
+
+    config = _load(config_path, environment)
+    console = _console()
+    try:
+        llm = LiteLLMAdapter(model=model, config=config)
+        if stream and not as_json:
+            chunks = llm.generate(prompt=prompt, system=system, max_tokens=max_tokens,
+                                  timeout=timeout, stream=True)
+            for text in chunks:
+                console.print(text, end="", markup=False, highlight=False)
+            console.print()
+            if chunks.response is not None:
+                console.print(response_table(chunks.response, title="call"))
+            return
+        response = llm.generate(prompt=prompt, system=system, max_tokens=max_tokens,
+                                timeout=timeout)
+    except LLMAdapterError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(response_dict(response), indent=2))
+    else:
+        console.print(response.content, markup=False, highlight=False)
+        console.print(response_table(response, title="call"))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@_config_option
+@_env_option
+def models(as_json: bool, config_path: str | None, environment: str | None) -> None:
+    """Model groups, their deployments, and which keys are present or missing."""
+    from .views import models_rows, models_table
+
+    config = _load(config_path, environment)
+    if as_json:
+        click.echo(json.dumps(models_rows(config), indent=2))
+    else:
+        _console().print(models_table(config))
+
+
+@main.command()
+@click.option("--ping", is_flag=True, help="Make a 1-token call to every deployment.")
+@click.option("--json", "as_json", is_flag=True)
+@_config_option
+@_env_option
+def doctor(ping: bool, as_json: bool, config_path: str | None, environment: str | None) -> None:
+    """Check config, environment and keys; exit 1 when something needs fixing."""
+    from .doctor import run_checks
+    from .views import checks_table
+
+    try:
+        config = load_config(config_path, environment=environment)
+    except LLMAdapterError as exc:
+        checks = [{"check": "config", "ok": False, "detail": str(exc), "fix": "edit the file"}]
+    else:
+        checks = run_checks(config, ping=ping)
+    if as_json:
+        click.echo(json.dumps(checks, indent=2))
+    else:
+        _console().print(checks_table(checks))
+    sys.exit(0 if all(c["ok"] for c in checks) else 1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME=BUILTIN",
+              help="Start scenario NAME as a copy of a built-in one (e.g. claude-sonnet-primary=down).")
+def simulate(host: str, port: int, scenarios: tuple[str, ...]) -> None:
+    """Serve the provider simulator (OpenAI, Anthropic, Gemini, Ollama wire formats)."""
+    from .simulator import BUILTIN_SCENARIOS, serve
+
+    chosen = {}
+    for item in scenarios:
+        name, _, builtin = item.partition("=")
+        if builtin not in BUILTIN_SCENARIOS:
+            raise click.BadParameter(f"{builtin!r} is not a built-in scenario; choose from "
+                                     f"{', '.join(BUILTIN_SCENARIOS)}", param_hint="--scenario")
+        chosen[name] = BUILTIN_SCENARIOS[builtin]
+    click.echo(f"provider simulator on http://{host}:{port}  (api_base: http://{host}:{port}/s/<scenario>; "
+               f"control: /control/scenarios, /control/stats)")
+    serve(host, port, chosen)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
