@@ -149,8 +149,11 @@ async def outage(url: str, adapter: object, litellm: object) -> dict[str, float 
     set_scenario(url, "bench-primary", "down")
     agenerate = getattr(adapter, "agenerate")
     first = await timed(lambda: agenerate(prompt="x", model="primary"))
-    later = [await timed(lambda: agenerate(prompt="x", model="primary")) for _ in range(100)]
-    own = [await timed(lambda: agenerate(prompt="x", model="backup")) for _ in range(100)]
+    later: list[float] = []
+    own: list[float] = []
+    for _ in range(200):                      # interleaved, so noise hits both alike
+        later.append(await timed(lambda: agenerate(prompt="x", model="primary")))
+        own.append(await timed(lambda: agenerate(prompt="x", model="backup")))
     default_router = getattr(litellm, "Router")(model_list=[
         {"model_name": "primary", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-b",
                                                      "api_base": f"{url}/s/bench-down-default"}},
