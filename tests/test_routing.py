@@ -6,6 +6,7 @@ counters say exactly which provider was called how often.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -323,3 +324,45 @@ def test_retry_inside_a_group_records_both_attempts(make_adapter, sim):
         (bad, "error", "unavailable", 503)
     assert failed.latency_ms is not None and failed.latency_ms > 0
     assert (ok.deployment, ok.outcome) == (good, "ok")
+
+
+@pytest.mark.parametrize("strategy", ["simple-shuffle", "least-busy", "latency-based-routing",
+                                      "usage-based-routing-v2", "cost-based-routing"])
+async def test_every_routing_strategy_serves_the_group(make_adapter, sim, strategy):
+    a, b = unique("strat-a"), unique("strat-b")
+    llm = make_adapter(f"""
+    model_list:
+      - model_name: pool
+        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{a}", api_key: sk-test-a-0001}}
+        model_info: {{id: {a}}}
+      - model_name: pool
+        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-b-0002}}
+        model_info: {{id: {b}}}
+    router_settings: {{routing_strategy: {strategy}}}
+    """)
+    sim.set_scenario(a, Scenario(latency_ms=30))
+    sim.set_scenario(b, Scenario(latency_ms=30))
+    # Concurrent calls: least-busy spreads by requests in flight.
+    responses = await asyncio.gather(*(llm.agenerate(prompt=f"q{i}") for i in range(12)))
+    answered = [r.deployment for r in responses]
+    assert set(answered) <= {a, b} and len(answered) == 12
+    assert requests(sim, a) + requests(sim, b) == 12
+    if strategy in ("simple-shuffle", "least-busy"):
+        assert answered.count(a) >= 2 and answered.count(b) >= 2, answered
+
+
+def test_retry_after_is_honoured_when_nothing_else_can_answer(make_adapter, sim):
+    only = unique("ra-only")
+    sim.set_scenario(only, Scenario(faults=[Fault(kind="status", status=429, retry_after=1,
+                                                  first_n=1)]))
+    llm = make_adapter(f"""
+    model_list:
+      - model_name: only
+        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{only}", api_key: sk-test-o-0001}}
+        model_info: {{id: {only}}}
+    """)
+    started = time.monotonic()
+    response = llm.generate(prompt="Hello", timeout=10)
+    assert response.deployment == only
+    assert requests(sim, only) == 2, "one 429, then the retry after Retry-After"
+    assert time.monotonic() - started >= 0.9, "the retry waited for Retry-After"
