@@ -152,5 +152,10 @@ def simulate(host: str, port: int, scenarios: tuple[str, ...]) -> None:
     serve(host, port, chosen)
 
 
+from .cli_reports import register  # noqa: E402  (the report commands: costs, traces, stats)
+
+register(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

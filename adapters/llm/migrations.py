@@ -1,0 +1,184 @@
+"""The local store's schema, as an append-only list of named migrations (as in simonw/llm).
+
+Each migration runs once per database and its name is recorded in ``_migrations``, so a store
+written by an older version is brought up to date when it is opened. Never edit, rename or
+reorder a migration that has shipped: append a new function to ``MIGRATIONS`` instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["MIGRATIONS", "Migration", "migrate"]
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _run(conn: sqlite3.Connection, *statements: str) -> None:
+    # One execute per statement: executescript() would COMMIT the surrounding transaction.
+    for statement in statements:
+        conn.execute(statement)
+
+
+def m001_calls(conn: sqlite3.Connection) -> None:
+    """One row per call, a column per scalar field so reports are plain SQL."""
+    _run(conn, """
+        CREATE TABLE calls (
+            call_id TEXT PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            span_id TEXT,
+            parent_span_id TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            day TEXT NOT NULL,
+            environment TEXT,
+            model_group TEXT,
+            deployment TEXT,
+            provider TEXT,
+            provider_model TEXT,
+            status TEXT NOT NULL,
+            error_kind TEXT,
+            error_message TEXT,
+            latency_ms REAL,
+            ttft_ms REAL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL,
+            cost_input REAL,
+            cost_cached REAL,
+            cost_cache_write REAL,
+            cost_output REAL,
+            cache_hit INTEGER NOT NULL DEFAULT 0,
+            cost_saved REAL,
+            prompt_name TEXT,
+            prompt_version INTEGER,
+            prompt_variant TEXT,
+            session_id TEXT,
+            user_id TEXT,
+            agent TEXT,
+            stage TEXT,
+            trace_name TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            input TEXT NOT NULL DEFAULT '[]',
+            output TEXT,
+            tool_calls TEXT NOT NULL DEFAULT '[]',
+            model_parameters TEXT NOT NULL DEFAULT '{}',
+            stream INTEGER NOT NULL DEFAULT 0,
+            fallback INTEGER NOT NULL DEFAULT 0
+        )""",
+         *(f"CREATE INDEX calls_{column} ON calls({column})"
+           for column in ("started_at", "session_id", "user_id", "agent", "trace_id", "day")))
+
+
+def m002_call_tags(conn: sqlite3.Connection) -> None:
+    """Tags one per row, so ``costs --by tag`` is a join rather than JSON parsing."""
+    _run(conn, "CREATE TABLE call_tags (call_id TEXT NOT NULL, tag TEXT NOT NULL, "
+               "PRIMARY KEY (call_id, tag))",
+         "CREATE INDEX call_tags_tag ON call_tags(tag)")
+
+
+def m003_attempts(conn: sqlite3.Connection) -> None:
+    """Every deployment tried or skipped by a call, in order."""
+    _run(conn, """
+        CREATE TABLE attempts (
+            call_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            deployment TEXT,
+            model_group TEXT,
+            provider TEXT,
+            outcome TEXT NOT NULL,
+            error_kind TEXT,
+            status INTEGER,
+            latency_ms REAL,
+            message TEXT,
+            PRIMARY KEY (call_id, seq)
+        )""")
+
+
+def m004_spool(conn: sqlite3.Connection) -> None:
+    """What Langfuse has not acknowledged yet, kept until a replay gets through."""
+    _run(conn, """
+        CREATE TABLE spool (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            tries INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        )""",
+         "CREATE INDEX spool_kind ON spool(kind, id)")
+
+
+def m005_scores(conn: sqlite3.Connection) -> None:
+    """Scores given with ``llm.score(...)``, numeric or categorical."""
+    _run(conn, """
+        CREATE TABLE scores (
+            id INTEGER PRIMARY KEY,
+            trace_id TEXT,
+            call_id TEXT,
+            name TEXT NOT NULL,
+            value_num REAL,
+            value_text TEXT,
+            comment TEXT,
+            created_at REAL NOT NULL
+        )""",
+         "CREATE INDEX scores_trace_id ON scores(trace_id)",
+         "CREATE INDEX scores_call_id ON scores(call_id)")
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    m001_calls,
+    m002_call_tags,
+    m003_attempts,
+    m004_spool,
+    m005_scores,
+)
+
+
+def _applied(conn: sqlite3.Connection) -> set[str]:
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return set()
+        raise
+
+
+def migrate(conn: sqlite3.Connection,
+            migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply the migrations ``conn``'s database lacks; returns the names applied.
+
+    The common case (nothing to do) is one read, so opening a store stays fast. Otherwise the
+    check is repeated inside one write transaction, so processes opening a new file at the same
+    time apply each migration exactly once. ``conn`` must be in autocommit mode
+    (``isolation_level=None``) because the transaction is managed here.
+    """
+    if conn.isolation_level is not None:
+        raise ValueError("migrate() needs a connection opened with isolation_level=None")
+    if {m.__name__ for m in migrations} <= _applied(conn):
+        return []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations "
+                     "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        done = _applied(conn)
+        applied = []
+        for migration in migrations:
+            if migration.__name__ not in done:
+                migration(conn)
+                conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                             (migration.__name__, time.time()))
+                applied.append(migration.__name__)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return applied

@@ -1,0 +1,450 @@
+"""The local store: every call, the Langfuse spool and scores, in one SQLite file.
+
+Calls are recorded off the calling path: ``write`` only enqueues, and one writer thread per store
+commits what is queued, a batch per transaction. WAL mode and a busy timeout let readers and
+other processes share the file. It holds prompts and answers, so it is created private (file
+0600, directory 0700).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar, Union, cast
+
+from .errors import LLMAdapterError, UsageError
+from .migrations import migrate
+from .records import Attempt, CallRecord, Usage
+
+__all__ = ["FILENAME", "LocalStore", "SpoolItem", "StoreError", "default_path", "read_calls"]
+
+log = logging.getLogger("adapters.llm")
+
+FILENAME = "calls.sqlite3"
+_BATCH = 500                # records per transaction at most
+_LOCK_TRIES = 6             # each waits busy_timeout (5 s): ~30 s before giving up
+_T = TypeVar("_T")
+
+# CallRecord fields stored as they are, one column each (the other columns are derived below).
+_SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "ended_at",
+            "environment", "model_group", "deployment", "provider", "provider_model", "status",
+            "error_kind", "error_message", "latency_ms", "ttft_ms", "cost", "cost_saved",
+            "prompt_name", "prompt_version", "prompt_variant", "session_id", "user_id", "agent",
+            "stage", "trace_name", "output")
+_USAGE = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",
+          "reasoning_tokens")
+_COST_PARTS = ("input", "cached", "cache_write", "output")   # cost_details keys -> cost_<key>
+_JSON = ("metadata", "input", "tool_calls", "model_parameters")
+_COLUMNS = (*_SCALARS, "day", *_USAGE, *(f"cost_{p}" for p in _COST_PARTS), "cache_hit", "tags",
+            *_JSON, "stream", "fallback")
+_INSERT_CALL = (f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in _COLUMNS)})")
+_ATTEMPT = ("deployment", "model_group", "provider", "outcome", "error_kind", "status",
+            "latency_ms", "message")
+
+
+class StoreError(LLMAdapterError):
+    """The store's file cannot be opened or written; the message names the file and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolItem:
+    """One payload Langfuse has not acknowledged yet."""
+
+    id: int
+    kind: str
+    payload: bytes
+    created_at: float
+    tries: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Score:
+    trace_id: str | None
+    call_id: str | None
+    name: str
+    value_num: float | None
+    value_text: str | None
+    comment: str | None
+    created_at: float
+
+
+# What the writer thread takes from the queue: a record or score to store, an Event to set once
+# everything before it is committed (flush), None to stop.
+_Item = Union[CallRecord, _Score, threading.Event, None]
+
+
+def default_path() -> Path:
+    """``$LLM_ADAPTER_HOME/calls.sqlite3``, else ``calls.sqlite3`` in the user data directory."""
+    home = os.environ.get("LLM_ADAPTER_HOME")
+    if home:
+        return Path(home).expanduser() / FILENAME
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("llm-adapter")) / FILENAME
+
+
+class LocalStore:
+    """Calls, spool and scores of this machine, safe from many threads and processes at once.
+
+    ``write`` never blocks or raises: a call must not wait for a disk or fail because of one.
+    What could not be queued (or written) is counted in ``dropped`` and logged.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 queue_size: int = 10_000) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        self.dropped = 0            # records and scores not stored: queue full or write error
+        self.written = 0            # call records committed
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        _prepare(self.path)
+
+    # -- calls and scores, through the writer thread -----------------------------------------
+    def write(self, record: CallRecord) -> None:
+        """Queue ``record`` to be committed by the writer thread (idempotent on ``call_id``)."""
+        self._enqueue(record)
+
+    def add_score(self, *, name: str, value: float | str, trace_id: str | None,
+                  call_id: str | None = None, comment: str | None = None,
+                  created_at: float | None = None) -> None:
+        """Queue a score (numeric, boolean or categorical) for a trace or a call."""
+        if not isinstance(value, (int, float, str)):
+            raise UsageError(f"score {name!r}: value must be a number, a bool or a string, "
+                             f"not {type(value).__name__}")
+        number, text = (None, value) if isinstance(value, str) else (float(value), None)
+        self._enqueue(_Score(trace_id, call_id, name, number, text, comment,
+                             time.time() if created_at is None else created_at))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued before this call is committed; False on timeout."""
+        writer = self._writer
+        if writer is None or not writer.is_alive():
+            return self._queue.empty()
+        deadline = time.monotonic() + timeout
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=max(timeout, 0.0))
+        except queue.Full:
+            return False
+        return done.wait(max(deadline - time.monotonic(), 0.0))
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer thread; later writes are dropped."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            writer = self._writer
+        atexit.unregister(self.close)
+        if writer is None:
+            return
+        with suppress(queue.Full):          # a writer stuck that long is reported below
+            self._queue.put(None, timeout=5.0)
+            writer.join(timeout=5.0)
+        if writer.is_alive():
+            log.warning("llm-adapter: the store writer did not finish within 5 s; about %d "
+                        "queued record(s) may not be in %s", self._queue.qsize(), self.path)
+
+    def _enqueue(self, item: _Item) -> None:
+        if self._closed:
+            self._drop("the store is closed")
+            return
+        try:
+            self._start_writer()
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._drop("the write queue is full (calls come faster than the disk takes them)")
+        except RuntimeError:        # threads cannot be started while the interpreter exits
+            self._drop("the interpreter is shutting down")
+
+    def _drop(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            before = self.dropped
+            self.dropped = after = before + count
+        if before == 0 or before // 1000 != after // 1000:    # once per 1000, not per record
+            log.warning("llm-adapter: %d record(s) not stored in %s so far: %s",
+                        after, self.path, reason)
+
+    def _start_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._lock:
+            if self._writer is None:
+                writer = threading.Thread(target=self._run, name="llm-adapter-store",
+                                          daemon=True)
+                writer.start()
+                self._writer = writer
+                atexit.register(self.close)
+
+    def _run(self) -> None:
+        """The writer thread: commit whatever is queued, one transaction per batch."""
+        stopping = False
+        with closing(_connect(self.path)) as conn:
+            while not (stopping and self._queue.empty()):
+                items = [self._queue.get()]
+                while len(items) < _BATCH:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                self._commit(conn, items)
+                for item in items:
+                    if isinstance(item, threading.Event):
+                        item.set()
+                stopping = stopping or any(item is None for item in items)
+
+    def _commit(self, conn: sqlite3.Connection, items: list[_Item]) -> None:
+        records = [i for i in items if isinstance(i, CallRecord)]
+        scores = [i for i in items if isinstance(i, _Score)]
+        if not records and not scores:
+            return
+        try:
+            _retrying(lambda: _transaction(conn, lambda: _insert(conn, records, scores)))
+        except (sqlite3.Error, TypeError, ValueError) as exc:   # the writer must live on
+            self._drop(_explain(self.path, "writing calls", exc), len(records) + len(scores))
+            return
+        self.written += len(records)
+
+    # -- the spool: synchronous, each on its own short-lived connection -----------------------
+    def spool_add(self, kind: str, payload: bytes, *, created_at: float | None = None) -> int:
+        """Keep ``payload`` until it is delivered; returns its id."""
+        with self._session("adding to the spool") as conn:
+            cursor = _retrying(lambda: conn.execute(
+                "INSERT INTO spool (kind, payload, created_at) VALUES (?, ?, ?)",
+                (kind, payload, time.time() if created_at is None else created_at)))
+            return cast(int, cursor.lastrowid)
+
+    def spool_items(self, kind: str, limit: int = 100) -> list[SpoolItem]:
+        """The oldest ``limit`` payloads of ``kind``, oldest first."""
+        with self._session("reading the spool") as conn:
+            rows = conn.execute("SELECT id, kind, payload, created_at, tries, last_error "
+                                "FROM spool WHERE kind = ? ORDER BY id LIMIT ?",
+                                (kind, limit)).fetchall()
+        return [SpoolItem(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    def spool_delete(self, ids: Sequence[int]) -> None:
+        """Forget delivered payloads."""
+        if not ids:
+            return
+        with self._session("deleting from the spool") as conn:
+            _retrying(lambda: _transaction(conn, lambda: conn.executemany(
+                "DELETE FROM spool WHERE id = ?", [(i,) for i in ids])))
+
+    def spool_failed(self, item_id: int, error: str) -> None:
+        """Note a failed delivery of one payload (``tries`` + 1, ``last_error``)."""
+        with self._session("updating the spool") as conn:
+            _retrying(lambda: conn.execute(
+                "UPDATE spool SET tries = tries + 1, last_error = ? WHERE id = ?",
+                (error, item_id)))
+
+    def spool_count(self, kind: str | None = None) -> int:
+        """How many payloads wait (of ``kind``, or of every kind)."""
+        with self._session("counting the spool") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM spool WHERE ? IS NULL OR kind = ?",
+                                    (kind, kind)).fetchone()[0])
+
+    def spool_bytes(self) -> int:
+        """Total size of the waiting payloads, to watch the spool's growth."""
+        with self._session("measuring the spool") as conn:
+            return int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool")
+                       .fetchone()[0])
+
+    # -- reading -------------------------------------------------------------------------------
+    def connect(self) -> sqlite3.Connection:
+        """A new connection for reading (rows as ``sqlite3.Row``); the caller closes it."""
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(self.path, "opening", exc)) from exc
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def get_call(self, call_id: str) -> CallRecord | None:
+        """The stored record of one call (with its attempts), or None."""
+        with closing(self.connect()) as conn:
+            records = read_calls(conn, [call_id])
+        return records[0] if records else None
+
+    @contextmanager
+    def _session(self, doing: str) -> Iterator[sqlite3.Connection]:
+        try:
+            with closing(_connect(self.path)) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(self.path, doing, exc)) from exc
+
+
+# -- rows ------------------------------------------------------------------------------------
+def _call_row(record: CallRecord) -> dict[str, Any]:
+    """The ``calls`` row of ``record``: its scalars plus the derived and JSON columns."""
+    details = record.cost_details or {}
+    row = {name: getattr(record, name) for name in _SCALARS}
+    row.update({name: getattr(record.usage, name) for name in _USAGE})
+    row.update({f"cost_{p}": details.get(p) for p in _COST_PARTS})
+    row.update({name: _dumps(getattr(record, name)) for name in _JSON})
+    row.update(day=datetime.fromtimestamp(record.started_at, timezone.utc).strftime("%Y-%m-%d"),
+               cache_hit=int(record.cache_hit), tags=_dumps(list(record.tags)),
+               stream=int(record.stream),
+               fallback=int(any(a.outcome != "ok" for a in record.attempts)))
+    return row
+
+
+def read_calls(conn: sqlite3.Connection, call_ids: Sequence[str]) -> list[CallRecord]:
+    """The records of ``call_ids`` with their attempts, oldest first (missing ids skipped)."""
+    records = []
+    for call_id in dict.fromkeys(call_ids):
+        row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM calls WHERE call_id = ?",
+                           (call_id,)).fetchone()
+        if row is None:
+            continue
+        values = dict(zip(_COLUMNS, row))
+        attempts = [Attempt(**dict(zip(_ATTEMPT, a))) for a in conn.execute(
+            f"SELECT {', '.join(_ATTEMPT)} FROM attempts WHERE call_id = ? ORDER BY seq",
+            (call_id,))]
+        records.append(_record(values, attempts))
+    return sorted(records, key=lambda r: r.started_at)
+
+
+def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
+    details = {p: values[f"cost_{p}"] for p in _COST_PARTS if values[f"cost_{p}"] is not None}
+    if details and values["cost"] is not None:
+        details["total"] = values["cost"]
+    return CallRecord(**{name: values[name] for name in _SCALARS},
+                      **{name: json.loads(values[name]) for name in _JSON},
+                      usage=Usage(**{name: values[name] for name in _USAGE}),
+                      cost_details=details or None, cache_hit=bool(values["cache_hit"]),
+                      tags=tuple(json.loads(values["tags"])), stream=bool(values["stream"]),
+                      attempts=attempts)
+
+
+def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_Score]) -> None:
+    records = list({r.call_id: r for r in records}.values())    # the last write of a call wins
+    ids = [(r.call_id,) for r in records]
+    conn.executemany("DELETE FROM attempts WHERE call_id = ?", ids)
+    conn.executemany("DELETE FROM call_tags WHERE call_id = ?", ids)
+    conn.executemany(_INSERT_CALL, [_call_row(r) for r in records])
+    conn.executemany(
+        f"INSERT INTO attempts (call_id, seq, {', '.join(_ATTEMPT)}) "
+        f"VALUES (?, ?{', ?' * len(_ATTEMPT)})",
+        [(r.call_id, seq, *(getattr(a, name) for name in _ATTEMPT))
+         for r in records for seq, a in enumerate(r.attempts)])
+    conn.executemany("INSERT OR IGNORE INTO call_tags (call_id, tag) VALUES (?, ?)",
+                     [(r.call_id, tag) for r in records for tag in r.tags])
+    conn.executemany(
+        "INSERT INTO scores (trace_id, call_id, name, value_num, value_text, comment, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(s.trace_id, s.call_id, s.name, s.value_num, s.value_text, s.comment, s.created_at)
+         for s in scores])
+
+
+def _dumps(value: Any) -> str:
+    # default=str: a metadata value JSON cannot hold is stored as its text, not lost.
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+# -- the file and connections -----------------------------------------------------------------
+def _prepare(path: Path) -> None:
+    """Create the file private before SQLite touches it, then bring its schema up to date.
+
+    An existing file is never opened here: closing any descriptor of a database file drops
+    every POSIX lock this process holds on it, SQLite's included, and another process could
+    then check-point and delete the WAL under this one's feet (a corrupt database).
+    """
+    try:
+        if not path.parent.is_dir():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            if path.stat().st_mode & 0o777 != 0o600:
+                os.chmod(path, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot create the call store {path}: {exc.strerror} (make its "
+                         f"directory writable, or choose another place with LLM_ADAPTER_HOME "
+                         f"or LocalStore(path=...))") from exc
+    try:
+        with closing(_connect(path)) as conn:
+            _retrying(lambda: _initialise(conn))
+    except sqlite3.Error as exc:
+        raise StoreError(_explain(path, "opening", exc)) from exc
+
+
+def _initialise(conn: sqlite3.Connection) -> None:
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")     # persistent: stored in the file
+    migrate(conn)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit: transactions are explicit (BEGIN IMMEDIATE), so a writer never upgrades a
+    # read lock, which WAL cannot do without failing with "database is locked".
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _transaction(conn: sqlite3.Connection, work: Callable[[], object]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        work()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _retrying(action: Callable[[], _T]) -> _T:
+    """Run ``action``, again while another process holds the lock past the busy timeout."""
+    tries = 0
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            tries += 1
+            if tries >= _LOCK_TRIES or not _locked(exc):
+                raise
+            time.sleep(0.05 * 2 ** tries)
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+_FIXES = (
+    ("not a database", "it is not an SQLite file: move it away or choose another path"),
+    ("malformed", "the file is damaged: move it away, and a new one is created"),
+    ("readonly", "the file or its directory is read-only: give this user write access"),
+    ("unable to open", "check that its directory exists and this user may write in it"),
+    ("disk is full", "free some disk space"),
+)
+
+
+def _explain(path: Path, doing: str, exc: BaseException) -> str:
+    """What went wrong with the file and what to do about it, for the user."""
+    text = str(exc)
+    if not isinstance(exc, sqlite3.Error):
+        fix = "a record holds a value that cannot be stored; please report it as a bug"
+    elif _locked(exc):
+        fix = "another process held a write lock for over 30 s; find and stop it, then retry"
+    else:
+        fix = next((fix for needle, fix in _FIXES if needle in text),
+                   "check the file's permissions and the free disk space")
+    return f"{doing} {path} failed: {text} ({fix})"
