@@ -16,6 +16,24 @@ from adapters.llm import LiteLLMAdapter, load_config
 from adapters.llm.simulator import Simulator
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never write to the user's data directory nor to a real Langfuse."""
+    saved = {k: os.environ.get(k) for k in ("LLM_ADAPTER_HOME", "LANGFUSE_PUBLIC_KEY",
+                                            "LANGFUSE_SECRET_KEY", "LANGFUSE_BASE_URL",
+                                            "LANGFUSE_HOST", "ENVIRONMENT")}
+    os.environ["LLM_ADAPTER_HOME"] = str(tmp_path_factory.mktemp("llm-adapter-home"))
+    for key in saved:
+        if key != "LLM_ADAPTER_HOME":
+            os.environ.pop(key, None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def sim() -> Iterator[Simulator]:
     with Simulator() as simulator:

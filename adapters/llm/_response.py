@@ -53,6 +53,7 @@ def build_response(raw: Any, *, group: str, deployment_id: str, provider: str,
         finish_reason=_get(choice, "finish_reason"),
         ttft_ms=ttft_ms,
         call_id=call_id,
+        cost_details=costs,
         raw=raw,
     )
 

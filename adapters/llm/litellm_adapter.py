@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,8 +22,11 @@ from ._response import build_response
 from .config import Config, load_config
 from .prompts import LocalRegistry, Prompt
 from .records import LLMResponse
+from .recording import build_record
 from .routing import CallSpec, Gateway, RouterPool, default_pool
 from .streaming import ResponseStream
+from .telemetry import Telemetry, TelemetryPool, default_telemetry
+from .tracing import TraceScope, current_parent, current_scope
 
 __all__ = ["LiteLLMAdapter"]
 
@@ -43,7 +47,7 @@ class LiteLLMAdapter:
                  config_path: str | os.PathLike[str] | None = None,
                  environment: str | None = None, *, config: Config | None = None,
                  simulator_url: str | None = None, prompts_dir: str | os.PathLike[str] | None = None,
-                 pool: RouterPool | None = None) -> None:
+                 pool: RouterPool | None = None, telemetry: TelemetryPool | None = None) -> None:
         self.config = config or load_config(config_path, environment=environment)
         self.model = model or self.config.default_model
         if self.model not in self.config.groups():
@@ -55,6 +59,9 @@ class LiteLLMAdapter:
         self._simulator_url = simulator_url
         self._pool = pool or default_pool()
         self._gateway: Gateway | None = None
+        self._telemetry_pool = telemetry or default_telemetry()
+        self._telemetry: Telemetry | None = None
+        self._last_trace = threading.local()          # for score() without a trace id
         self._prompts = LocalRegistry(Path(prompts_dir) if prompts_dir else _prompts_dir(self.config))
 
     # -- calls --------------------------------------------------------------------------------
@@ -72,7 +79,8 @@ class LiteLLMAdapter:
         coro = self._call(prompt, system=system, messages=messages, metadata=metadata,
                           tools=tools, tool_choice=tool_choice, temperature=temperature,
                           max_tokens=max_tokens, response_format=response_format, timeout=timeout,
-                          stream=stream, model=model, kwargs=litellm_kwargs)
+                          stream=stream, model=model, kwargs=litellm_kwargs,
+                          parent=self._parent())
         result = loop.run(coro)
         if isinstance(result, ResponseStream):
             result._loop = loop
@@ -91,7 +99,8 @@ class LiteLLMAdapter:
         return await self._call(prompt, system=system, messages=messages, metadata=metadata,
                                 tools=tools, tool_choice=tool_choice, temperature=temperature,
                                 max_tokens=max_tokens, response_format=response_format,
-                                timeout=timeout, stream=stream, model=model, kwargs=litellm_kwargs)
+                                timeout=timeout, stream=stream, model=model, kwargs=litellm_kwargs,
+                                parent=self._parent())
 
     def stream(self, prompt: str | None = None, **kwargs: Any) -> ResponseStream:
         """``generate(..., stream=True)``."""
@@ -101,8 +110,10 @@ class LiteLLMAdapter:
     async def _call(self, prompt: str | None, *, system: Any, messages: Any, metadata: Any,
                     tools: Any, tool_choice: Any, temperature: Any, max_tokens: Any,
                     response_format: Any, timeout: Any, stream: bool, model: str | None,
-                    kwargs: dict[str, Any]) -> LLMResponse | ResponseStream:
+                    kwargs: dict[str, Any],
+                    parent: tuple[str, str | None]) -> LLMResponse | ResponseStream:
         gateway = self.gateway              # the first call imports litellm: not the call's time
+        self.telemetry                      # noqa: B018 - and opens the store
         started = time.monotonic()
         group = model or self.model
         if group not in self.config.groups():
@@ -115,16 +126,40 @@ class LiteLLMAdapter:
         budget = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
         spec = CallSpec(group=group, messages=chat, params=params, deadline=started + budget,
                         stream=stream, stream_timeout=self.config.router_settings.stream_timeout)
-        outcome = await gateway.complete(spec)
         call_id = uuid.uuid4().hex
+        scope = current_scope()
+        started_at = time.time()
+
+        def record(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
+            if response is not None:
+                response.trace_id = parent[0]
+            self.telemetry.recorder.record(build_record(
+                call_id=call_id, group=group, environment=self.environment, messages=chat,
+                params=params, metadata=metadata, scope=scope, parent=parent,
+                started_at=started_at, response=response, error=error, stream=stream))
+
+        try:
+            outcome = await gateway.complete(spec)
+        except errors.LLMAdapterError as exc:
+            record(None, exc)
+            raise
         if stream:
-            return ResponseStream(outcome, started=started, call_id=call_id,
-                                  finish=lambda r: r, gateway=gateway)
+            return ResponseStream(outcome, started=started, call_id=call_id, on_end=record,
+                                  gateway=gateway)
         dep = outcome.deployment
-        return build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
-                              provider=dep.provider, pricing=gateway.pricing.get(dep.id),
-                              attempts=outcome.attempts, call_id=call_id,
-                              latency_ms=(time.monotonic() - started) * 1000)
+        response = build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
+                                  provider=dep.provider, pricing=gateway.pricing.get(dep.id),
+                                  attempts=outcome.attempts, call_id=call_id,
+                                  latency_ms=(time.monotonic() - started) * 1000)
+        record(response, None)
+        return response
+
+    def _parent(self) -> tuple[str, str | None]:
+        """The trace a call joins (the caller's ``llm.trace`` or span, else a new one), read in
+        the caller's thread and context, and remembered there for ``score()``."""
+        parent = current_parent() or (uuid.uuid4().hex, None)
+        self._last_trace.trace_id = parent[0]
+        return parent
 
     def warmup(self) -> None:
         """Import litellm and build the router now, so the first call does not pay for it.
@@ -168,9 +203,59 @@ class LiteLLMAdapter:
                 version, label = None, version
         return self.prompt(prompt_name, version=version, label=label).compile(**(variables or {}))
 
-    def flush_langfuse(self) -> None:
-        """Deliver everything recorded so far to Langfuse; never raises."""
-        log.debug("flush_langfuse: no Langfuse sink is configured yet; nothing to deliver")
+    def trace(self, name: str, *, session_id: str | None = None, user_id: str | None = None,
+              tags: Sequence[str] = (), metadata: Mapping[str, Any] | None = None) -> TraceScope:
+        """Group the calls made inside ``with``/``async with`` into one trace named ``name``."""
+        telemetry = self.telemetry
+        return TraceScope(name=name, session_id=session_id, user_id=user_id, tags=tuple(tags),
+                          metadata=dict(metadata or {}), sink=telemetry.langfuse)
+
+    def score(self, name: str, value: float | str | bool, trace_id: str | None = None, *,
+              comment: str | None = None) -> str:
+        """Record an outcome (user feedback, an evaluation) for a trace, in Langfuse and the local
+        store. ``trace_id`` defaults to the current ``llm.trace`` or else the last call this
+        adapter made in this thread; returns the trace id scored."""
+        if isinstance(value, bool):
+            value = 1.0 if value else 0.0
+        if not isinstance(value, (int, float, str)):
+            raise errors.UsageError(f"score value must be a number, bool or string, not "
+                                    f"{type(value).__name__}")
+        scope = current_scope()
+        target = trace_id or (scope.trace_id if scope else None) or \
+            getattr(self._last_trace, "trace_id", None)
+        if target is None:
+            raise errors.UsageError("no trace to score: make a call first, score inside "
+                                    "llm.trace(...), or pass trace_id=response.trace_id")
+        telemetry = self.telemetry
+        if telemetry.store is not None:
+            telemetry.store.add_score(name=name, value=value, trace_id=target, comment=comment)
+        if telemetry.langfuse is not None:
+            client = telemetry.langfuse.client
+            if isinstance(value, str):
+                client.create_score(name=name, value=value, trace_id=target,
+                                    data_type="CATEGORICAL", comment=comment)
+            else:
+                client.create_score(name=name, value=float(value), trace_id=target,
+                                    data_type="NUMERIC", comment=comment)
+        return target
+
+    def flush_langfuse(self, timeout: float = 30.0) -> bool:
+        """Block until every call recorded so far reached the local store and Langfuse (or was
+        spooled for later because Langfuse is unreachable). Never raises; True when done."""
+        if self._telemetry is None:
+            return True
+        try:
+            return self._telemetry.recorder.flush(timeout)
+        except Exception:  # flushing is best effort by contract: report, never raise
+            log.exception("llm-adapter: flush_langfuse failed")
+            return False
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Where this adapter's call records go (built on first use)."""
+        if self._telemetry is None:
+            self._telemetry = self._telemetry_pool.get(self.config, bool(self.enable_langfuse))
+        return self._telemetry
 
     # -- plumbing -----------------------------------------------------------------------------
     @property

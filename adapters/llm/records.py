@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Attempt", "LLMResponse", "ToolCall", "Usage"]
+__all__ = ["Attempt", "CallRecord", "LLMResponse", "ToolCall", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,8 @@ class LLMResponse:
     finish_reason: str | None = None
     ttft_ms: float | None = None    # time to first chunk, streams only
     call_id: str = ""
+    trace_id: str = ""              # the Langfuse trace the call was recorded in (for llm.score)
+    cost_details: dict[str, float] | None = None   # by token class: input, cached, cache_write, output, total
     raw: Any = field(default=None, repr=False)
 
     @property
@@ -78,3 +80,50 @@ class LLMResponse:
 
     def __str__(self) -> str:
         return self.content
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """Everything about one ``generate`` call (answered, failed or served from cache).
+
+    Built once when the call ends and handed to the sinks (local store, Langfuse); ``input``
+    and ``output`` are already masked when masking is configured.
+    """
+
+    call_id: str                    # 32 hex
+    trace_id: str                   # 32 hex, the Langfuse trace
+    span_id: str                    # 16 hex, the Langfuse generation (observation) id
+    parent_span_id: str | None      # the caller's span when the call ran inside one
+    started_at: float               # unix seconds
+    ended_at: float
+    environment: str
+    model_group: str
+    status: str                     # "ok" | "error"
+    latency_ms: float
+    deployment: str | None = None
+    provider: str | None = None
+    provider_model: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    ttft_ms: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = None       # None: unknown price
+    cost_details: dict[str, float] | None = None   # input, cached, cache_write, output, total
+    cache_hit: bool = False
+    cost_saved: float | None = None
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    prompt_variant: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    agent: str | None = None
+    stage: str | None = None
+    trace_name: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)   # every other metadata key
+    input: list[dict[str, Any]] = field(default_factory=list)
+    output: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    model_parameters: dict[str, Any] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    stream: bool = False

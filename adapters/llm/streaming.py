@@ -26,12 +26,12 @@ class ResponseStream:
     """Iterate (sync or async) for text chunks; ``response`` is set once the stream is done."""
 
     def __init__(self, outcome: Outcome, *, started: float, call_id: str,
-                 finish: Callable[[LLMResponse], LLMResponse], gateway: Any,
-                 loop: LoopThread | None = None) -> None:
+                 on_end: Callable[[LLMResponse | None, errors.LLMAdapterError | None], None],
+                 gateway: Any, loop: LoopThread | None = None) -> None:
         self._outcome = outcome
         self._started = started
         self._call_id = call_id
-        self._finish = finish
+        self._on_end = on_end
         self._gateway = gateway
         self._loop = loop
         self._chunks: list[Any] = []
@@ -75,13 +75,16 @@ class ResponseStream:
                     yield text
         except Exception as exc:  # a stream cut after text reached the caller
             failure = classify(exc)
-            raise errors.ProviderError(
+            error = errors.ProviderError(
                 f"{outcome.group}: the stream from {outcome.deployment.id} broke after "
                 f"{len(self._chunks)} chunk(s): {failure.message}",
                 status=failure.status, deployment=outcome.deployment.id,
                 model_group=outcome.group, kind="stream_interrupted",
-                attempts=outcome.attempts) from None
-        self.response = self._finish(self._build())
+                attempts=outcome.attempts)
+            self._on_end(None, error)
+            raise error from None
+        self.response = self._build()
+        self._on_end(self.response, None)
 
     def _build(self) -> LLMResponse:
         lt = litellm()

@@ -1,0 +1,143 @@
+"""Which sinks a config records to, resolved once and shared by the adapters that use it.
+
+The local store is always on (``store: {enabled: false}`` turns it off); Langfuse is on when the
+adapter's ``enable_langfuse`` (default: the profile's ``langfuse.enabled``) says so and keys are
+set. Missing keys while enabled give one warning and the calls go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from .config import Config
+from .errors import ConfigError
+from .masking import Masker, masker_from_config
+from .recording import Recorder, Sink
+from .tracing import LangfuseSink, langfuse_credentials
+
+__all__ = ["Telemetry", "TelemetryPool", "default_telemetry"]
+
+log = logging.getLogger("adapters.llm")
+
+
+@dataclass
+class Telemetry:
+    recorder: Recorder
+    masker: Masker
+    langfuse: LangfuseSink | None
+    store: Any | None                    # LocalStore
+
+
+class TelemetryPool:
+    """Telemetry per (config, Langfuse on/off): one store writer and one Langfuse exporter per
+    process and destination, however many adapters are created."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
+        self._stores: dict[str, Any] = {}
+        self._langfuse: dict[tuple[str, str, str], LangfuseSink] = {}
+        self._warned_keys = False
+
+    def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
+        creds = langfuse_credentials() if enable_langfuse else None
+        key = (config.fingerprint(), enable_langfuse,
+               (creds.public_key, creds.base_url) if creds else None)
+        with self._lock:
+            telemetry = self._items.get(key)
+            if telemetry is None:
+                telemetry = self._items[key] = self._build(config, enable_langfuse)
+            return telemetry
+
+    def _build(self, config: Config, enable_langfuse: bool) -> Telemetry:
+        source = str(config.path) if config.path else None
+        secrets = [str(d.litellm_params.get("api_key")) for d in config.deployments
+                   if d.litellm_params.get("api_key")]
+        creds = langfuse_credentials()
+        if creds is not None:
+            secrets.append(creds.secret_key)
+        settings = _section(config, "masking")
+        masker = masker_from_config(settings, environment=config.environment, secrets=secrets,
+                                    source=source)
+        secrets_only = masker_from_config({**settings, "enabled": False},
+                                          environment=config.environment, secrets=secrets,
+                                          source=source)
+        store_settings = _section(config, "store")
+        unknown = set(store_settings) - {"enabled", "path"}
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", path=source,
+                              key="store", fix="use enabled and path")
+        sinks: list[Sink] = []
+        store = None
+        if store_settings.get("enabled", True):
+            store = self._store(store_settings.get("path"))
+            sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store))
+        langfuse = None
+        if enable_langfuse:
+            if creds is None:
+                self._warn_missing_keys()
+            else:
+                if store is None:
+                    store = self._store(store_settings.get("path"))   # the spool lives there
+                langfuse = self._langfuse_sink(creds, config, store)
+                sinks.append(langfuse)
+        return Telemetry(Recorder(sinks, masker, secrets_only), masker, langfuse, store)
+
+    def _store(self, path: str | None) -> Any:
+        from .store import LocalStore
+
+        store = LocalStore(path)
+        existing = self._stores.setdefault(str(store.path), store)
+        if existing is not store:
+            store.close()
+        return existing
+
+    def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
+        key = (creds.public_key, creds.base_url, config.environment)
+        sink = self._langfuse.get(key)
+        if sink is None:
+            sink = self._langfuse[key] = LangfuseSink(
+                creds, environment=config.environment, store=store,
+                default_tags=config.profile.langfuse.default_tags)
+        return sink
+
+    def _warn_missing_keys(self) -> None:
+        if not self._warned_keys:
+            self._warned_keys = True
+            log.warning("llm-adapter: Langfuse is enabled but LANGFUSE_PUBLIC_KEY / "
+                        "LANGFUSE_SECRET_KEY are not set; calls are recorded in the local store "
+                        "only (set them, or enable_langfuse=False to silence this)")
+
+
+class _StoreSink:
+    name = "store"
+
+    def __init__(self, store: Any, *, masked: bool) -> None:
+        self.store = store
+        self.wants_masked = masked
+
+    def emit(self, record: Any) -> None:
+        self.store.write(record)
+
+    def flush(self, timeout: float) -> bool:
+        return bool(self.store.flush(timeout))
+
+
+def _section(config: Config, name: str) -> dict[str, Any]:
+    """A settings section: the top-level one with the profile's keys over it."""
+    top = config.sections.get(name) or {}
+    own = config.profile.extra.get(name) or {}
+    if not isinstance(top, Mapping) or not isinstance(own, Mapping):
+        raise ConfigError(f"{name} must be a mapping", path=str(config.path), key=name)
+    return {**top, **own}
+
+
+@cache
+def default_telemetry() -> TelemetryPool:
+    """The process's pool: store writers and Langfuse exporters are per process."""
+    return TelemetryPool()
