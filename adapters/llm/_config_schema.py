@@ -131,6 +131,7 @@ _CACHE = Fields("cache", MappingProxyType({
     "host": Text(), "port": Num(low=1, high=65535, integer=True, example="6379"),
     "password": Text(), "namespace": Text(),
     "max_size": Num(low=1, integer=True, example="1000"),
+    "path": Text(),                         # disk cache file
 }))
 # Keys that are ``RouterSettings`` fields; the rest of ROUTER_SETTINGS goes to ``extra``.
 ROUTER_FIELDS: Mapping[str, Spec] = MappingProxyType({

@@ -21,10 +21,12 @@ from ._loop import default_loop
 from ._response import build_response
 from .config import Config, load_config
 from .prompts import LocalRegistry, Prompt
-from .records import LLMResponse
+from .records import LLMResponse, ToolCall
 from .recording import build_record
 from .routing import CallSpec, Gateway, RouterPool, default_pool
-from .streaming import ResponseStream
+from .caching import CacheControl, CachedAnswer
+from .policies import Policies, PolicyPool, default_policies
+from .streaming import ReplayStream, ResponseStream
 from .telemetry import Telemetry, TelemetryPool, default_telemetry
 from .tracing import TraceScope, current_parent, current_scope
 
@@ -47,7 +49,8 @@ class LiteLLMAdapter:
                  config_path: str | os.PathLike[str] | None = None,
                  environment: str | None = None, *, config: Config | None = None,
                  simulator_url: str | None = None, prompts_dir: str | os.PathLike[str] | None = None,
-                 pool: RouterPool | None = None, telemetry: TelemetryPool | None = None) -> None:
+                 pool: RouterPool | None = None, telemetry: TelemetryPool | None = None,
+                 policies: PolicyPool | None = None) -> None:
         self.config = config or load_config(config_path, environment=environment)
         self.model = model or self.config.default_model
         if self.model not in self.config.groups():
@@ -61,6 +64,8 @@ class LiteLLMAdapter:
         self._gateway: Gateway | None = None
         self._telemetry_pool = telemetry or default_telemetry()
         self._telemetry: Telemetry | None = None
+        self._policy_pool = policies or default_policies()
+        self._policies: Policies | None = None
         self._last_trace = threading.local()          # for score() without a trace id
         self._prompts = LocalRegistry(Path(prompts_dir) if prompts_dir else _prompts_dir(self.config))
 
@@ -71,18 +76,19 @@ class LiteLLMAdapter:
                  tool_choice: Any = None, temperature: float | None = None,
                  max_tokens: int | None = None, response_format: Any = None,
                  timeout: float | None = None, stream: bool = False, model: str | None = None,
-                 **litellm_kwargs: Any) -> Any:
+                 cache: Mapping[str, Any] | None = None, **litellm_kwargs: Any) -> Any:
         """Answer ``prompt`` (and/or ``messages``); returns an ``LLMResponse``, or a
         ``ResponseStream`` of text chunks when ``stream=True``. Works from any thread and from
-        code already running an event loop."""
+        code already running an event loop. ``cache={"no-cache": True, "no-store": True,
+        "ttl": 60}`` controls the response cache for this call."""
         loop = default_loop()
         coro = self._call(prompt, system=system, messages=messages, metadata=metadata,
                           tools=tools, tool_choice=tool_choice, temperature=temperature,
                           max_tokens=max_tokens, response_format=response_format, timeout=timeout,
                           stream=stream, model=model, kwargs=litellm_kwargs,
-                          parent=self._parent())
+                          parent=self._parent(), cache=cache)
         result = loop.run(coro)
-        if isinstance(result, ResponseStream):
+        if isinstance(result, ResponseStream):   # a ReplayStream too
             result._loop = loop
         return result
 
@@ -94,13 +100,13 @@ class LiteLLMAdapter:
                         temperature: float | None = None, max_tokens: int | None = None,
                         response_format: Any = None, timeout: float | None = None,
                         stream: bool = False, model: str | None = None,
-                        **litellm_kwargs: Any) -> Any:
+                        cache: Mapping[str, Any] | None = None, **litellm_kwargs: Any) -> Any:
         """``generate`` for async code; a stream is iterated with ``async for``."""
         return await self._call(prompt, system=system, messages=messages, metadata=metadata,
                                 tools=tools, tool_choice=tool_choice, temperature=temperature,
                                 max_tokens=max_tokens, response_format=response_format,
                                 timeout=timeout, stream=stream, model=model, kwargs=litellm_kwargs,
-                                parent=self._parent())
+                                parent=self._parent(), cache=cache)
 
     def stream(self, prompt: str | None = None, **kwargs: Any) -> ResponseStream:
         """``generate(..., stream=True)``."""
@@ -110,8 +116,8 @@ class LiteLLMAdapter:
     async def _call(self, prompt: str | None, *, system: Any, messages: Any, metadata: Any,
                     tools: Any, tool_choice: Any, temperature: Any, max_tokens: Any,
                     response_format: Any, timeout: Any, stream: bool, model: str | None,
-                    kwargs: dict[str, Any],
-                    parent: tuple[str, str | None]) -> LLMResponse | ResponseStream:
+                    kwargs: dict[str, Any], parent: tuple[str, str | None],
+                    cache: Mapping[str, Any] | None = None) -> LLMResponse | ResponseStream:
         gateway = self.gateway              # the first call imports litellm: not the call's time
         self.telemetry                      # noqa: B018 - and opens the store
         started = time.monotonic()
@@ -138,20 +144,42 @@ class LiteLLMAdapter:
                 params=params, metadata=metadata, scope=scope, parent=parent,
                 started_at=started_at, response=response, error=error, stream=stream))
 
+        control = CacheControl.parse(cache)
+        responses = self.policies.cache
+        key = responses.key(group, chat, params) if responses is not None else None
+        if responses is not None and key is not None and not control.no_cache:
+            hit = responses.get(key)
+            if hit is not None:
+                answer = _from_cache(hit, group=group, call_id=call_id,
+                                     latency_ms=(time.monotonic() - started) * 1000)
+                if stream:
+                    return ReplayStream(answer, on_end=record)
+                record(answer, None)
+                return answer
+
+        def store(response: LLMResponse) -> None:
+            if responses is not None and key is not None and not control.no_store:
+                responses.set(key, _to_cache(response), control.ttl)
+
+        def finish(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
+            if response is not None:
+                store(response)
+            record(response, error)
+
         try:
             outcome = await gateway.complete(spec)
         except errors.LLMAdapterError as exc:
             record(None, exc)
             raise
         if stream:
-            return ResponseStream(outcome, started=started, call_id=call_id, on_end=record,
+            return ResponseStream(outcome, started=started, call_id=call_id, on_end=finish,
                                   gateway=gateway)
         dep = outcome.deployment
         response = build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
                                   provider=dep.provider, pricing=gateway.pricing.get(dep.id),
                                   attempts=outcome.attempts, call_id=call_id,
                                   latency_ms=(time.monotonic() - started) * 1000)
-        record(response, None)
+        finish(response, None)
         return response
 
     def _parent(self) -> tuple[str, str | None]:
@@ -251,6 +279,13 @@ class LiteLLMAdapter:
             return False
 
     @property
+    def policies(self) -> Policies:
+        """The cache, limits and budgets of this adapter's config (built on first use)."""
+        if self._policies is None:
+            self._policies = self._policy_pool.get(self.config)
+        return self._policies
+
+    @property
     def telemetry(self) -> Telemetry:
         """Where this adapter's call records go (built on first use)."""
         if self._telemetry is None:
@@ -280,6 +315,30 @@ class LiteLLMAdapter:
     def __repr__(self) -> str:
         return (f"LiteLLMAdapter(model={self.model!r}, environment={self.environment!r}, "
                 f"langfuse={self.enable_langfuse})")
+
+
+def _to_cache(response: LLMResponse) -> CachedAnswer:
+    u = response.usage
+    return CachedAnswer(
+        content=response.content, finish_reason=response.finish_reason,
+        tool_calls=[{"id": t.id, "name": t.name, "arguments": t.arguments}
+                    for t in response.tool_calls],
+        usage={"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+               "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
+               "reasoning_tokens": u.reasoning_tokens},
+        cost=response.cost, deployment=response.deployment, provider=response.provider,
+        provider_model=response.provider_model, stored_at=time.time())
+
+
+def _from_cache(hit: CachedAnswer, *, group: str, call_id: str, latency_ms: float) -> LLMResponse:
+    return LLMResponse(
+        content=hit.content, model=group, deployment=hit.deployment, provider=hit.provider,
+        provider_model=hit.provider_model, usage=hit.usage_object(), cost=0.0,
+        latency_ms=latency_ms, finish_reason=hit.finish_reason, call_id=call_id,
+        tool_calls=[ToolCall(t["id"], t["name"], t["arguments"]) for t in hit.tool_calls],
+        cache_hit=True, cost_saved=hit.cost,
+        cost_details={"input": 0.0, "cached": 0.0, "cache_write": 0.0, "output": 0.0,
+                      "total": 0.0})
 
 
 def _prompts_dir(config: Config) -> Path:

@@ -71,6 +71,8 @@ class LLMResponse:
     ttft_ms: float | None = None    # time to first chunk, streams only
     call_id: str = ""
     trace_id: str = ""              # the Langfuse trace the call was recorded in (for llm.score)
+    cache_hit: bool = False         # answered from the response cache: cost 0
+    cost_saved: float | None = None # on a cache hit, what the original answer cost
     cost_details: dict[str, float] | None = None   # by token class: input, cached, cache_write, output, total
     raw: Any = field(default=None, repr=False)
 

@@ -19,15 +19,16 @@ from ._response import build_response
 from .records import LLMResponse
 from .routing import Outcome
 
-__all__ = ["ResponseStream"]
+__all__ = ["ReplayStream", "ResponseStream"]
+
+OnEnd = Callable[[LLMResponse | None, "errors.LLMAdapterError | None"], None]
 
 
 class ResponseStream:
     """Iterate (sync or async) for text chunks; ``response`` is set once the stream is done."""
 
-    def __init__(self, outcome: Outcome, *, started: float, call_id: str,
-                 on_end: Callable[[LLMResponse | None, errors.LLMAdapterError | None], None],
-                 gateway: Any, loop: LoopThread | None = None) -> None:
+    def __init__(self, outcome: Outcome | None, *, started: float, call_id: str,
+                 on_end: OnEnd, gateway: Any = None, loop: LoopThread | None = None) -> None:
         self._outcome = outcome
         self._started = started
         self._call_id = call_id
@@ -61,6 +62,7 @@ class ResponseStream:
 
     async def _texts(self) -> AsyncIterator[str]:
         outcome = self._outcome
+        assert outcome is not None
         first = outcome.first_chunk
         if first is not None:
             self._chunks.append(first)
@@ -87,6 +89,7 @@ class ResponseStream:
         self._on_end(self.response, None)
 
     def _build(self) -> LLMResponse:
+        assert self._outcome is not None
         lt = litellm()
         raw = lt.stream_chunk_builder(self._chunks) if self._chunks else None
         now = time.monotonic()
@@ -98,6 +101,22 @@ class ResponseStream:
             raw, group=self._outcome.group, deployment_id=dep.id, provider=dep.provider,
             pricing=self._gateway.pricing.get(dep.id), attempts=self._outcome.attempts,
             latency_ms=(now - self._started) * 1000, call_id=self._call_id, ttft_ms=ttft)
+
+
+class ReplayStream(ResponseStream):
+    """A cached answer played back as a stream: same chunks interface, no provider call."""
+
+    def __init__(self, response: LLMResponse, *, on_end: OnEnd, words_per_chunk: int = 3) -> None:
+        super().__init__(None, started=0.0, call_id=response.call_id, on_end=on_end)
+        self._cached = response
+        self._words = words_per_chunk
+
+    async def _texts(self) -> AsyncIterator[str]:
+        words = self._cached.content.split(" ")
+        for i in range(0, len(words), self._words):
+            yield (" " if i else "") + " ".join(words[i:i + self._words])
+        self.response = self._cached
+        self._on_end(self.response, None)
 
 
 async def _next(agen: AsyncIterator[str]) -> str:
