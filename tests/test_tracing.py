@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -273,3 +274,34 @@ def test_score_reaches_langfuse_and_the_store(llm, server, keys):
     with sqlite3.connect(llm.telemetry.store.path) as conn:
         rows = set(conn.execute("SELECT name, trace_id FROM scores").fetchall())
     assert {("helpful", response.trace_id), ("quality", scope.trace_id)} <= rows
+
+
+def test_calls_record_the_prompt_version_they_used(make_adapter, server, keys):
+    name = "matching-ab"          # fixed: the sticky split of these six users is deterministic
+    server.add_prompt(name, "Rank therapists for {{required_skills}}", labels=["production"])
+    server.add_prompt(name, "v2: rank therapists for {{required_skills}}", labels=["prod-b"])
+    text = CONFIG.format(name=unique("prompted"), key=API_KEY) + textwrap.dedent(f"""
+        prompts:
+          experiments:
+            {name}: {{variants: {{production: 1, prod-b: 1}}, sticky_by: user_id}}
+    """)
+    llm = make_adapter(text, environment="production")
+    chosen = {}
+    for user in ("u1", "u2", "u3", "u4", "u5", "u6"):
+        with llm.trace("matching", user_id=user):
+            system = llm.get_prompt(name, {"required_skills": "orthopedic"}, version="latest")
+            chosen[user] = llm.generate(prompt="who?", system=system).call_id
+    assert llm.flush_langfuse(timeout=15)
+    linked = {json.loads(g.attr("langfuse.observation.metadata.call_id")):
+              (g.attr("langfuse.observation.prompt.name"),
+               g.attr("langfuse.observation.prompt.version"),
+               json.loads(g.attr("langfuse.observation.metadata.prompt_variant")))
+              for g in generations(server, keys[0])}
+    assert {linked[c][0] for c in chosen.values()} == {name}
+    variants = {user: linked[c][2] for user, c in chosen.items()}
+    assert set(variants.values()) == {"production", "prod-b"}, "both variants served"
+    assert all(linked[c][1] == (1 if variants[u] == "production" else 2)
+               for u, c in chosen.items())
+    with sqlite3.connect(llm.telemetry.store.path) as conn:
+        rows = dict(conn.execute("SELECT call_id, prompt_variant FROM calls").fetchall())
+    assert {rows[c] for c in chosen.values()} == set(variants.values())

@@ -155,6 +155,8 @@ def simulate(host: str, port: int, scenarios: tuple[str, ...]) -> None:
 from .cli_reports import register  # noqa: E402  (the report commands: costs, traces, stats)
 
 register(main)
+from .cli_prompts import register as register_prompts  # noqa: E402  (the prompts command group)
+register_prompts(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,7 @@ from . import errors
 from ._loop import default_loop
 from ._response import build_response
 from .config import Config, load_config
-from .prompts import LocalRegistry, Prompt
+from .prompts import Prompt, build_registry, prompt_link
 from .records import LLMResponse, ToolCall
 from .recording import build_record
 from .routing import CallSpec, Gateway, RouterPool, default_pool
@@ -67,7 +67,8 @@ class LiteLLMAdapter:
         self._policy_pool = policies or default_policies()
         self._policies: Policies | None = None
         self._last_trace = threading.local()          # for score() without a trace id
-        self._prompts = LocalRegistry(Path(prompts_dir) if prompts_dir else _prompts_dir(self.config))
+        self._prompts = build_registry(self.config, enable_langfuse=bool(self.enable_langfuse),
+                                       local_dir=Path(prompts_dir) if prompts_dir else None)
 
     # -- calls --------------------------------------------------------------------------------
     def generate(self, prompt: str | None = None, *, system: str | Sequence[Mapping[str, Any]] | None = None,
@@ -125,6 +126,7 @@ class LiteLLMAdapter:
         if group not in self.config.groups():
             raise errors.UsageError(f"unknown model {group!r}; defined: "
                                     f"{', '.join(self.config.groups())}")
+        link = prompt_link(system, messages)      # before _messages copies the dicts
         chat = _messages(prompt, system, messages)
         params = _params(tools=tools, tool_choice=tool_choice, temperature=temperature,
                          max_tokens=max_tokens, response_format=response_format, kwargs=kwargs)
@@ -142,7 +144,8 @@ class LiteLLMAdapter:
             self.telemetry.recorder.record(build_record(
                 call_id=call_id, group=group, environment=self.environment, messages=chat,
                 params=params, metadata=metadata, scope=scope, parent=parent,
-                started_at=started_at, response=response, error=error, stream=stream))
+                started_at=started_at, response=response, error=error, stream=stream,
+                prompt=link))
 
         control = CacheControl.parse(cache)
         responses = self.policies.cache
@@ -212,24 +215,21 @@ class LiteLLMAdapter:
             pass  # the failure path is what is being warmed up
 
     # -- prompts ------------------------------------------------------------------------------
-    def prompt(self, prompt_name: str, *, version: int | None = None,
-               label: str | None = None) -> Prompt:
-        """The prompt object (template, version, labels, config) from the registry."""
-        return self._prompts.get(prompt_name, version=version, label=label)
+    def prompt(self, prompt_name: str, *, version: int | str | None = None,
+               label: str | None = None, sticky_key: str | None = None) -> Prompt:
+        """The prompt object (template, version, labels, config, source, A/B variant)."""
+        return self._prompts.get(prompt_name, version=version, label=label, sticky_key=sticky_key)
 
     def get_prompt(self, prompt_name: str, variables: Mapping[str, Any] | None = None,
-                   version: int | str | None = None,
-                   label: str | None = None) -> str | list[dict[str, Any]]:
+                   version: int | str | None = None, label: str | None = None, *,
+                   sticky_key: str | None = None) -> str | list[dict[str, Any]]:
         """The compiled prompt: text for text prompts, a message list for chat prompts.
 
-        ``version`` may be a number or a label name (``"latest"``, ``"production"``).
+        ``version`` may be a number or a label name (``"latest"`` applies a configured A/B
+        experiment); a call made with the result records which prompt version it used.
         """
-        if isinstance(version, str):
-            if version.isdigit():
-                version = int(version)
-            else:
-                version, label = None, version
-        return self.prompt(prompt_name, version=version, label=label).compile(**(variables or {}))
+        return self.prompt(prompt_name, version=version, label=label,
+                           sticky_key=sticky_key).compile(**(variables or {}))
 
     def trace(self, name: str, *, session_id: str | None = None, user_id: str | None = None,
               tags: Sequence[str] = (), metadata: Mapping[str, Any] | None = None) -> TraceScope:
@@ -339,17 +339,6 @@ def _from_cache(hit: CachedAnswer, *, group: str, call_id: str, latency_ms: floa
         cache_hit=True, cost_saved=hit.cost,
         cost_details={"input": 0.0, "cached": 0.0, "cache_write": 0.0, "output": 0.0,
                       "total": 0.0})
-
-
-def _prompts_dir(config: Config) -> Path:
-    configured = (config.sections.get("prompts") or {}).get("dir")
-    if configured:
-        return Path(configured)
-    if config.path is not None:
-        beside = config.path.resolve().parent.parent / "prompts"
-        if beside.is_dir():
-            return beside
-    return Path.cwd() / "prompts"
 
 
 def _messages(prompt: Any, system: Any, messages: Any) -> list[dict[str, Any]]:

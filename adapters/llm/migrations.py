@@ -133,12 +133,18 @@ def m005_scores(conn: sqlite3.Connection) -> None:
          "CREATE INDEX scores_call_id ON scores(call_id)")
 
 
+def m006_prompt_source(conn: sqlite3.Connection) -> None:
+    """Where a call's prompt came from (langfuse, local, fallback), for prompt reports."""
+    _run(conn, "ALTER TABLE calls ADD COLUMN prompt_source TEXT")
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_calls,
     m002_call_tags,
     m003_attempts,
     m004_spool,
     m005_scores,
+    m006_prompt_source,
 )
 
 

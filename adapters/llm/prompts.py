@@ -1,28 +1,54 @@
-"""Prompts: the local registry under ``prompts/`` and ``{{variable}}`` compilation.
+"""Prompts: the ``Prompt`` object, ``{{variable}}`` compilation, and the registry the adapter asks.
 
-One YAML file per prompt holds its versions; labels point at versions (``production`` is what
-an unqualified lookup returns, ``latest`` is always the newest version), as in Langfuse, so a
-local prompt can be pushed there unchanged.
+A prompt comes from Langfuse when it is configured and answers, else from the local registry
+under ``prompts/`` (the embedded default, and the fallback when Langfuse is unreachable or
+lacks the prompt); ``Prompt.source`` says which. Prompts are cached in memory and refreshed in
+the background once their TTL has passed (stale-while-revalidate), so after the first call a
+``get`` does no I/O, and an edit in Langfuse or in ``prompts/`` takes effect without a deploy.
+
+``compile()`` returns a ``str`` or a ``list`` that remembers its prompt (``prompt_link``), so a
+call given ``system=llm.get_prompt(...)`` can be linked to the prompt version it used.
 """
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
+import logging
 import re
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UsageError
+from .experiments import Experiment, parse_experiments
+from ._config_schema import suggest
+from .prompt_sources import (LangfuseSource, LocalSource, PromptMissing, PromptRecord,
+                             SourceUnreachable)
+from .tracing import current_scope, langfuse_credentials
 
-__all__ = ["LocalRegistry", "Prompt"]
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["CompiledChat", "CompiledText", "LocalRegistry", "Prompt", "PromptMessage",
+           "PromptRegistry", "build_registry", "prompt_link"]
+
+log = logging.getLogger("adapters.llm")
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_SETTINGS = ("dir", "cache_ttl", "fetch_timeout", "prefetch", "experiments")
+_Key = tuple[str, str, int | str]            # (name, "version" | "label", value)
 
 
 @dataclass(frozen=True)
 class Prompt:
+    """One version of a prompt. ``source``: langfuse, local (Langfuse not configured) or
+    fallback (Langfuse configured but unreachable or without it); ``variant``: the A/B label
+    chosen for this call, or None."""
+
     name: str
     version: int
     type: str                                   # "text" | "chat"
@@ -30,99 +56,400 @@ class Prompt:
     labels: tuple[str, ...] = ()
     config: Mapping[str, Any] = field(default_factory=dict)
     source: str = "local"
+    variant: str | None = None
+
+    @classmethod
+    def from_record(cls, record: PromptRecord, source: str) -> Prompt:
+        template = record["prompt"]
+        return cls(name=record["name"], version=record["version"], type=record["type"],
+                   template=template if isinstance(template, str) else tuple(template),
+                   labels=tuple(record["labels"]), config=dict(record["config"] or {}),
+                   source=source)
 
     @property
-    def variables(self) -> tuple[str, ...]:
-        texts = [self.template] if isinstance(self.template, str) else \
-            [str(m.get("content", "")) for m in self.template]
-        seen: dict[str, None] = {}
-        for text in texts:
-            for match in _VARIABLE.finditer(text):
-                seen.setdefault(match.group(1), None)
-        return tuple(seen)
+    def is_fallback(self) -> bool:
+        """Not Langfuse's own version: the Langfuse SDK links only those (``prompt=``)."""
+        return self.source != "langfuse"
 
-    def compile(self, **variables: Any) -> str | list[dict[str, Any]]:
-        """The template with every ``{{var}}`` filled; a missing variable is a ``UsageError``."""
-        missing = [v for v in self.variables if v not in variables]
+    @cached_property
+    def variables(self) -> tuple[str, ...]:
+        """The ``{{variable}}`` names, in order of first use."""
+        texts = [self.template] if isinstance(self.template, str) else \
+            [m["content"] for m in self.template if isinstance(m.get("content"), str)]
+        return tuple(dict.fromkeys(m.group(1) for t in texts for m in _VARIABLE.finditer(t)))
+
+    @cached_property
+    def placeholders(self) -> tuple[str, ...]:
+        """Names of chat placeholders, each filled with a list of messages at compile time."""
+        if isinstance(self.template, str):
+            return ()
+        return tuple(str(m["name"]) for m in self.template if m.get("type") == "placeholder")
+
+    def compile(self, /, **variables: Any) -> CompiledText | CompiledChat:
+        """The template with every ``{{var}}`` and placeholder filled.
+
+        A missing one is a ``UsageError`` naming it: a prompt is never sent with a literal
+        ``{{var}}``. Messages given for a placeholder are inserted as they are (not templated:
+        they are conversation data). Unused variables are logged at debug level.
+        """
+        missing = [v for v in (*self.variables, *self.placeholders) if v not in variables]
         if missing:
-            raise UsageError(
-                f"prompt {self.name!r} (version {self.version}) needs "
-                f"{', '.join(repr(m) for m in missing)}; pass variables={{{missing[0]!r}: ...}}")
+            example = ", ".join(f"{m!r}: ..." for m in missing)
+            raise UsageError(f"prompt {self.name!r} (version {self.version}) needs "
+                             f"{', '.join(repr(m) for m in missing)}; pass "
+                             f"variables={{{example}}}")
+        if log.isEnabledFor(logging.DEBUG):
+            unused = set(variables) - set(self.variables) - set(self.placeholders)
+            if unused:
+                log.debug("llm-adapter: prompt %r ignores variable(s) %s", self.name,
+                          ", ".join(sorted(unused)))
 
         def fill(text: str) -> str:
             return _VARIABLE.sub(lambda m: _text(variables[m.group(1)]), text)
 
         if isinstance(self.template, str):
-            return fill(self.template)
-        return [{**m, "content": fill(str(m.get("content", "")))} for m in self.template]
+            return CompiledText(fill(self.template), self)
+        out = CompiledChat(prompt=self)
+        for message in self.template:
+            if message.get("type") == "placeholder":
+                out.extend(self._history(str(message["name"]), variables[message["name"]]))
+                continue
+            filled = PromptMessage({k: v for k, v in message.items() if k != "type"})
+            if isinstance(filled.get("content"), str):
+                filled["content"] = fill(filled["content"])
+            filled.prompt = self
+            out.append(filled)
+        return out
+
+    def _history(self, name: str, value: Any) -> list[dict[str, Any]]:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or \
+                not all(isinstance(m, Mapping) and "role" in m for m in value):
+            raise UsageError(f"prompt {self.name!r}: placeholder {name!r} needs a list of "
+                             f"messages like [{{'role': 'user', 'content': ...}}], got "
+                             f"{type(value).__name__}")
+        return [dict(m) for m in value]
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class LocalRegistry:
-    """Prompts read from ``<directory>/<name>.yaml``."""
+class CompiledText(str):
+    """A compiled text prompt: a plain ``str`` that remembers its ``Prompt``."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    prompt: Prompt | None
 
-    def names(self) -> list[str]:
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.stem for p in self.directory.glob("*.yaml"))
+    def __new__(cls, text: str, prompt: Prompt | None = None) -> CompiledText:
+        self = super().__new__(cls, text)
+        self.prompt = prompt
+        return self
 
-    def get(self, name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
+
+class CompiledChat(list[dict[str, Any]]):
+    """Compiled chat messages: a plain ``list`` of dicts that remembers its ``Prompt``."""
+
+    __slots__ = ("prompt",)
+
+    def __init__(self, messages: Iterable[dict[str, Any]] = (), *,
+                 prompt: Prompt | None = None) -> None:
+        super().__init__(messages)
+        self.prompt = prompt
+
+
+class PromptMessage(dict[str, Any]):
+    """One message of a compiled chat prompt, a plain ``dict`` that remembers its ``Prompt``,
+    so the link survives ``messages=[*compiled, {"role": "user", ...}]``."""
+
+    __slots__ = ("prompt",)
+    prompt: Prompt | None
+
+
+def prompt_link(*values: Any) -> Prompt | None:
+    """The prompt behind a ``system`` value or a message list (the first found), else None."""
+    for value in values:
+        if isinstance(value, (CompiledText, CompiledChat)):
+            return value.prompt
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, PromptMessage):
+                    return getattr(item, "prompt", None)
+    return None
+
+
+# -- the registry ----------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    prompt: Prompt
+    loaded_at: float
+    as_variant: dict[str, Prompt] = field(default_factory=dict)
+
+    def variant(self, label: str) -> Prompt:
+        found = self.as_variant.get(label)
+        if found is None:
+            found = self.as_variant[label] = dataclasses.replace(self.prompt, variant=label)
+        return found
+
+
+class PromptRegistry:
+    """Prompts by name, version or label, cached, from Langfuse with the local registry behind.
+
+    A fresh entry is returned as it is; a stale one (older than ``cache_ttl``) is returned at
+    once and refreshed by one background thread per entry. A miss loads synchronously: one
+    Langfuse request bounded by ``fetch_timeout`` and no retries, then the local registry.
+    After Langfuse failed to answer, misses skip it for ``retry_interval`` seconds.
+    """
+
+    def __init__(self, local_dir: Path, *, langfuse: LangfuseSource | None = None,
+                 cache_ttl: float = 60.0, fetch_timeout: float = 2.0,
+                 experiments: Mapping[str, Experiment | Mapping[str, Any]] | None = None,
+                 retry_interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.local = LocalSource(Path(local_dir))
+        self.langfuse = langfuse
+        self.cache_ttl = float(cache_ttl)
+        self.fetch_timeout = float(fetch_timeout)
+        self.retry_interval = retry_interval
+        self.experiments: dict[str, Experiment] = {
+            name: spec if isinstance(spec, Experiment) else
+            parse_experiments({name: spec})[name] for name, spec in (experiments or {}).items()}
+        self._clock = clock
+        self._entries: dict[_Key, _Entry] = {}
+        self._lock = threading.Lock()
+        self._inflight: set[_Key] = set()
+        self._warned: set[str] = set()
+        self._resting_until = 0.0
+
+    def __repr__(self) -> str:
+        return (f"PromptRegistry(local={str(self.local.directory)!r}, langfuse="
+                f"{self.langfuse.base_url if self.langfuse else None!r}, "
+                f"cache_ttl={self.cache_ttl}, experiments={sorted(self.experiments)!r})")
+
+    @property
+    def directory(self) -> Path:
+        """The local registry's directory (settable; the cache is cleared)."""
+        return self.local.directory
+
+    @directory.setter
+    def directory(self, value: Path) -> None:
+        self.local = LocalSource(Path(value))
+        self.clear()
+
+    def get(self, name: str, *, version: int | str | None = None, label: str | None = None,
+            sticky_key: str | None = None) -> Prompt:
+        """One prompt version: ``version`` (a number), else ``label``, else ``production``.
+
+        ``version`` may also be a label name. With no version or label, or ``"latest"``, a
+        prompt under an A/B experiment gets the variant of ``sticky_key`` (default: the user or
+        session of the current ``llm.trace(...)``, else random); ``Prompt.variant`` names it.
+        """
+        key, variant = self._select(name, version, label, sticky_key)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._load(key)
+        elif self._clock() - entry.loaded_at >= self.cache_ttl:
+            self._refresh_later(key)
+        return entry.prompt if variant is None else entry.variant(variant)
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        """Load these prompts (every variant of an experiment) in the background."""
+        for name in names:
+            experiment = self.experiments.get(name)
+            labels = experiment.labels if experiment else ("production",)
+            for label in labels:
+                key: _Key = (name, "label", label)
+                if key not in self._entries:
+                    self._refresh_later(key)
+
+    def clear(self) -> None:
+        """Forget every cached prompt (the next get of each loads it again)."""
+        with self._lock:
+            self._entries.clear()
+            self._warned.clear()
+            self._resting_until = 0.0
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no background load runs (tests, benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._inflight:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    # -- selection -----------------------------------------------------------------------------
+    def _select(self, name: str, version: int | str | None, label: str | None,
+                sticky_key: str | None) -> tuple[_Key, str | None]:
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"a prompt name must be a non-empty string, not {name!r}")
         if version is not None and label is not None:
-            raise UsageError("give either version= or label=, not both")
-        path = self.directory / f"{name}.yaml"
-        if not path.is_file():
-            names = self.names()
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else \
-                f"; known prompts: {', '.join(names) or 'none'} in {self.directory}"
-            raise UsageError(f"no prompt named {name!r}{hint}")
-        versions = _load_versions(path, name)
+            raise UsageError(f"prompt {name!r}: give version= or label=, not both")
+        if isinstance(version, str):
+            if version.isdigit():
+                version = int(version)
+            elif version != "latest" or name not in self.experiments:
+                version, label = None, version
+            else:
+                version = None
+        if isinstance(version, bool) or version is not None and not isinstance(version, int):
+            raise UsageError(f"prompt {name!r}: version must be a number or a label name, "
+                             f"not {version!r}")
         if version is not None:
-            chosen = next((v for v in versions if v.version == version), None)
-            what = f"version {version}"
-        elif label in (None, "production") and not any("production" in v.labels for v in versions):
-            chosen, what = max(versions, key=lambda v: v.version), "latest"
-        elif label == "latest":
-            chosen, what = max(versions, key=lambda v: v.version), "latest"
-        else:
-            wanted = label or "production"
-            chosen = next((v for v in versions if wanted in v.labels), None)
-            what = f"label {wanted!r}"
-        if chosen is None:
-            have = ", ".join(f"v{v.version} {list(v.labels)}" for v in versions)
-            raise UsageError(f"prompt {name!r} has no {what} (it has {have})")
-        return chosen
+            return (name, "version", version), None
+        if label is not None and not isinstance(label, str):
+            raise UsageError(f"prompt {name!r}: label must be a string, not {label!r}")
+        if label is not None:
+            return (name, "label", label), None
+        experiment = self.experiments.get(name)
+        if experiment is None:
+            return (name, "label", "production"), None
+        if sticky_key is None:
+            scope = current_scope()
+            sticky_key = getattr(scope, experiment.sticky_by, None) if scope else None
+        variant = experiment.assign(None if sticky_key is None else str(sticky_key))
+        return (name, "label", variant), variant
+
+    # -- loading -------------------------------------------------------------------------------
+    def _load(self, key: _Key) -> _Entry:
+        prompt, _ = self._resolve(key)
+        entry = _Entry(prompt, self._clock())
+        self._entries[key] = entry
+        return entry
+
+    def _resolve(self, key: _Key) -> tuple[Prompt, str | None]:
+        """The prompt, and why it is not Langfuse's: None, "missing" or "unreachable"."""
+        name, kind, value = key
+        version = value if isinstance(value, int) else None
+        label = value if isinstance(value, str) else None
+        why, problem = None, ""
+        if self.langfuse is not None:
+            if self._clock() < self._resting_until:
+                why, problem = "unreachable", "Langfuse did not answer moments ago"
+            else:
+                try:
+                    record = self.langfuse.fetch(name, version=version, label=label,
+                                                 timeout=self.fetch_timeout)
+                except PromptMissing as exc:
+                    why, problem = "missing", str(exc)
+                except SourceUnreachable as exc:
+                    self._resting_until = self._clock() + self.retry_interval
+                    why, problem = "unreachable", str(exc)
+                else:
+                    self._warned.discard(name)
+                    return Prompt.from_record(record, "langfuse"), None
+        try:
+            record = self.local.get(name, version=version, label=label)
+        except PromptMissing as exc:
+            raise UsageError(f"{problem}; and {exc}" if problem else str(exc)) from None
+        if why is not None and name not in self._warned:
+            self._warned.add(name)
+            log.warning("llm-adapter: prompt %r comes from the local registry (%s): %s",
+                        name, self.local.directory, problem)
+        return Prompt.from_record(record, "local" if why is None else "fallback"), why
+
+    def _refresh_later(self, key: _Key) -> None:
+        with self._lock:
+            if key in self._inflight:
+                return
+            self._inflight.add(key)
+        try:
+            threading.Thread(target=self._refresh, args=(key,), daemon=True,
+                             name=f"llm-adapter-prompt {key[0]}").start()
+        except RuntimeError:         # threads cannot start while the interpreter exits
+            with self._lock:
+                self._inflight.discard(key)
+
+    def _refresh(self, key: _Key) -> None:
+        """Reload one entry. Langfuse unreachable: its stale copy is kept (retried after
+        another TTL); Langfuse without it (404): the local copy replaces it."""
+        try:
+            current = self._entries.get(key)
+            try:
+                prompt, why = self._resolve(key)
+            except UsageError as exc:
+                self._entries.pop(key, None)
+                log.warning("llm-adapter: prompt %s %s=%s is gone: %s", key[0], key[1], key[2],
+                            exc)
+                return
+            except ConfigError as exc:       # a broken edit of the file: keep the good copy
+                log.warning("llm-adapter: prompt %s not reloaded, the cached copy is still "
+                            "served: %s", key[0], exc)
+                if current is not None:
+                    self._entries[key] = _Entry(current.prompt, self._clock())
+                return
+            if why == "unreachable" and current is not None and \
+                    current.prompt.source == "langfuse":
+                prompt = current.prompt
+            self._entries[key] = _Entry(prompt, self._clock())
+        except Exception:  # a bug here must not kill silently: log it, keep serving the cache
+            log.exception("llm-adapter: refreshing prompt %s failed; the cached copy is "
+                          "still served", key[0])
+        finally:
+            with self._lock:
+                self._inflight.discard(key)
 
 
-def _load_versions(path: Path, name: str) -> list[Prompt]:
-    import yaml
+LocalRegistry = PromptRegistry        # the name before build_registry: LocalRegistry(directory)
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path=str(path)) from None
-    kind = data.get("type", "text")
-    if kind not in ("text", "chat"):
-        raise ConfigError(f"type must be 'text' or 'chat', not {kind!r}", path=str(path), key="type")
-    entries = data.get("versions")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError("needs a non-empty 'versions' list", path=str(path), key="versions",
-                          fix="add versions: [{version: 1, labels: [production], prompt: ...}]")
-    out = []
-    for i, entry in enumerate(entries):
-        template = entry.get("prompt") if isinstance(entry, dict) else None
-        if not isinstance(entry, dict) or (kind == "text") != isinstance(template, str) or \
-                kind == "chat" and not isinstance(template, list):
-            raise ConfigError(f"prompt must be a {'string' if kind == 'text' else 'list of messages'}",
-                              path=str(path), key=f"versions[{i}].prompt")
-        out.append(Prompt(
-            name=name, version=int(entry.get("version", i + 1)), type=kind,
-            template=template if isinstance(template, str) else tuple(template or ()),
-            labels=tuple(entry.get("labels") or ()), config=dict(entry.get("config") or {})))
-    return out
+
+# -- from the config -------------------------------------------------------------------------
+def build_registry(config: Config, *, enable_langfuse: bool, local_dir: Path | None = None,
+                   prefetch: bool = True) -> PromptRegistry:
+    """The registry a config describes (``prompts:``, the profile's ``prompts:`` over it).
+
+    Langfuse is used when ``enable_langfuse`` and ``LANGFUSE_PUBLIC_KEY``/``_SECRET_KEY`` are
+    set. With ``prefetch``, the prompts listed under ``prompts.prefetch`` start loading now.
+    """
+    settings = _settings(config)
+    source = None if config.path is None else str(config.path)
+    credentials = langfuse_credentials() if enable_langfuse else None
+    langfuse = None if credentials is None else \
+        LangfuseSource(credentials, timeout=settings["fetch_timeout"])
+    registry = PromptRegistry(
+        local_dir or _directory(config, settings.get("dir")), langfuse=langfuse,
+        cache_ttl=settings["cache_ttl"], fetch_timeout=settings["fetch_timeout"],
+        experiments=parse_experiments(settings.get("experiments"), path=source))
+    if prefetch and settings["prefetch"]:
+        registry.prefetch(settings["prefetch"])
+    return registry
+
+
+def _settings(config: Config) -> dict[str, Any]:
+    where = None if config.path is None else str(config.path)
+    top = config.sections.get("prompts") or {}
+    own = config.profile.extra.get("prompts") or {}
+    for value, key in ((top, "prompts"), (own, f"environments.{config.environment}.prompts")):
+        if not isinstance(value, Mapping):
+            raise ConfigError("must be a mapping", path=where, key=key,
+                              fix="e.g. prompts: {cache_ttl: 60, fetch_timeout: 2}")
+        for name in value:
+            if name not in _SETTINGS:
+                raise ConfigError(f"unknown key {name!r}", path=where, key=f"{key}.{name}",
+                                  fix=suggest(name, _SETTINGS, what="valid keys"))
+    merged = {**top, **own}
+    for name, default, positive in (("cache_ttl", 60.0, False), ("fetch_timeout", 2.0, True)):
+        value = merged.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
+                positive and value == 0:
+            raise ConfigError(f"must be a {'positive' if positive else 'non-negative'} number "
+                              f"of seconds, not {value!r}", path=where, key=f"prompts.{name}",
+                              fix=f"e.g. {name}: {default:g}")
+        merged[name] = float(value)
+    merged["prefetch"] = names = merged.get("prefetch") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError("must be a list of prompt names", path=where, key="prompts.prefetch",
+                          fix="e.g. prefetch: [smart-scheduling-system-v1]")
+    if not isinstance(merged.get("dir") or "", str):
+        raise ConfigError("must be a directory path", path=where, key="prompts.dir",
+                          fix="e.g. dir: prompts")
+    return merged
+
+
+def _directory(config: Config, configured: str | None) -> Path:
+    """``prompts.dir``, else ``prompts/`` beside the config's directory, else ``./prompts``."""
+    if configured:
+        return Path(configured).expanduser()
+    if config.path is not None:
+        beside = config.path.resolve().parent.parent / "prompts"
+        if beside.is_dir():
+            return beside
+    return Path.cwd() / "prompts"

@@ -103,7 +103,7 @@ def build_record(*, call_id: str, group: str, environment: str, messages: list[d
                  params: Mapping[str, Any], metadata: Mapping[str, Any] | None,
                  scope: Any, parent: tuple[str, str | None], started_at: float,
                  response: LLMResponse | None = None, error: LLMAdapterError | None = None,
-                 stream: bool = False) -> CallRecord:
+                 stream: bool = False, prompt: Any = None) -> CallRecord:
     """The record of one call, from what the caller asked and what came back (or failed)."""
     meta = dict(metadata or {})
     tags = tuple(meta.get("tags") or ()) + tuple(getattr(scope, "tags", ()) or ())
@@ -124,6 +124,9 @@ def build_record(*, call_id: str, group: str, environment: str, messages: list[d
         input=messages, stream=stream,
         model_parameters={k: v for k, v in params.items() if k not in ("tools", "messages")},
     )
+    if prompt is not None:
+        record.prompt_name, record.prompt_version = prompt.name, prompt.version
+        record.prompt_variant, record.prompt_source = prompt.variant, prompt.source
     if response is not None:
         record.deployment, record.provider = response.deployment, response.provider
         record.provider_model, record.ttft_ms = response.provider_model, response.ttft_ms

@@ -116,6 +116,7 @@ class CallRecord:
     prompt_name: str | None = None
     prompt_version: int | None = None
     prompt_variant: str | None = None
+    prompt_source: str | None = None   # "langfuse" | "local" | "fallback"
     session_id: str | None = None
     user_id: str | None = None
     agent: str | None = None

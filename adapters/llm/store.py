@@ -40,7 +40,8 @@ _T = TypeVar("_T")
 _SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "ended_at",
             "environment", "model_group", "deployment", "provider", "provider_model", "status",
             "error_kind", "error_message", "latency_ms", "ttft_ms", "cost", "cost_saved",
-            "prompt_name", "prompt_version", "prompt_variant", "session_id", "user_id", "agent",
+            "prompt_name", "prompt_version", "prompt_variant", "prompt_source", "session_id",
+            "user_id", "agent",
             "stage", "trace_name", "output")
 _USAGE = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",
           "reasoning_tokens")

@@ -223,6 +223,10 @@ class LangfuseSink:
                                            start_time=int(r.started_at * 1e9))
         if r.parent_span_id is None:
             span.set_attribute("langfuse.internal.as_root", True)
+        if r.prompt_source == "langfuse" and r.prompt_name and r.prompt_version:
+            # Links the generation to the prompt version (only prompts Langfuse served).
+            span.set_attribute("langfuse.observation.prompt.name", r.prompt_name)
+            span.set_attribute("langfuse.observation.prompt.version", r.prompt_version)
         generation = LangfuseGeneration(
             otel_span=span, langfuse_client=self.client, environment=r.environment,
             input=r.input, output=_output(r), metadata=_generation_metadata(r),
