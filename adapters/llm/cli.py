@@ -110,20 +110,30 @@ def models(as_json: bool, config_path: str | None, environment: str | None) -> N
 
 @main.command()
 @click.option("--ping", is_flag=True, help="Make a 1-token call to every deployment.")
+@click.option("--production", is_flag=True,
+              help="Walk the production checklist: Langfuse keys, prompts in Langfuse, rate "
+                   "limits, cache, alerts, masking (implies --env production unless --env).")
 @click.option("--json", "as_json", is_flag=True)
 @_config_option
 @_env_option
-def doctor(ping: bool, as_json: bool, config_path: str | None, environment: str | None) -> None:
+def doctor(ping: bool, production: bool, as_json: bool, config_path: str | None,
+           environment: str | None) -> None:
     """Check config, environment and keys; exit 1 when something needs fixing."""
     from .doctor import run_checks
     from .views import checks_table
 
+    if production and environment is None:
+        environment = "production"
     try:
         config = load_config(config_path, environment=environment)
     except LLMAdapterError as exc:
         checks = [{"check": "config", "ok": False, "detail": str(exc), "fix": "edit the file"}]
     else:
         checks = run_checks(config, ping=ping)
+        if production:
+            from .production_checks import production_checks
+
+            checks.extend(production_checks(config))
     if as_json:
         click.echo(json.dumps(checks, indent=2))
     else:
@@ -157,6 +167,8 @@ from .cli_reports import register  # noqa: E402  (the report commands: costs, tr
 register(main)
 from .cli_prompts import register as register_prompts  # noqa: E402  (the prompts command group)
 register_prompts(main)
+from .cli_alerts import register as register_alerts  # noqa: E402  (the alerts command group)
+register_alerts(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

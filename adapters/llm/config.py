@@ -203,6 +203,14 @@ class Config:
         text = json.dumps(shape, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def settings_fingerprint(self) -> str:
+        """``fingerprint()`` plus every other section (masking, store, budgets, alerts, ...):
+        what the adapter's telemetry and policies are built from."""
+        rest = {"sections": self.sections, "profile": self.profile.extra,
+                "langfuse": [self.profile.langfuse.enabled, self.profile.langfuse.default_tags]}
+        text = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256((self.fingerprint() + text).encode()).hexdigest()
+
     def __repr__(self) -> str:
         return (f"Config(path={_str(self.path)!r}, environment={self.environment!r}, "
                 f"groups={self.groups()!r}, deployments={self.deployments!r}, "

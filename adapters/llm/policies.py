@@ -28,7 +28,7 @@ class PolicyPool:
         self._items: dict[str, Policies] = {}
 
     def get(self, config: Config) -> Policies:
-        key = config.fingerprint()
+        key = config.settings_fingerprint()
         with self._lock:
             policies = self._items.get(key)
             if policies is None:

@@ -31,6 +31,7 @@ class Telemetry:
     masker: Masker
     langfuse: LangfuseSink | None
     store: Any | None                    # LocalStore
+    alerts: Any | None = None            # AlertEvaluator
 
 
 class TelemetryPool:
@@ -42,11 +43,12 @@ class TelemetryPool:
         self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
         self._stores: dict[str, Any] = {}
         self._langfuse: dict[tuple[str, str, str], LangfuseSink] = {}
+        self._alerts: dict[str, Any] = {}
         self._warned_keys = False
 
     def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
         creds = langfuse_credentials() if enable_langfuse else None
-        key = (config.fingerprint(), enable_langfuse,
+        key = (config.settings_fingerprint(), enable_langfuse,
                (creds.public_key, creds.base_url) if creds else None)
         with self._lock:
             telemetry = self._items.get(key)
@@ -86,7 +88,26 @@ class TelemetryPool:
                     store = self._store(store_settings.get("path"))   # the spool lives there
                 langfuse = self._langfuse_sink(creds, config, store)
                 sinks.append(langfuse)
-        return Telemetry(Recorder(sinks, masker, secrets_only), masker, langfuse, store)
+        alerts = self._alert_evaluator(config)
+        if alerts is not None:
+            sinks.append(alerts)
+        return Telemetry(Recorder(sinks, masker, secrets_only), masker, langfuse, store, alerts)
+
+    def _alert_evaluator(self, config: Config) -> Any:
+        """One evaluator per config and process, whatever the Langfuse setting: an alert is
+        sent once, not once per adapter flavour."""
+        from .alert_rules import AlertSettings
+
+        settings = AlertSettings.from_config(config)
+        if settings is None:
+            return None
+        key = config.settings_fingerprint()
+        evaluator = self._alerts.get(key)
+        if evaluator is None:
+            from .alerts import AlertEvaluator
+
+            evaluator = self._alerts[key] = AlertEvaluator(settings)
+        return evaluator
 
     def _store(self, path: str | None) -> Any:
         from .store import LocalStore
