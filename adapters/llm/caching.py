@@ -167,8 +167,12 @@ class RedisBackend:
 
     def __init__(self, url: str) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        # No client retries: an unreachable cache costs one short timeout, then is skipped.
+        self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                            retry=Retry(NoBackoff(), 0))
         self._retry_at = 0.0
 
     def get(self, key: str) -> str | None:

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .records import Usage
 
-__all__ = ["Pricing", "cost_breakdown", "pricing_for"]
+if TYPE_CHECKING:
+    from .routing import Gateway
+
+__all__ = ["Pricing", "cost_breakdown", "estimate_cost", "pricing_for"]
+
+# Output tokens assumed for a budget estimate when the call sets no max_tokens.
+DEFAULT_OUTPUT_ESTIMATE = 256
 
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token",
                "cache_read_input_token_cost", "cache_creation_input_token_cost")
@@ -75,3 +81,21 @@ def _from_entry(entry: Mapping[str, Any], source: str) -> Pricing:
                    cache_read=price("cache_read_input_token_cost"),
                    cache_write=price("cache_creation_input_token_cost"),
                    source=source)
+
+
+def estimate_cost(gateway: Gateway, group: str, messages: list[dict[str, Any]],
+                  max_tokens: int | None) -> float:
+    """What a call to ``group`` may cost, before sending it: the input counted with litellm's
+    tokenizer, the output at ``max_tokens`` (or a default), at the dearest deployment's
+    prices. Unknown prices estimate 0: the budget is then settled on the recorded cost."""
+    from ._litellm import litellm
+
+    deployments = gateway.config.group(group)
+    model = str(deployments[0].litellm_params.get("model", ""))
+    try:
+        prompt_tokens = int(litellm().token_counter(model=model, messages=messages))
+    except Exception:  # a tokenizer that cannot read the messages must not block the call
+        prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4
+    output = max_tokens or DEFAULT_OUTPUT_ESTIMATE
+    prices = [p for p in (gateway.pricing.get(d.id) for d in deployments) if p is not None]
+    return max((prompt_tokens * p.input + output * p.output for p in prices), default=0.0)

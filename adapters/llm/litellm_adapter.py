@@ -18,15 +18,15 @@ from typing import Any
 
 from . import errors
 from ._loop import default_loop
-from ._response import build_response
+from .caching import CacheControl
 from .config import Config, load_config
-from .prompts import Prompt, build_registry, prompt_link
-from .records import LLMResponse, ToolCall
-from .recording import build_record
-from .routing import CallSpec, Gateway, RouterPool, default_pool
-from .caching import CacheControl, CachedAnswer
+from .pipeline import Call
+from .pipeline import run as run_call
 from .policies import Policies, PolicyPool, default_policies
-from .streaming import ReplayStream, ResponseStream
+from .prompts import Prompt, build_registry, prompt_link
+from .records import LLMResponse
+from .routing import CallSpec, Gateway, RouterPool, default_pool
+from .streaming import ResponseStream
 from .telemetry import Telemetry, TelemetryPool, default_telemetry
 from .tracing import TraceScope, current_parent, current_scope
 
@@ -134,56 +134,10 @@ class LiteLLMAdapter:
         budget = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
         spec = CallSpec(group=group, messages=chat, params=params, deadline=started + budget,
                         stream=stream, stream_timeout=self.config.router_settings.stream_timeout)
-        call_id = uuid.uuid4().hex
-        scope = current_scope()
-        started_at = time.time()
-
-        def record(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
-            if response is not None:
-                response.trace_id = parent[0]
-            self.telemetry.recorder.record(build_record(
-                call_id=call_id, group=group, environment=self.environment, messages=chat,
-                params=params, metadata=metadata, scope=scope, parent=parent,
-                started_at=started_at, response=response, error=error, stream=stream,
-                prompt=link))
-
-        control = CacheControl.parse(cache)
-        responses = self.policies.cache
-        key = responses.key(group, chat, params) if responses is not None else None
-        if responses is not None and key is not None and not control.no_cache:
-            hit = responses.get(key)
-            if hit is not None:
-                answer = _from_cache(hit, group=group, call_id=call_id,
-                                     latency_ms=(time.monotonic() - started) * 1000)
-                if stream:
-                    return ReplayStream(answer, on_end=record)
-                record(answer, None)
-                return answer
-
-        def store(response: LLMResponse) -> None:
-            if responses is not None and key is not None and not control.no_store:
-                responses.set(key, _to_cache(response), control.ttl)
-
-        def finish(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
-            if response is not None:
-                store(response)
-            record(response, error)
-
-        try:
-            outcome = await gateway.complete(spec)
-        except errors.LLMAdapterError as exc:
-            record(None, exc)
-            raise
-        if stream:
-            return ResponseStream(outcome, started=started, call_id=call_id, on_end=finish,
-                                  gateway=gateway)
-        dep = outcome.deployment
-        response = build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
-                                  provider=dep.provider, pricing=gateway.pricing.get(dep.id),
-                                  attempts=outcome.attempts, call_id=call_id,
-                                  latency_ms=(time.monotonic() - started) * 1000)
-        finish(response, None)
-        return response
+        call = Call(spec=spec, call_id=uuid.uuid4().hex, environment=self.environment,
+                    metadata=metadata, scope=current_scope(), parent=parent, prompt=link,
+                    control=CacheControl.parse(cache), started=started)
+        return await run_call(call, gateway, self.policies, self.telemetry)
 
     def _parent(self) -> tuple[str, str | None]:
         """The trace a call joins (the caller's ``llm.trace`` or span, else a new one), read in
@@ -315,30 +269,6 @@ class LiteLLMAdapter:
     def __repr__(self) -> str:
         return (f"LiteLLMAdapter(model={self.model!r}, environment={self.environment!r}, "
                 f"langfuse={self.enable_langfuse})")
-
-
-def _to_cache(response: LLMResponse) -> CachedAnswer:
-    u = response.usage
-    return CachedAnswer(
-        content=response.content, finish_reason=response.finish_reason,
-        tool_calls=[{"id": t.id, "name": t.name, "arguments": t.arguments}
-                    for t in response.tool_calls],
-        usage={"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-               "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
-               "reasoning_tokens": u.reasoning_tokens},
-        cost=response.cost, deployment=response.deployment, provider=response.provider,
-        provider_model=response.provider_model, stored_at=time.time())
-
-
-def _from_cache(hit: CachedAnswer, *, group: str, call_id: str, latency_ms: float) -> LLMResponse:
-    return LLMResponse(
-        content=hit.content, model=group, deployment=hit.deployment, provider=hit.provider,
-        provider_model=hit.provider_model, usage=hit.usage_object(), cost=0.0,
-        latency_ms=latency_ms, finish_reason=hit.finish_reason, call_id=call_id,
-        tool_calls=[ToolCall(t["id"], t["name"], t["arguments"]) for t in hit.tool_calls],
-        cache_hit=True, cost_saved=hit.cost,
-        cost_details={"input": 0.0, "cached": 0.0, "cache_write": 0.0, "output": 0.0,
-                      "total": 0.0})
 
 
 def _messages(prompt: Any, system: Any, messages: Any) -> list[dict[str, Any]]:

@@ -11,8 +11,14 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 
+from typing import TYPE_CHECKING
+
 from .caching import ResponseCache, cache_from_config
 from .config import Config
+
+if TYPE_CHECKING:
+    from .budgets import Budgets
+    from .limits import RateLimiter
 
 __all__ = ["Policies", "PolicyPool", "default_policies"]
 
@@ -20,6 +26,8 @@ __all__ = ["Policies", "PolicyPool", "default_policies"]
 @dataclass
 class Policies:
     cache: ResponseCache | None
+    limiter: RateLimiter | None = None
+    budgets: Budgets | None = None
 
 
 class PolicyPool:
@@ -37,10 +45,25 @@ class PolicyPool:
 
 
 def _build(config: Config) -> Policies:
+    from ._backend import backend_for
+    from .budgets import Budgets
+    from .limits import Limits, RateLimiter
+
     settings = config.router_settings
     redis_url = settings.redis_url or os.environ.get("REDIS_URL")
-    return Policies(cache=cache_from_config(settings.cache, environment=config.environment,
-                                            redis_url=redis_url))
+    limits = Limits.from_config(config)
+    budgets_wanted = bool((config.sections.get("budgets") or {}) or
+                          (config.profile.extra.get("budgets") or {}))
+    backend = backend_for(config) if limits.enabled or budgets_wanted else None
+    # Counters are shared by every process using the same backend and environment.
+    namespace = f"{config.environment}"
+    return Policies(
+        cache=cache_from_config(settings.cache, environment=config.environment,
+                                redis_url=redis_url),
+        limiter=RateLimiter(limits, backend, namespace=namespace, fail_open=True)
+        if limits.enabled and backend is not None else None,
+        budgets=Budgets.from_config(config, backend, namespace=namespace)
+        if backend is not None else None)
 
 
 @cache

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
 import uuid
@@ -48,6 +49,7 @@ class CallSpec:
     deadline: float                     # time.monotonic() by which the whole call must end
     stream: bool = False
     stream_timeout: float | None = None
+    start_at: int = 0                   # skip the chain's first groups (no rate-limit capacity)
 
 
 @dataclass(slots=True)
@@ -111,6 +113,10 @@ class Gateway:
         }
         if rs.stream_timeout is not None:
             kwargs["stream_timeout"] = rs.stream_timeout
+        redis_url = rs.redis_url or os.environ.get("REDIS_URL")
+        if redis_url:
+            # Cooldowns shared by every process: one that saw the primary fail spares the rest.
+            kwargs["redis_url"] = redis_url
         fallbacks = self._routable(self._chains)
         if fallbacks:
             kwargs["fallbacks"] = fallbacks
@@ -150,7 +156,13 @@ class Gateway:
     async def complete(self, spec: CallSpec) -> Outcome:
         """Walk the fallback chain of ``spec.group`` until a deployment answers."""
         walk = _Walk()
-        outcome = await self._walk(spec, self.chain(spec.group), walk)
+        chain = self.chain(spec.group)
+        for skipped in chain[:spec.start_at]:
+            for d in self.config.group(skipped):
+                walk.attempts.append(Attempt(d.id, skipped, d.provider, "skipped",
+                                             error_kind="rate_limited", latency_ms=0.0,
+                                             message="at its rate limit"))
+        outcome = await self._walk(spec, chain[spec.start_at:], walk)
         if outcome is None and walk.waits:
             # Everything failed but something said when it will be back: wait for it if the
             # deadline allows, then walk once more. Never waited while another group could answer.

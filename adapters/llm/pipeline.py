@@ -1,0 +1,207 @@
+"""One call through the policies, in order: budget check → cache lookup → rate limit → routing.
+
+Each step can end the call early (over budget, cache hit, no capacity) and every ending is
+recorded once. What a step took (a budget reservation, rate-limit capacity) is settled with the
+real figures when the call ends, or given back when it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from ._response import build_response
+from .caching import CacheControl, CachedAnswer
+from .costs import estimate_cost
+from .policies import Policies
+from .prompts import Prompt
+from .records import LLMResponse, ToolCall
+from .recording import build_record
+from .routing import CallSpec, Gateway
+from .streaming import ReplayStream, ResponseStream
+from .telemetry import Telemetry
+
+__all__ = ["Call", "run"]
+
+
+@dataclass
+class Call:
+    """Everything one ``generate`` call needs on its way through."""
+
+    spec: CallSpec
+    call_id: str
+    environment: str
+    metadata: Mapping[str, Any] | None
+    scope: Any
+    parent: tuple[str, str | None]
+    prompt: Prompt | None
+    control: CacheControl
+    started: float                                  # monotonic
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return self.metadata or {}
+
+    def who(self, key: str) -> str | None:
+        value = self.meta.get(key) or getattr(self.scope, key, None)
+        return str(value) if value else None
+
+
+async def run(call: Call, gateway: Gateway, policies: Policies,
+              telemetry: Telemetry) -> LLMResponse | ResponseStream:
+    spec = call.spec
+    settle = _Settlement(call, policies, telemetry)
+    settle.reserve_budget(gateway)                  # raises BudgetExceeded, recorded
+
+    cache, key = policies.cache, None
+    if cache is not None:
+        key = cache.key(spec.group, spec.messages, spec.params)
+        hit = None if call.control.no_cache else cache.get(key)
+        if hit is not None:
+            answer = _from_cache(hit, call)
+            settle.release()
+            if spec.stream:
+                return ReplayStream(answer, on_end=settle.record)
+            settle.record(answer, None)
+            return answer
+
+    spec = await settle.take_capacity(gateway)       # raises RateLimited, recorded
+
+    def finish(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
+        if response is not None and cache is not None and key is not None \
+                and not call.control.no_store:
+            cache.set(key, _to_cache(response), call.control.ttl)
+        settle.done(response, error)
+
+    try:
+        outcome = await gateway.complete(spec)
+    except errors.LLMAdapterError as exc:
+        settle.done(None, exc)
+        raise
+    if spec.stream:
+        return ResponseStream(outcome, started=call.started, call_id=call.call_id,
+                              on_end=finish, gateway=gateway)
+    dep = outcome.deployment
+    response = build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
+                              provider=dep.provider, pricing=gateway.pricing.get(dep.id),
+                              attempts=outcome.attempts, call_id=call.call_id,
+                              latency_ms=(time.monotonic() - call.started) * 1000)
+    finish(response, None)
+    return response
+
+
+class _Settlement:
+    """What the call holds (budget reservation, rate-limit permit) and how it is recorded."""
+
+    def __init__(self, call: Call, policies: Policies, telemetry: Telemetry) -> None:
+        self.call = call
+        self.policies = policies
+        self.telemetry = telemetry
+        self.reservation: Any = None
+        self.permit: Any = None
+
+    def record(self, response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
+        call = self.call
+        if response is not None:
+            response.trace_id = call.parent[0]
+        self.telemetry.recorder.record(build_record(
+            call_id=call.call_id, group=call.spec.group, environment=call.environment,
+            messages=call.spec.messages, params=call.spec.params, metadata=call.metadata,
+            scope=call.scope, parent=call.parent, started_at=call.started_at,
+            response=response, error=error, stream=call.spec.stream, prompt=call.prompt))
+
+    def reserve_budget(self, gateway: Gateway) -> None:
+        budgets = self.policies.budgets
+        if budgets is None:
+            return
+        call = self.call
+        estimate = estimate_cost(gateway, call.spec.group, call.spec.messages,
+                                 call.spec.params.get("max_tokens"))
+        try:
+            self.reservation = budgets.check_and_reserve(
+                user=call.who("user_id"), session=call.who("session_id"), agent=call.who("agent"),
+                tags=[*call.meta.get("tags", ()), *getattr(call.scope, "tags", ())],
+                environment=call.environment, estimated_cost=estimate)
+        except errors.LLMAdapterError as exc:
+            self.record(None, exc)
+            raise
+
+    async def take_capacity(self, gateway: Gateway) -> CallSpec:
+        """Rate-limit capacity; the walk starts at the first group with room."""
+        limiter = self.policies.limiter
+        spec = self.call.spec
+        if limiter is None:
+            return spec
+        chain = gateway.chain(spec.group)
+        deployments = [d.id for g in chain for d in gateway.config.group(g)]
+        first = gateway.config.group(spec.group)[0]
+        tokens = limiter.estimate_tokens(str(first.litellm_params.get("model", "")),
+                                         spec.messages, spec.params.get("max_tokens"))
+        try:
+            self.permit = await limiter.acquire(deployments, tokens, deadline=spec.deadline)
+        except errors.LLMAdapterError as exc:
+            self.release()
+            self.record(None, exc)
+            raise
+        chosen = self.permit.deployment
+        if chosen is None or chosen not in gateway.deployments:
+            return spec
+        start = chain.index(gateway.deployments[chosen].model_name)
+        return spec if start == 0 else CallSpec(**{**spec.__dict__, "start_at": start})
+
+    def release(self) -> None:
+        if self.reservation is not None and self.policies.budgets is not None:
+            self.policies.budgets.release(self.reservation)
+            self.reservation = None
+
+    def done(self, response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
+        limiter, budgets = self.policies.limiter, self.policies.budgets
+        if self.permit is not None and limiter is not None:
+            used = response.usage.total_tokens if response is not None else 0
+            _spawn(limiter.settle(self.permit, used))
+        if self.reservation is not None and budgets is not None:
+            if response is None:
+                budgets.release(self.reservation)
+            else:
+                for crossing in budgets.settle(self.reservation, response.cost):
+                    if self.telemetry.alerts is not None:
+                        self.telemetry.alerts.notify_budget(
+                            crossing.rule.scope, crossing.id, crossing.spent, crossing.limit,
+                            crossing.rule.period)
+        self.record(response, error)
+
+
+def _spawn(coro: Any) -> None:
+    """Settle in the background of the running loop (the call has its answer already)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+def _to_cache(response: LLMResponse) -> CachedAnswer:
+    u = response.usage
+    return CachedAnswer(
+        content=response.content, finish_reason=response.finish_reason,
+        tool_calls=[{"id": t.id, "name": t.name, "arguments": t.arguments}
+                    for t in response.tool_calls],
+        usage={"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+               "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
+               "reasoning_tokens": u.reasoning_tokens},
+        cost=response.cost, deployment=response.deployment, provider=response.provider,
+        provider_model=response.provider_model, stored_at=time.time())
+
+
+def _from_cache(hit: CachedAnswer, call: Call) -> LLMResponse:
+    return LLMResponse(
+        content=hit.content, model=call.spec.group, deployment=hit.deployment,
+        provider=hit.provider, provider_model=hit.provider_model, usage=hit.usage_object(),
+        cost=0.0, latency_ms=(time.monotonic() - call.started) * 1000,
+        finish_reason=hit.finish_reason, call_id=call.call_id,
+        tool_calls=[ToolCall(t["id"], t["name"], t["arguments"]) for t in hit.tool_calls],
+        cache_hit=True, cost_saved=hit.cost,
+        cost_details={"input": 0.0, "cached": 0.0, "cache_write": 0.0, "output": 0.0,
+                      "total": 0.0})
