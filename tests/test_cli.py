@@ -132,3 +132,18 @@ def test_examples_run_in_simulation(no_keys):
     assert "answered by claude-sonnet-primary" in out.stdout
     assert "tool call: book_appointment" in out.stdout
     assert "refused before sending" in out.stdout
+
+
+def test_status_shows_cooldowns_limits_cache_and_budgets(no_keys, tmp_path, monkeypatch):
+    config = tmp_path / "status.yaml"
+    config.write_text(
+        (ROOT / "config" / "litellm_config.yaml").read_text() +
+        "\nbudgets:\n  limits:\n    - {scope: user, limit: 5, period: day}\n")
+    code, out = run("status", "--json", "--config", str(config), "--env", "simulation")
+    assert code == 0, out
+    current = json.loads(out)
+    assert {d["deployment"] for d in current["deployments"]} >= {"claude-sonnet-primary"}
+    assert all(d["state"] == "ok" for d in current["deployments"])
+    assert current["limits"]["global"]["rpm"]["limit"] == 500
+    assert current["cache"]["type"] == "local"
+    assert current["budgets"][0]["limit"] == 5

@@ -142,6 +142,28 @@ def doctor(ping: bool, production: bool, as_json: bool, config_path: str | None,
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True)
+@_config_option
+@_env_option
+def status(as_json: bool, config_path: str | None, environment: str | None) -> None:
+    """Cooldowns, rate-limit use, cache hit rate, budgets and alerts, right now."""
+    from .litellm_adapter import LiteLLMAdapter
+    from .status import collect_status, status_tables
+
+    config = _load(config_path, environment)
+    try:
+        current = collect_status(LiteLLMAdapter(config=config))
+    except LLMAdapterError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(current, indent=2, default=str))
+        return
+    console = _console()
+    for table in status_tables(current):
+        console.print(table)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME=BUILTIN",
