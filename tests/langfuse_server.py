@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import concurrent.futures
 import copy
 import gzip
 import json
@@ -33,6 +32,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from adapters.llm.simulator.runner import serve_in_thread
 
 __all__ = ["LangfuseServer", "PromptStore", "ReceivedExport", "ReceivedSpan", "RequestRejected"]
 
@@ -528,32 +529,7 @@ class LangfuseServer:
         """Serve from a daemon thread with its own event loop; returns once listening."""
         if self._thread is not None:
             raise RuntimeError("the Langfuse server is already running")
-        loop = asyncio.new_event_loop()
-        started: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start_serving())
-            except BaseException as exc:  # handed to start(), which re-raises it
-                started.set_exception(exc)
-                loop.close()
-                return
-            started.set_result(None)
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        thread = threading.Thread(target=run, name="langfuse-test-server", daemon=True)
-        thread.start()
-        try:
-            started.result()
-        except BaseException:
-            thread.join()
-            raise
-        self._loop, self._thread = loop, thread
+        self._loop, self._thread = serve_in_thread(self._start_serving, "langfuse-test-server")
         return self
 
     def stop(self) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -20,10 +20,44 @@ from .scenarios import Scenario
 from .server import SimulatorApp
 from .state import Registry
 
-__all__ = ["Simulator", "serve"]
+__all__ = ["Simulator", "serve", "serve_in_thread"]
 
 _T = TypeVar("_T")
 _SHUTDOWN_TIMEOUT_S = 1.0
+
+
+def serve_in_thread(start: Callable[[], Coroutine[Any, Any, None]], name: str
+                    ) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """Run ``start()`` on a new event loop in a daemon thread, then keep that loop running.
+
+    Returns once ``start()`` finished (the server listens); its exception is raised here.
+    """
+    loop = asyncio.new_event_loop()
+    started: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            started.set_exception(exc)
+            loop.close()
+            return
+        started.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        started.result()
+    except BaseException:
+        thread.join()
+        raise
+    return loop, thread
 
 
 class Simulator:
@@ -79,32 +113,7 @@ class Simulator:
         """Serve from a daemon thread with its own event loop; returns once listening."""
         if self._runner is not None or self._thread is not None:
             raise RuntimeError("the simulator is already running")
-        loop = asyncio.new_event_loop()
-        started: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start_serving())
-            except BaseException as exc:  # handed to start(), which re-raises it
-                started.set_exception(exc)
-                loop.close()
-                return
-            started.set_result(None)
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        thread = threading.Thread(target=run, name="llm-provider-simulator", daemon=True)
-        thread.start()
-        try:
-            started.result()
-        except BaseException:
-            thread.join()
-            raise
-        self._loop, self._thread = loop, thread
+        self._loop, self._thread = serve_in_thread(self._start_serving, "llm-provider-simulator")
         return self
 
     def stop(self) -> None:
