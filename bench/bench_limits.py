@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.llm._backend import Backend, MemoryBackend, RedisBackend  # noqa: E402
+from adapters.llm._backend import Backend, MemoryBackend  # noqa: E402
+from adapters.llm._backend_redis import RedisBackend  # noqa: E402
 from adapters.llm.budgets import BudgetRule, Budgets  # noqa: E402
 from adapters.llm.limits import Limits, RateLimiter  # noqa: E402
 

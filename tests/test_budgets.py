@@ -19,7 +19,8 @@ import pytest
 import pytest_asyncio
 
 from adapters.llm import BudgetExceeded, ConfigError, UsageError, load_config
-from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend, RedisBackend
+from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend
+from adapters.llm._backend_redis import RedisBackend
 from adapters.llm.budgets import BudgetRule, Budgets
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

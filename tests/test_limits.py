@@ -21,9 +21,8 @@ import pytest
 import pytest_asyncio
 
 from adapters.llm import RateLimited, load_config
-from adapters.llm._backend import (
-    Backend, BackendUnavailable, MemoryBackend, RedisBackend, Take, backend_for,
-)
+from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend, Take, backend_for
+from adapters.llm._backend_redis import RedisBackend
 from adapters.llm.limits import DEFAULT_OUTPUT_TOKENS, Limits, RateLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
