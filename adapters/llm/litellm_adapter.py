@@ -131,8 +131,8 @@ class LiteLLMAdapter:
         params = _params(tools=tools, tool_choice=tool_choice, temperature=temperature,
                          max_tokens=max_tokens, response_format=response_format, kwargs=kwargs)
         _check_metadata(metadata)
-        budget = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
-        spec = CallSpec(group=group, messages=chat, params=params, deadline=started + budget,
+        allowed_s = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
+        spec = CallSpec(group=group, messages=chat, params=params, deadline=started + allowed_s,
                         stream=stream, stream_timeout=self.config.router_settings.stream_timeout)
         call = Call(spec=spec, call_id=uuid.uuid4().hex, environment=self.environment,
                     metadata=metadata, scope=current_scope(), parent=parent, prompt=link,
@@ -158,6 +158,9 @@ class LiteLLMAdapter:
 
         lt = litellm()
         messages = [{"role": "user", "content": "warm-up"}]
+        # The tokenizer (rate-limit and budget estimates) loads on its first count.
+        model = str(self.config.group(self.model)[0].litellm_params.get("model", ""))
+        lt.token_counter(model=model, messages=messages)
         # A mocked answer through the Router: its lazy imports, no provider traffic.
         await self.gateway.router.acompletion(model=self.model, messages=messages,
                                               mock_response="ok", disable_fallbacks=True)
