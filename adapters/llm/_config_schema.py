@@ -159,7 +159,7 @@ _ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
     "disable_cooldowns": Flag(), "set_verbose": Flag(), "debug_level": Choice(("DEBUG", "INFO")),
     # Read by later features.
     "hedging": Table(), "max_wait": Num(low=0, seconds=True, example="10"),
-    "stream_ttft_timeout": Num(low=0, low_open=True, seconds=True, example="10"),
+    "stream_ttft_timeout": Num(low=0, low_open=True, seconds=True, optional=True, example="10"),
 })
 _LANGFUSE = Fields("langfuse", MappingProxyType({
     "enabled": Flag(), "default_tags": Strings(),

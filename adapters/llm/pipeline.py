@@ -2,7 +2,9 @@
 
 Each step can end the call early (over budget, cache hit, no capacity) and every ending is
 recorded once. What a step took (a budget reservation, rate-limit capacity) is settled with the
-real figures when the call ends, or given back when it fails.
+real figures when the call ends, or given back when it fails. A hedge (``hedging.py``) takes its
+own capacity and budget through ``CallSpec.admit_hedge``, without waiting, and is settled alike:
+a lost hedge counts its input tokens and cost, one never sent counts nothing.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import errors
 from ._response import build_response
 from .caching import CacheControl, CachedAnswer
 from .costs import estimate_cost
+from .limits import DEFAULT_OUTPUT_TOKENS
 from .policies import Policies
 from .prompts import Prompt
 from .records import LLMResponse, ToolCall
@@ -54,7 +57,7 @@ class Call:
 
 async def run(call: Call, gateway: Gateway, policies: Policies,
               telemetry: Telemetry) -> LLMResponse | ResponseStream:
-    spec = call.spec
+    spec = call.spec = _call_options(call.spec)
     settle = _Settlement(call, policies, telemetry)
     settle.reserve_budget(gateway)                  # raises BudgetExceeded, recorded
 
@@ -71,6 +74,8 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
             return answer
 
     spec = await settle.take_capacity(gateway)       # raises RateLimited, recorded
+    if gateway.hedger is not None and (policies.limiter or policies.budgets) and not spec.stream:
+        spec = replace(spec, admit_hedge=lambda group: settle.admit_hedge(gateway, group))
 
     def finish(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
         if response is not None and cache is not None and key is not None \
@@ -87,12 +92,48 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         return ResponseStream(outcome, started=call.started, call_id=call.call_id,
                               on_end=finish, gateway=gateway)
     dep = outcome.deployment
+    latency_ms = (time.monotonic() - call.started) * 1000
     response = build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
                               provider=dep.provider, pricing=gateway.pricing.get(dep.id),
                               attempts=outcome.attempts, call_id=call.call_id,
-                              latency_ms=(time.monotonic() - call.started) * 1000)
+                              latency_ms=latency_ms)
+    response.overhead_ms, response.hedged = outcome.overhead_ms(latency_ms), outcome.hedged
+    _add_hedge_cost(response)
     finish(response, None)
     return response
+
+
+def _call_options(spec: CallSpec) -> CallSpec:
+    """``stream_ttft_timeout=`` given to generate() is the adapter's own, not litellm's."""
+    if "stream_ttft_timeout" not in spec.params:
+        return spec
+    params = dict(spec.params)
+    value = params.pop("stream_ttft_timeout")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or value <= 0):
+        raise errors.UsageError(f"stream_ttft_timeout must be a positive number of seconds, "
+                                f"not {value!r}")
+    return replace(spec, params=params, stream_ttft_timeout=value)
+
+
+def _add_hedge_cost(response: LLMResponse) -> None:
+    """What lost hedges were billed is part of the call's cost, shown as ``hedge`` apart."""
+    extra = sum(a.cost for a in response.attempts if a.cost is not None)
+    if not extra or response.cost is None:
+        return
+    response.cost += extra
+    if response.cost_details is not None:
+        details = response.cost_details
+        response.cost_details = {**details, "hedge": extra, "total": details["total"] + extra}
+
+
+@dataclass(frozen=True, slots=True)
+class _Hold:
+    """Capacity and budget a hedge took, and its input tokens (what a lost hedge is billed)."""
+
+    permit: Any
+    reservation: Any
+    input_tokens: int
 
 
 class _Settlement:
@@ -104,6 +145,7 @@ class _Settlement:
         self.telemetry = telemetry
         self.reservation: Any = None
         self.permit: Any = None
+        self.hedges: list[_Hold] = []
 
     def record(self, response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
         call = self.call
@@ -116,20 +158,44 @@ class _Settlement:
             response=response, error=error, stream=call.spec.stream, prompt=call.prompt))
 
     def reserve_budget(self, gateway: Gateway) -> None:
-        budgets = self.policies.budgets
-        if budgets is None:
+        if self.policies.budgets is None:
             return
-        call = self.call
-        estimate = estimate_cost(gateway, call.spec.group, call.spec.messages,
-                                 call.spec.params.get("max_tokens"))
         try:
-            self.reservation = budgets.check_and_reserve(
-                user=call.who("user_id"), session=call.who("session_id"), agent=call.who("agent"),
-                tags=[*call.meta.get("tags", ()), *getattr(call.scope, "tags", ())],
-                environment=call.environment, estimated_cost=estimate)
+            self.reservation = self._reserve(gateway, self.call.spec.group)
         except errors.LLMAdapterError as exc:
             self.record(None, exc)
             raise
+
+    def _reserve(self, gateway: Gateway, group: str) -> Any:
+        budgets, call = self.policies.budgets, self.call
+        assert budgets is not None
+        estimate = estimate_cost(gateway, group, call.spec.messages,
+                                 call.spec.params.get("max_tokens"))
+        return budgets.check_and_reserve(
+            user=call.who("user_id"), session=call.who("session_id"), agent=call.who("agent"),
+            tags=[*call.meta.get("tags", ()), *getattr(call.scope, "tags", ())],
+            environment=call.environment, estimated_cost=estimate)
+
+    async def admit_hedge(self, gateway: Gateway, group: str) -> bool:
+        """Budget and rate-limit capacity for a hedge to ``group``, taken now or not at all."""
+        limiter, budgets, spec = self.policies.limiter, self.policies.budgets, self.call.spec
+        reservation = permit = None
+        model = str(gateway.config.group(group)[0].litellm_params.get("model", ""))
+        tokens = limiter.estimate_tokens(model, spec.messages, 0) if limiter else 0
+        try:
+            if budgets is not None:
+                reservation = self._reserve(gateway, group)
+            if limiter is not None:
+                permit = await limiter.acquire(
+                    [d.id for d in gateway.config.group(group)],
+                    tokens + (spec.params.get("max_tokens") or DEFAULT_OUTPUT_TOKENS),
+                    deadline=time.monotonic())          # no waiting: a late hedge is no hedge
+        except errors.LLMAdapterError:      # over budget, at a limit, counters unreachable
+            if reservation is not None and budgets is not None:
+                budgets.release(reservation)
+            return False
+        self.hedges.append(_Hold(permit, reservation, tokens))
+        return True
 
     async def take_capacity(self, gateway: Gateway) -> CallSpec:
         """Rate-limit capacity; the walk starts at the first group with room."""
@@ -152,7 +218,7 @@ class _Settlement:
         if chosen is None or chosen not in gateway.deployments:
             return spec
         start = chain.index(gateway.deployments[chosen].model_name)
-        return spec if start == 0 else CallSpec(**{**spec.__dict__, "start_at": start})
+        return spec if start == 0 else replace(spec, start_at=start)
 
     def release(self) -> None:
         if self.reservation is not None and self.policies.budgets is not None:
@@ -164,15 +230,28 @@ class _Settlement:
         if self.permit is not None and limiter is not None:
             used = response.usage.total_tokens if response is not None else 0
             _spawn(limiter.settle(self.permit, used))
+        crossings = []
         if self.reservation is not None and budgets is not None:
             if response is None:
                 budgets.release(self.reservation)
-            else:
-                for crossing in budgets.settle(self.reservation, response.cost):
-                    if self.telemetry.alerts is not None:
-                        self.telemetry.alerts.notify_budget(
-                            crossing.rule.scope, crossing.id, crossing.spent, crossing.limit,
-                            crossing.rule.period)
+            else:       # response.cost includes what lost hedges cost, when it is known
+                crossings += budgets.settle(self.reservation, response.cost)
+        lost = sum(1 for a in response.attempts if a.error_kind == "hedge_lost" and a.deployment) \
+            if response is not None else 0
+        for i, hold in enumerate(self.hedges):
+            billed = i < lost
+            if hold.permit is not None and limiter is not None:
+                _spawn(limiter.settle(hold.permit, hold.input_tokens if billed else 0))
+            if hold.reservation is not None and budgets is not None:
+                if billed and response is not None and response.cost is None:
+                    crossings += budgets.settle(hold.reservation, None)  # unpriced: estimate kept
+                else:
+                    budgets.release(hold.reservation)
+        for crossing in crossings:
+            if self.telemetry.alerts is not None:
+                self.telemetry.alerts.notify_budget(
+                    crossing.rule.scope, crossing.id, crossing.spent, crossing.limit,
+                    crossing.rule.period)
         self.record(response, error)
 
 
@@ -196,10 +275,11 @@ def _to_cache(response: LLMResponse) -> CachedAnswer:
 
 
 def _from_cache(hit: CachedAnswer, call: Call) -> LLMResponse:
+    latency_ms = (time.monotonic() - call.started) * 1000
     return LLMResponse(
         content=hit.content, model=call.spec.group, deployment=hit.deployment,
         provider=hit.provider, provider_model=hit.provider_model, usage=hit.usage_object(),
-        cost=0.0, latency_ms=(time.monotonic() - call.started) * 1000,
+        cost=0.0, latency_ms=latency_ms, overhead_ms=latency_ms,
         finish_reason=hit.finish_reason, call_id=call.call_id,
         tool_calls=[ToolCall(t["id"], t["name"], t["arguments"]) for t in hit.tool_calls],
         cache_hit=True, cost_saved=hit.cost,

@@ -134,6 +134,7 @@ def build_record(*, call_id: str, group: str, environment: str, messages: list[d
             response.cost_details
         record.output, record.attempts = response.content, list(response.attempts)
         record.cache_hit, record.cost_saved = response.cache_hit, response.cost_saved
+        record.hedged = response.hedged
         record.tool_calls = [{"id": t.id, "type": "function",
                               "function": {"name": t.name, "arguments": t.arguments}}
                              for t in response.tool_calls]

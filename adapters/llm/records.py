@@ -14,16 +14,21 @@ __all__ = ["Attempt", "CallRecord", "LLMResponse", "ToolCall", "Usage"]
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One try against one deployment (or one deployment skipped because it was cooling down)."""
+    """One try against one deployment (or one deployment skipped because it was cooling down).
+
+    A hedge's loser is ``outcome="cancelled"``, ``error_kind="hedge_lost"``; its ``cost`` is what
+    the provider bills for a request it started on: the input tokens at the input price.
+    """
 
     deployment: str | None          # deployment id (``model_info.id``)
     model_group: str | None
     provider: str | None
-    outcome: str                    # "ok" | "error" | "skipped"
-    error_kind: str | None = None   # e.g. "ServiceUnavailable", "RateLimit", "Timeout"
+    outcome: str                    # "ok" | "error" | "skipped" | "cancelled"
+    error_kind: str | None = None   # e.g. "unavailable", "rate_limit", "timeout", "hedge_lost"
     status: int | None = None       # HTTP status when the provider answered one
     latency_ms: float | None = None
     message: str | None = None      # short, secret-free description
+    cost: float | None = None       # USD estimate of a cancelled attempt; None: not billed/unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,8 @@ class LLMResponse:
     provider: str | None            # e.g. "anthropic", "openai"
     provider_model: str | None      # the provider's model name, e.g. "claude-sonnet-4"
     usage: Usage
-    cost: float | None              # USD; None when the price is unknown (never a silent 0)
+    cost: float | None              # USD; None when the price is unknown (never a silent 0).
+                                    # Includes the hedge losers' cost (``cost_details["hedge"]``)
     latency_ms: float
     attempts: list[Attempt] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -74,11 +80,15 @@ class LLMResponse:
     cache_hit: bool = False         # answered from the response cache: cost 0
     cost_saved: float | None = None # on a cache hit, what the original answer cost
     cost_details: dict[str, float] | None = None   # by token class: input, cached, cache_write, output, total
+    overhead_ms: float | None = None  # latency outside the answering attempt's HTTP exchange
+                                      # (streams: up to the first chunk; cache hits: all of it)
+    hedged: bool = False            # a hedge attempt was raced against the first one
     raw: Any = field(default=None, repr=False)
 
     @property
     def fallback_used(self) -> bool:
-        return any(a.outcome != "ok" for a in self.attempts)
+        """Another deployment answered because one failed or was skipped (not a lost hedge)."""
+        return any(a.outcome not in ("ok", "cancelled") for a in self.attempts)
 
     def __str__(self) -> str:
         return self.content
@@ -113,6 +123,7 @@ class CallRecord:
     cost_details: dict[str, float] | None = None   # input, cached, cache_write, output, total
     cache_hit: bool = False
     cost_saved: float | None = None
+    hedged: bool = False
     prompt_name: str | None = None
     prompt_version: int | None = None
     prompt_variant: str | None = None

@@ -3,10 +3,12 @@
 litellm's Router does what it does well inside a model group: load balancing, retries,
 cooldowns. The walk across groups (the fallback chain) happens here, because the adapter must
 record every attempt, stop on a caller error (400) instead of falling back, send context-window
-errors to their own chain, honour one deadline for the whole call, and fail a stream over before
-its first chunk. Fallbacks are still given to the Router (and disabled per call): litellm only
-cools down a lone deployment whose group has a fallback, and the cooldown is what makes calls
-during an outage skip the dead provider in microseconds instead of paying for it every time.
+errors to their own chain, honour one deadline for the whole call, fail a stream over before its
+first chunk (or when ``stream_ttft_timeout`` passes without one) and, optionally, race a slow
+attempt against the next target (``hedging.py``). Fallbacks are still given to the Router (and
+disabled per call): litellm only cools down a lone deployment whose group has a fallback, and the
+cooldown is what makes calls during an outage skip the dead provider in microseconds instead of
+paying for it every time.
 
 Routers are shared process-wide by config fingerprint (``RouterPool``): stateful routing
 strategies register process-wide litellm callbacks, so two adapters with one config must share
@@ -20,11 +22,10 @@ import math
 import os
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._litellm import litellm
@@ -32,7 +33,12 @@ from ._provider_errors import CONTEXT_WINDOW, NEXT_GROUP, STOP, Failure, classif
 from ._redact import redact
 from .config import Config, Deployment
 from .costs import Pricing, pricing_for
+from ._attempts import CALL_KEY, Tries, attempt_log
 from .records import Attempt
+from .streaming import close_stream, first_chunk
+
+if TYPE_CHECKING:
+    from .hedging import Hedger
 
 __all__ = ["CallSpec", "Gateway", "Outcome", "RouterPool", "default_pool"]
 
@@ -50,6 +56,9 @@ class CallSpec:
     stream: bool = False
     stream_timeout: float | None = None
     start_at: int = 0                   # skip the chain's first groups (no rate-limit capacity)
+    stream_ttft_timeout: float | None = None    # this call's cut-off (else router_settings')
+    # Asked before a hedge is sent to a group: may the call take its capacity and budget?
+    admit_hedge: Callable[[str], Awaitable[bool]] | None = None
 
 
 @dataclass(slots=True)
@@ -63,10 +72,18 @@ class Outcome:
     first_chunk: Any = None
     started: float = 0.0                # monotonic time the answering attempt started
     first_chunk_at: float | None = None
+    hedged: bool = False
+
+    def overhead_ms(self, total_ms: float) -> float:
+        """``total_ms`` minus the answering attempt's own latency: what the gateway added."""
+        answered = next((a.latency_ms for a in self.attempts if a.outcome == "ok"), None)
+        return max(total_ms - (answered or 0.0), 0.0)
 
 
 @dataclass(slots=True)
-class _Walk:
+class Walk:
+    """What a walk (or one leg of a hedge race) tried: attempts, errors, Retry-After waits."""
+
     attempts: list[Attempt] = field(default_factory=list)
     failures: list[errors.ProviderError] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
@@ -95,6 +112,10 @@ class Gateway:
             if config.profile.fallbacks_enabled else {}
         self._window_chains = {p: tuple(t) for p, t in config.context_window_fallbacks}
         self._own_timeouts = {g: _own_timeout(config.group(g)) for g in config.groups()}
+        self._ttft: float | None = config.router_settings.extra.get("stream_ttft_timeout")
+        from .hedging import Hedger  # hedging builds on this module
+
+        self.hedger: Hedger | None = Hedger.from_config(config)
         self.router = lt.Router(**self._router_kwargs())
 
     # -- construction -------------------------------------------------------------------------
@@ -155,7 +176,7 @@ class Gateway:
 
     async def complete(self, spec: CallSpec) -> Outcome:
         """Walk the fallback chain of ``spec.group`` until a deployment answers."""
-        walk = _Walk()
+        walk = Walk()
         chain = self.chain(spec.group)
         for skipped in chain[:spec.start_at]:
             for d in self.config.group(skipped):
@@ -175,7 +196,7 @@ class Gateway:
             raise self._all_failed(spec, walk)
         return outcome
 
-    async def _walk(self, spec: CallSpec, chain: Sequence[str], walk: _Walk) -> Outcome | None:
+    async def _walk(self, spec: CallSpec, chain: Sequence[str], walk: Walk) -> Outcome | None:
         index = 0
         while index < len(chain):
             group = chain[index]
@@ -183,20 +204,29 @@ class Gateway:
             if self._skip_keyless(group, walk) or self._skip_cooling(group, walk):
                 continue
             try:
-                return await self._try_group(spec, group, walk)
-            except _GroupFailed as failed:
+                if self.hedger is not None and self.hedger.applies(spec):
+                    return await self.hedger.race(self, spec, group, chain[index:], walk)
+                return await self.try_group(spec, group, walk)
+            except GroupFailed as failed:
                 if failed.failure.action == STOP:
                     raise errors.UsageError(
-                        f"{group}: the provider rejected the request "
+                        f"{failed.group}: the provider rejected the request "
                         f"({failed.failure.status or 400}): {failed.error}") from None
                 if failed.failure.action == CONTEXT_WINDOW:
-                    window_chain = self._window_chains.get(group)
+                    window_chain = self._window_chains.get(failed.group)
                     if not window_chain:
                         raise failed.error from None
                     chain, index = window_chain, 0
+                elif failed.tried:          # groups a race's hedges have tried already
+                    chain = [*chain[:index], *(g for g in chain[index:] if g not in failed.tried)]
         return None
 
-    def _skip_keyless(self, group: str, walk: _Walk) -> bool:
+    def healthy(self, group: str) -> bool:
+        """Whether ``group`` has a deployment that is usable and not cooling down."""
+        ids = self._group_ids.get(group, ())
+        return bool(ids) and len(self.cooling(group)) < len(ids)
+
+    def _skip_keyless(self, group: str, walk: Walk) -> bool:
         if self._group_ids.get(group):
             return False
         for d in self.config.group(group):
@@ -209,7 +239,7 @@ class Gateway:
                 kind="authentication", latency_ms=0.0))
         return True
 
-    def _skip_cooling(self, group: str, walk: _Walk) -> bool:
+    def _skip_cooling(self, group: str, walk: Walk) -> bool:
         ids = self._group_ids.get(group, ())
         cooling = self.cooling(group) if ids else {}
         if not ids or len(cooling) < len(ids):
@@ -229,42 +259,44 @@ class Gateway:
                 kind="cooldown", latency_ms=0.0))
         return True
 
-    async def _try_group(self, spec: CallSpec, group: str, walk: _Walk) -> Outcome:
+    async def try_group(self, spec: CallSpec, group: str, walk: Walk) -> Outcome:
+        """One router call to ``group`` (litellm retries inside it), recorded in ``walk``."""
         remaining = spec.deadline - time.monotonic()
         if remaining <= 0:
-            raise self._deadline(spec, walk)
+            raise self.deadline_error(spec, walk)
         log = attempt_log()
         key, collector = log.track()
         kwargs: dict[str, Any] = {**spec.params, "timeout": self._attempt_timeout(group, remaining),
-                                  "disable_fallbacks": True, "metadata": {_CALL_KEY: key}}
+                                  "disable_fallbacks": True, "metadata": {CALL_KEY: key}}
         if spec.stream:
             kwargs["stream"] = True
             kwargs.setdefault("stream_options", {"include_usage": True})
             kwargs["stream_timeout"] = min(spec.stream_timeout or remaining, remaining)
+        # The TTFT cut-off fails this group over when no first chunk came in time; litellm's
+        # stream_timeout only bounds each read.
+        ttft = (spec.stream_ttft_timeout or self._ttft) if spec.stream else None
+        cut = asyncio.timeout(ttft if ttft is not None and ttft < remaining else None)
         started = time.monotonic()
+        response = None
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(remaining), cut:
                 response = await self.router.acompletion(model=group, messages=spec.messages,
                                                          **kwargs)
-                first = await _first_chunk(response) if spec.stream else None
+                first = await first_chunk(response) if spec.stream else None
         except TimeoutError:
-            cut = Failure("deadline", None, None, NEXT_GROUP, "cut off by the call's deadline")
-            walk.attempts.extend(self._attempts(collector, group, started, cut))
-            raise self._deadline(spec, walk) from None
+            await close_stream(response)
+            if cut.expired():
+                raise self._failed(Failure("ttft_timeout", None, None, NEXT_GROUP,
+                                           f"no first chunk within {ttft:g} s"),
+                                   collector, group, started, walk) from None
+            deadline = Failure("deadline", None, None, NEXT_GROUP, "cut off by the call's deadline")
+            walk.attempts.extend(self._attempts(collector, group, started, deadline))
+            raise self.deadline_error(spec, walk) from None
+        except asyncio.CancelledError:  # a lost hedge race (or the caller gave up): recorded
+            walk.attempts.extend(self._attempts(collector, group, started, _CANCELLED))
+            raise
         except Exception as exc:  # every provider failure is recorded and decides the next hop
-            failure = classify(exc)
-            attempts = self._attempts(collector, group, started, failure)
-            walk.attempts.extend(attempts)
-            last = attempts[-1] if attempts else None
-            dep = self.deployments.get(last.deployment or "") if last else None
-            error = to_error(failure, message=redact(f"{group}: {failure.message}", self._secrets),
-                             deployment=last.deployment if last else None, group=group,
-                             latency_ms=last.latency_ms if last else None,
-                             env_var=dep.key_env if dep else None)
-            walk.failures.append(error)
-            if failure.kind in ("rate_limit", "cooldown") and failure.retry_after:
-                walk.waits.append(failure.retry_after)
-            raise _GroupFailed(failure, error) from None
+            raise self._failed(classify(exc), collector, group, started, walk) from None
         finally:
             log.release(key)
         attempts = self._attempts(collector, group, started, None)
@@ -274,6 +306,22 @@ class Gateway:
                        attempts=walk.attempts, first_chunk=first,
                        started=collector.last_start or started,
                        first_chunk_at=time.monotonic() if spec.stream else None)
+
+    def _failed(self, failure: Failure, collector: Tries, group: str, started: float,
+                walk: Walk) -> GroupFailed:
+        """Record a failed router call in ``walk``; the failure decides the walk's next hop."""
+        attempts = self._attempts(collector, group, started, failure)
+        walk.attempts.extend(attempts)
+        last = attempts[-1] if attempts else None
+        dep = self.deployments.get(last.deployment or "") if last else None
+        error = to_error(failure, message=redact(f"{group}: {failure.message}", self._secrets),
+                         deployment=last.deployment if last else None, group=group,
+                         latency_ms=last.latency_ms if last else None,
+                         env_var=dep.key_env if dep else None)
+        walk.failures.append(error)
+        if failure.kind in ("rate_limit", "cooldown") and failure.retry_after:
+            walk.waits.append(failure.retry_after)
+        return GroupFailed(failure, error, group)
 
     def _attempt_timeout(self, group: str, remaining: float) -> float:
         """Per-attempt timeout: the deployments' own ``timeout`` (else the router's), cut to
@@ -291,7 +339,7 @@ class Gateway:
             return self.deployments[dep_id]
         return self.config.group(group)[0]
 
-    def _attempts(self, collector: _Tries, group: str, started: float,
+    def _attempts(self, collector: Tries, group: str, started: float,
                   final: Failure | None) -> list[Attempt]:
         """Attempts of one router call: each deployment litellm tried, the last one ``final``."""
         out: list[Attempt] = []
@@ -309,21 +357,22 @@ class Gateway:
                 continue
             failure = classify(failed[0]) if failed else final
             end = failed[1] if failed else now
+            kind = failure.kind if failure else None
             out.append(Attempt(
-                dep_id, group, provider, "skipped" if failure and failure.kind == "cooldown" else "error",
+                dep_id, group, provider, _OUTCOMES.get(kind or "", "error"),
                 error_kind=failure.kind if failure else "error",
                 status=failure.status if failure else None,
                 latency_ms=(end - t0) * 1000,
                 message=redact(failure.message, self._secrets) if failure else None))
         return out
 
-    def _deadline(self, spec: CallSpec, walk: _Walk) -> errors.DeadlineExceeded:
+    def deadline_error(self, spec: CallSpec, walk: Walk) -> errors.DeadlineExceeded:
         return errors.DeadlineExceeded(
             f"{spec.group}: no answer within the call's deadline "
             f"({len(walk.attempts)} attempt(s) made); raise timeout= or check the providers",
             model_group=spec.group, kind="deadline", attempts=walk.attempts)
 
-    def _all_failed(self, spec: CallSpec, walk: _Walk) -> errors.ProviderError:
+    def _all_failed(self, spec: CallSpec, walk: Walk) -> errors.ProviderError:
         tried = ", ".join(f"{a.deployment or a.model_group} ({a.error_kind}"
                           f"{' ' + str(a.status) if a.status else ''})"
                           for a in walk.attempts) or "none"
@@ -337,20 +386,19 @@ class Gateway:
             model_group=spec.group, kind="all_failed", attempts=walk.attempts)
 
 
-class _GroupFailed(Exception):
-    def __init__(self, failure: Failure, error: errors.ProviderError) -> None:
+class GroupFailed(Exception):
+    """A group's router call failed; ``tried``: groups a hedge race tried along with it."""
+
+    def __init__(self, failure: Failure, error: errors.ProviderError, group: str) -> None:
         super().__init__(str(error))
         self.failure = failure
         self.error = error
+        self.group = group
+        self.tried: tuple[str, ...] = ()
 
 
-async def _first_chunk(stream: Any) -> Any:
-    """The first chunk of a litellm stream: a stream that fails before it fails the attempt."""
-    iterator: AsyncIterator[Any] = stream.__aiter__()
-    try:
-        return await iterator.__anext__()
-    except StopAsyncIteration:
-        return None
+_CANCELLED = Failure("cancelled", None, None, NEXT_GROUP, "cancelled before it answered")
+_OUTCOMES = {"cooldown": "skipped", "cancelled": "cancelled"}
 
 
 def _own_timeout(deployments: Sequence[Deployment]) -> float | None:
@@ -366,90 +414,6 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-class _Tries:
-    """The attempts of one router call, as litellm reports them (from its worker threads)."""
-
-    def __init__(self) -> None:
-        # (deployment id, start, (exception, end) | None)
-        self.tries: list[tuple[str | None, float, tuple[BaseException, float] | None]] = []
-        self.last_start: float | None = None
-
-    def started(self, dep_id: str | None) -> None:
-        self.last_start = time.monotonic()
-        self.tries.append((dep_id, self.last_start, None))
-
-    def failed(self, dep_id: str | None, exc: BaseException) -> None:
-        for i in range(len(self.tries) - 1, -1, -1):
-            tried, t0, failure = self.tries[i]
-            if failure is None and tried == dep_id:
-                self.tries[i] = (tried, t0, (exc, time.monotonic()))
-                return
-
-
-_CALL_KEY = "llm_adapter_call"
-
-
-class AttemptLog:
-    """One litellm logger for the process, routing each attempt event to its call's ``_Tries``.
-
-    litellm appends per-call ``callbacks=[...]`` to its global input-callback list and never
-    removes them (a leak that slows every later call), so the adapter registers this single
-    logger once and tells calls apart by a key in the request metadata.
-    """
-
-    def __init__(self) -> None:
-        from litellm.integrations.custom_logger import CustomLogger
-
-        log = self
-
-        class _Logger(CustomLogger):  # type: ignore[misc]
-            def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
-                tries, dep_id = log._lookup(kwargs)
-                if tries is not None:
-                    tries.started(dep_id)
-
-            async def async_log_failure_event(self, kwargs: Any, response_obj: Any,
-                                              start_time: Any, end_time: Any) -> None:
-                tries, dep_id = log._lookup(kwargs)
-                exc = kwargs.get("exception")
-                if tries is not None and isinstance(exc, BaseException):
-                    tries.failed(dep_id, exc)
-
-        self._lock = threading.Lock()
-        self._calls: dict[str, _Tries] = {}
-        self.logger = _Logger()
-        lt = litellm()
-        # Only the two events needed: no success hook to run on every call of the process.
-        lt.input_callback.append(self.logger)
-        lt._async_failure_callback.append(self.logger)
-
-    def track(self) -> tuple[str, _Tries]:
-        key = uuid.uuid4().hex
-        tries = _Tries()
-        with self._lock:
-            self._calls[key] = tries
-        return key, tries
-
-    def release(self, key: str) -> None:
-        with self._lock:
-            self._calls.pop(key, None)
-
-    def _lookup(self, kwargs: Any) -> tuple[_Tries | None, str | None]:
-        params = kwargs.get("litellm_params") or {}
-        key = (params.get("metadata") or {}).get(_CALL_KEY)
-        if key is None:
-            return None, None
-        with self._lock:
-            tries = self._calls.get(key)
-        return tries, (params.get("model_info") or {}).get("id")
-
-
-@cache
-def attempt_log() -> AttemptLog:
-    """The process's attempt logger (litellm's callback list is process-wide)."""
-    return AttemptLog()
 
 
 # Router kwargs a config may pass straight through (router_settings keys LiteLLM knows).

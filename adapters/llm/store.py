@@ -301,7 +301,7 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
     row.update(day=datetime.fromtimestamp(record.started_at, timezone.utc).strftime("%Y-%m-%d"),
                cache_hit=int(record.cache_hit), tags=_dumps(list(record.tags)),
                stream=int(record.stream),
-               fallback=int(any(a.outcome != "ok" for a in record.attempts)))
+               fallback=int(any(a.outcome not in ("ok", "cancelled") for a in record.attempts)))
     return row
 
 

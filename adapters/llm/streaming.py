@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._litellm import litellm
@@ -17,9 +17,11 @@ from ._loop import LoopThread
 from ._provider_errors import classify
 from ._response import build_response
 from .records import LLMResponse
-from .routing import Outcome
 
-__all__ = ["ReplayStream", "ResponseStream"]
+if TYPE_CHECKING:
+    from .routing import Outcome
+
+__all__ = ["ReplayStream", "ResponseStream", "close_stream", "first_chunk"]
 
 OnEnd = Callable[[LLMResponse | None, "errors.LLMAdapterError | None"], None]
 
@@ -97,10 +99,14 @@ class ResponseStream:
         if self._outcome.first_chunk_at is not None:
             ttft = (self._outcome.first_chunk_at - self._started) * 1000
         dep = self._outcome.deployment
-        return build_response(
+        latency_ms = (now - self._started) * 1000
+        response = build_response(
             raw, group=self._outcome.group, deployment_id=dep.id, provider=dep.provider,
             pricing=self._gateway.pricing.get(dep.id), attempts=self._outcome.attempts,
-            latency_ms=(now - self._started) * 1000, call_id=self._call_id, ttft_ms=ttft)
+            latency_ms=latency_ms, call_id=self._call_id, ttft_ms=ttft)
+        # The answering attempt's latency ends at its first chunk: so does the overhead.
+        response.overhead_ms = self._outcome.overhead_ms(latency_ms if ttft is None else ttft)
+        return response
 
 
 class ReplayStream(ResponseStream):
@@ -117,6 +123,22 @@ class ReplayStream(ResponseStream):
             yield (" " if i else "") + " ".join(words[i:i + self._words])
         self.response = self._cached
         self._on_end(self.response, None)
+
+
+async def first_chunk(stream: Any) -> Any:
+    """The first chunk of a litellm stream: a stream that fails before it fails the attempt."""
+    iterator: AsyncIterator[Any] = stream.__aiter__()
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def close_stream(stream: Any) -> None:
+    """Close a stream given up on (no first chunk in time), so its connection does not linger."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def _next(agen: AsyncIterator[str]) -> str:

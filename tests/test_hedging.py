@@ -1,0 +1,319 @@
+"""Hedging, the stream TTFT cut-off and overhead_ms, through real litellm over real HTTP.
+
+Each test gives its deployments their own scenario names, so the simulator's per-scenario
+counters say exactly which provider saw how many requests. The machine may be busy: timings are
+asserted loosely (orderings and counts carry the proof, a stall of 10 s the margin).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from adapters.llm import ConfigError, DeadlineExceeded
+from adapters.llm.hedging import HedgePolicy
+from adapters.llm.policies import PolicyPool
+from adapters.llm.recording import build_record
+from adapters.llm.simulator import Fault, Scenario
+
+from .conftest import unique
+
+STALL = Scenario(faults=[Fault(kind="stall", stall_s=10)])
+CHAIN = """
+model_list:
+  - model_name: primary
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p}", api_key: sk-test-primary-0001}}
+    model_info: {{id: {p}}}
+  - model_name: backup
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-backup-0002{b_extra}}}
+    model_info: {{id: {b}}}
+  - model_name: third
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{c}", api_key: sk-test-third-0003}}
+    model_info: {{id: {c}}}
+fallbacks: [primary, backup, third]
+router_settings: {{num_retries: 0, cooldown_time: 30, timeout: 30{settings}}}
+{sections}"""
+
+
+def chain(make_adapter, *, hedging: str | None = "{after_ms: 300}", settings: str = "",
+          sections: str = "", b_extra: str = "", environment: str | None = None):
+    """An adapter on primary → backup → third, each on a fresh scenario, and their names."""
+    p, b, c = unique("hedge-p"), unique("hedge-b"), unique("hedge-c")
+    extra = (f", hedging: {hedging}" if hedging else "") + settings
+    if environment:     # limits and budgets are namespaced by environment: never shared
+        sections += f"environments: {{{environment}: {{default_model: primary}}}}\n"
+    llm = make_adapter(CHAIN.format(p=p, b=b, c=c, settings=extra, sections=sections,
+                                    b_extra=b_extra), model="primary", policies=PolicyPool(),
+                       environment=environment)
+    llm.warmup()
+    return llm, p, b, c
+
+
+def requests(sim, name: str) -> int:
+    return int(sim.stats(name).get("requests", 0))
+
+
+def settles_to_zero(sim, name: str, within: float = 3.0) -> bool:
+    """Whether ``name``'s in-flight count drops to 0 (a cancelled request's handler ended)."""
+    give_up = time.monotonic() + within
+    while time.monotonic() < give_up:
+        if int(sim.stats(name).get("in_flight", 0)) == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# ------------------------------------------------------------------------------------ hedging
+
+
+def test_no_hedge_while_the_primary_answers_in_time(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 1500}")
+    sim.set_scenario(p, Scenario(latency_ms=20))
+    response = llm.generate(prompt="Hello")
+    assert response.deployment == p and not response.hedged
+    assert [a.outcome for a in response.attempts] == ["ok"]
+    assert (requests(sim, p), requests(sim, b), requests(sim, c)) == (1, 0, 0)
+    assert llm.gateway.hedger is not None
+
+
+def test_stalled_primary_loses_to_the_hedge(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300}")
+    sim.set_scenario(p, STALL)
+    sim.set_scenario(b, Scenario(latency_ms=20))
+    started = time.monotonic()
+    response = llm.generate(prompt="Find a therapist for Tuesday")
+    elapsed = time.monotonic() - started
+    assert response.deployment == b and response.hedged
+    assert 0.3 <= elapsed < 5, f"{elapsed:.2f}s: the hedge, not the 10 s stall, answered"
+    assert (requests(sim, p), requests(sim, b), requests(sim, c)) == (1, 1, 0)
+    lost, won = response.attempts
+    assert (lost.deployment, lost.outcome, lost.error_kind) == (p, "cancelled", "hedge_lost")
+    assert (won.deployment, won.outcome) == (b, "ok")
+    assert lost.latency_ms is not None and lost.latency_ms >= 300
+    assert won.latency_ms is not None and lost.latency_ms >= 300 + 0.5 * won.latency_ms
+    # The loser was sent: its input tokens are billed, and the call's cost shows it.
+    assert lost.cost is not None and lost.cost > 0
+    assert response.cost_details is not None
+    assert response.cost_details["hedge"] == pytest.approx(lost.cost)
+    parts = sum(v for k, v in response.cost_details.items() if k != "total")
+    assert response.cost == pytest.approx(response.cost_details["total"]) == pytest.approx(parts)
+    assert not response.fallback_used, "a lost hedge is not a fallback"
+    # Cancelling the loser's task closed its connection: the simulator's handler ended.
+    assert settles_to_zero(sim, p), sim.stats(p)
+    record = build_record(call_id=uuid.uuid4().hex, group="primary", environment="test",
+                          messages=[], params={}, metadata=None, scope=None,
+                          parent=(uuid.uuid4().hex, None), started_at=time.time(),
+                          response=response)
+    assert record.hedged and record.attempts[0].error_kind == "hedge_lost"
+
+
+def test_a_failed_leg_leaves_the_other_running(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300}")
+    sim.set_scenario(p, Scenario(latency_ms=700, faults=[Fault(kind="status", status=503)]))
+    sim.set_scenario(b, Scenario(latency_ms=600))
+    response = llm.generate(prompt="Hello")
+    assert response.deployment == b and response.hedged
+    assert [(a.deployment, a.outcome, a.error_kind) for a in response.attempts] == [
+        (p, "error", "unavailable"), (b, "ok", None)], "the hedge answered after the 503"
+    assert requests(sim, c) == 0
+
+    late, p2, b2, c2 = chain(make_adapter, hedging="{after_ms: 300}")
+    sim.set_scenario(p2, Scenario(latency_ms=800))
+    sim.set_scenario(b2, "down")
+    answer = late.generate(prompt="Hello")
+    assert answer.deployment == p2 and answer.hedged
+    assert [(a.deployment, a.outcome) for a in answer.attempts] == [(p2, "ok"), (b2, "error")]
+    assert requests(sim, c2) == 0, "a failed hedge is not walked on from while one runs"
+
+    quick, p3, b3, _ = chain(make_adapter, hedging="{after_ms: 300}")
+    sim.set_scenario(p3, "down")
+    fallback = quick.generate(prompt="Hello")
+    assert fallback.deployment == b3 and not fallback.hedged, "a fast failure falls back at once"
+
+
+def test_last_group_is_hedged_on_itself(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300}")
+    sim.set_scenario(c, Scenario(faults=[Fault(kind="stall", stall_s=10, first_n=1)]))
+    response = llm.generate(prompt="Hello", model="third")
+    assert response.deployment == c and response.hedged
+    assert requests(sim, c) == 2 and requests(sim, p) == requests(sim, b) == 0
+    assert [a.error_kind for a in response.attempts] == ["hedge_lost", None]
+
+
+def test_after_percentile_follows_observed_latencies(make_adapter, sim):
+    llm, p, b, c = chain(
+        make_adapter, hedging="{after_percentile: 50, min_samples: 6, default_after_ms: 8000}")
+    hedger = llm.gateway.hedger
+    assert hedger is not None and hedger.after_s("primary") == 8.0, "too few samples: default"
+    sim.set_scenario(p, Scenario(latency_ms=150))
+    for i in range(6):
+        assert not llm.generate(prompt=f"q{i}").hedged
+    observed = hedger.after_s("primary")
+    assert 0.14 <= observed < 2.0, observed
+    sim.set_scenario(p, STALL)
+    started = time.monotonic()
+    response = llm.generate(prompt="stalls")
+    assert response.hedged and response.deployment == b
+    assert time.monotonic() - started < 6, "hedged after the observed p50, not the 8 s default"
+
+
+def test_max_extra_bounds_the_hedges(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200, max_extra: 2}")
+    sim.set_scenario(p, STALL)
+    sim.set_scenario(b, STALL)
+    response = llm.generate(prompt="Hello")
+    assert response.deployment == c
+    assert (requests(sim, p), requests(sim, b), requests(sim, c)) == (1, 1, 1)
+    assert [a.error_kind for a in response.attempts] == ["hedge_lost", "hedge_lost", None]
+    assert settles_to_zero(sim, p) and settles_to_zero(sim, b)
+
+    one, p1, b1, c1 = chain(make_adapter, hedging="{after_ms: 200, max_extra: 1}")
+    sim.set_scenario(p1, STALL)
+    sim.set_scenario(b1, STALL)
+    with pytest.raises(DeadlineExceeded) as caught:
+        one.generate(prompt="Hello", timeout=1.5)
+    assert (requests(sim, p1), requests(sim, b1), requests(sim, c1)) == (1, 1, 0)
+    assert [a.deployment for a in caught.value.attempts] == [p1, b1]
+
+
+def test_no_hedge_without_rate_limit_room(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200}", b_extra=", rpm: 1")
+    assert llm.generate(prompt="takes the backup's one request", model="backup").deployment == b
+    sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=1.5)]))
+    response = llm.generate(prompt="Hello")
+    assert response.deployment == p and not response.hedged, "answered by the primary, late"
+    assert requests(sim, b) == 1, "the backup at its rpm limit got no hedge"
+
+    roomy, p2, b2, _ = chain(make_adapter, hedging="{after_ms: 200}", b_extra=", rpm: 2")
+    assert roomy.generate(prompt="one of two", model="backup").deployment == b2
+    sim.set_scenario(p2, STALL)
+    hedged = roomy.generate(prompt="Hello")
+    assert hedged.hedged and hedged.deployment == b2 and requests(sim, b2) == 2
+
+    environment = f"t{uuid.uuid4().hex[:10]}"
+    whole, p3, b3, _ = chain(make_adapter, hedging="{after_ms: 200}", settings=", rpm: 1",
+                             environment=environment)
+    sim.set_scenario(p3, Scenario(faults=[Fault(kind="stall", stall_s=1.5)]))
+    answer = whole.generate(prompt="Hello")
+    assert answer.deployment == p3 and not answer.hedged and requests(sim, b3) == 0, \
+        "the call took the config's one request a minute: none left for a hedge"
+
+
+BUDGET = """budgets:
+  limits:
+    - {{scope: user, limit: {limit}, period: day}}
+"""
+
+
+def test_no_hedge_without_budget_room(make_adapter, sim):
+    # One call's estimate (gpt-4o, ~8 prompt tokens, max_tokens 20) is about $0.00022.
+    tight, p, b, _ = chain(make_adapter, sections=BUDGET.format(limit=0.0003))
+    sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=1.5)]))
+    user = {"user_id": unique("budget-user")}
+    response = tight.generate(prompt="Hello", max_tokens=20, metadata=user)
+    assert response.deployment == p and not response.hedged
+    assert requests(sim, b) == 0, "no budget room for a second attempt: no hedge"
+
+    roomy, p2, b2, _ = chain(make_adapter, sections=BUDGET.format(limit=0.01))
+    sim.set_scenario(p2, STALL)
+    user = {"user_id": unique("budget-user")}
+    hedged = roomy.generate(prompt="Hello", max_tokens=20, metadata=user)
+    assert hedged.hedged and hedged.deployment == b2
+    budgets = roomy.policies.budgets
+    assert budgets is not None
+    spent = [u for u in budgets.usage() if u["id"] == user["user_id"]]
+    assert spent[0]["spent"] == pytest.approx(hedged.cost, rel=1e-3), "the hedge is paid for"
+    assert spent[0]["reserved"] == 0, "nothing stays reserved"
+
+
+def test_streams_are_not_hedged(make_adapter, sim):
+    llm, p, b, _ = chain(make_adapter, hedging="{after_ms: 100}")
+    sim.set_scenario(p, Scenario(latency_ms=600))
+    stream = llm.generate(prompt="Tell me a story", stream=True)
+    assert "".join(stream) and stream.response is not None
+    assert stream.response.deployment == p and requests(sim, b) == 0
+
+
+def test_hedging_config_is_checked(make_adapter, tmp_path):
+    from adapters.llm import load_config
+
+    def policy(hedging: str) -> HedgePolicy | None:
+        path = tmp_path / f"{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: openai/gpt-4o}"
+                        f"\nrouter_settings:\n  hedging: {hedging}\n")
+        return HedgePolicy.from_config(load_config(path, load_dotenv=False, env={}))
+
+    assert policy("{after_ms: 250}") == HedgePolicy(after_ms=250.0)
+    assert policy("{after_percentile: 95, min_samples: 30, max_extra: 2}") == HedgePolicy(
+        after_percentile=95.0, min_samples=30, max_extra=2)
+    assert policy("null") is None and policy("{after_ms: 250, max_extra: 0}") is None
+    with pytest.raises(ConfigError, match=r"router_settings.hedging.after: unknown key .*after_ms"):
+        policy("{after: 2}")
+    with pytest.raises(ConfigError, match="one of after_ms and after_percentile"):
+        policy("{after_ms: 100, after_percentile: 95}")
+    with pytest.raises(ConfigError, match="after_percentile"):
+        policy("{after_percentile: 150}")
+
+
+# ---------------------------------------------------------------------------- TTFT cut-off
+
+
+def test_ttft_cut_off_fails_a_silent_stream_over(make_adapter, sim):
+    llm, p, b, _ = chain(make_adapter, hedging=None, settings=", stream_ttft_timeout: 0.5")
+    sim.set_scenario(p, Scenario(latency_ms=5000, content="PRIMARY TEXT"))
+    sim.set_scenario(b, Scenario(content="BACKUP TEXT"))
+    started = time.monotonic()
+    stream = llm.generate(prompt="Tell me a story", stream=True)
+    text = "".join(stream)
+    assert text == "BACKUP TEXT", "the caller sees only the backup's text"
+    assert time.monotonic() - started < 3.5
+    response = stream.response
+    assert response is not None and response.deployment == b
+    cut = response.attempts[0]
+    assert (cut.deployment, cut.outcome, cut.error_kind) == (p, "error", "ttft_timeout")
+    assert cut.latency_ms is not None and 400 <= cut.latency_ms < 3000
+    assert settles_to_zero(sim, p), "the silent stream's connection was closed"
+
+
+def test_ttft_cut_off_per_call(make_adapter, sim):
+    llm, p, b, _ = chain(make_adapter, hedging=None)
+    sim.set_scenario(p, Scenario(latency_ms=5000, content="PRIMARY TEXT"))
+    sim.set_scenario(b, Scenario(content="BACKUP TEXT"))
+    stream = llm.generate(prompt="Tell me a story", stream=True, stream_ttft_timeout=0.5)
+    assert "".join(stream) == "BACKUP TEXT"
+    assert stream.response is not None
+    assert stream.response.attempts[0].error_kind == "ttft_timeout"
+    with pytest.raises(ValueError, match="stream_ttft_timeout"):
+        llm.generate(prompt="x", stream=True, stream_ttft_timeout=-1)
+
+
+def test_a_prompt_first_chunk_is_not_cut(make_adapter, sim):
+    llm, p, b, _ = chain(make_adapter, hedging=None, settings=", stream_ttft_timeout: 2")
+    sim.set_scenario(p, Scenario(latency_ms=50, chunk_interval_ms=30))
+    stream = llm.generate(prompt="Tell me a long story please", stream=True)
+    assert "".join(stream) and stream.response is not None
+    assert stream.response.deployment == p and requests(sim, b) == 0
+
+
+# ------------------------------------------------------------------------------ overhead_ms
+
+
+def test_overhead_is_reported_for_calls_streams_and_cache_hits(make_adapter, sim):
+    llm, p, _, _ = chain(make_adapter, hedging=None, settings=", cache: {type: local, ttl: 60}")
+    sim.set_scenario(p, Scenario(latency_ms=100))
+    answer = llm.generate(prompt="What is open on Saturday?")
+    assert answer.overhead_ms is not None and 0 <= answer.overhead_ms <= answer.latency_ms
+    assert answer.attempts[-1].latency_ms is not None and answer.attempts[-1].latency_ms >= 90
+    assert answer.overhead_ms < answer.latency_ms - 90, "the provider's 100 ms are not overhead"
+
+    stream = llm.generate(prompt="Tell me a story", stream=True)
+    "".join(stream)
+    streamed = stream.response
+    assert streamed is not None and streamed.ttft_ms is not None
+    assert streamed.overhead_ms is not None
+    assert 0 <= streamed.overhead_ms <= streamed.ttft_ms <= streamed.latency_ms
+
+    hit = llm.generate(prompt="What is open on Saturday?")
+    assert hit.cache_hit and hit.overhead_ms == hit.latency_ms
