@@ -10,57 +10,20 @@ import logging
 import multiprocessing
 import textwrap
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from adapters.llm import BudgetExceeded, ConfigError, UsageError, load_config
 from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend
 from adapters.llm._backend_redis import RedisBackend
 from adapters.llm.budgets import BudgetRule, Budgets
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from .redis_support import REDIS_URL, backend, prefix, redis_backend  # noqa: F401 (fixtures)
+
 CALL = {"user": "alice", "session": "s1", "agent": "matching", "tags": ["urgent"],
         "environment": "production"}
-
-
-def redis_backend(prefix: str) -> RedisBackend:
-    backend = RedisBackend(REDIS_URL, prefix=prefix)
-    try:
-        backend.ping()
-    except BackendUnavailable as exc:
-        pytest.fail(f"these tests need a Redis server on 127.0.0.1:6379 ({exc}); start one with "
-                    "`redis-server --daemonize yes` or run .ci/run")
-    return backend
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    import redis
-
-    name = f"test-budgets-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest_asyncio.fixture(params=["memory", "redis"], loop_scope="function")
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    """Both backends; the Redis one's clients are closed on the test's own event loop."""
-    if request.param == "memory":
-        yield MemoryBackend()
-        return
-    made = redis_backend(request.getfixturevalue("prefix"))
-    yield made
-    await made.aclose()
-    made.close()
 
 
 def budgets(backend: Backend, *rules: BudgetRule, **kw: object) -> Budgets:

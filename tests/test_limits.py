@@ -13,58 +13,17 @@ import socket
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from adapters.llm import RateLimited, load_config
 from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend, Take, backend_for
 from adapters.llm._backend_redis import RedisBackend
 from adapters.llm.limits import DEFAULT_OUTPUT_TOKENS, Limits, RateLimiter
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_backend(prefix: str) -> RedisBackend:
-    backend = RedisBackend(REDIS_URL, prefix=prefix)
-    try:
-        backend.ping()
-    except BackendUnavailable as exc:
-        pytest.fail(f"these tests need a Redis server on 127.0.0.1:6379 ({exc}); start one with "
-                    "`redis-server --daemonize yes` or run .ci/run")
-    return backend
-
-
-def drop_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = f"test-limits-{uuid.uuid4().hex[:10]}"
-    yield name
-    drop_keys(name)
-
-
-@pytest_asyncio.fixture(params=["memory", "redis"], loop_scope="function")
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    """Both backends; the Redis one's clients are closed on the test's own event loop."""
-    if request.param == "memory":
-        yield MemoryBackend()
-        return
-    made = redis_backend(request.getfixturevalue("prefix"))
-    yield made
-    await made.aclose()
-    made.close()
+from .redis_support import REDIS_URL, backend, prefix, redis_backend  # noqa: F401 (fixtures)
 
 
 def limiter(backend: Backend, window_s: float = 60.0, **limits: object) -> RateLimiter:
