@@ -33,6 +33,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 MESSAGES = [{"role": "user", "content": "Find a therapist for Tuesday"}]
+PUBLIC, SECRET = "pk-lf-bench", "sk-lf-bench"
 Call = Callable[[], Awaitable[object]]
 
 
@@ -53,6 +54,26 @@ def start_simulator(port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("the simulator did not start")
+
+
+def start_langfuse(port: int) -> subprocess.Popen[bytes]:
+    code = textwrap.dedent(f"""
+        import time
+        from tests.langfuse_server import LangfuseServer
+        server = LangfuseServer(public_key={PUBLIC!r}, secret_key={SECRET!r}, port={port}).start()
+        while True:
+            time.sleep(3600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/public/health", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the loopback Langfuse did not start")
 
 
 def set_scenario(url: str, name: str, builtin: str) -> None:
@@ -125,8 +146,8 @@ def import_time() -> float:
     return best
 
 
-def config_file(url: str, directory: Path) -> Path:
-    path = directory / "bench_config.yaml"
+def config_file(url: str, directory: Path, *, store: bool = True) -> Path:
+    path = directory / f"bench_config{'' if store else '_nostore'}.yaml"
     path.write_text(textwrap.dedent(f"""
         model_list:
           - model_name: solo
@@ -140,6 +161,7 @@ def config_file(url: str, directory: Path) -> Path:
             model_info: {{id: bench-backup}}
         fallbacks: [primary, backup]
         router_settings: {{routing_strategy: simple-shuffle}}
+        store: {{enabled: {str(store).lower()}, path: "{directory / 'calls.sqlite3'}"}}
     """))
     return path
 
@@ -168,9 +190,12 @@ async def outage(url: str, adapter: object, litellm: object) -> dict[str, float 
 
 
 async def main(calls: int, rounds: int) -> None:
-    port = free_port()
+    port, langfuse_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_simulator(port)
+    langfuse = start_langfuse(langfuse_port)
+    os.environ.update(LANGFUSE_PUBLIC_KEY=PUBLIC, LANGFUSE_SECRET_KEY=SECRET,
+                      LANGFUSE_BASE_URL=f"http://127.0.0.1:{langfuse_port}")
     try:
         import httpx
 
@@ -179,8 +204,11 @@ async def main(calls: int, rounds: int) -> None:
 
         lt = load_litellm()
         with tempfile.TemporaryDirectory() as tmp:
-            adapter = LiteLLMAdapter(config=load_config(config_file(url, Path(tmp)),
-                                                        load_dotenv=False), model="solo")
+            config = load_config(config_file(url, Path(tmp)), load_dotenv=False)
+            bare_config = load_config(config_file(url, Path(tmp), store=False), load_dotenv=False)
+            unrecorded = LiteLLMAdapter(config=bare_config, model="solo")
+            adapter = LiteLLMAdapter(config=config, model="solo")   # local store on
+            traced = LiteLLMAdapter(config=config, model="solo", enable_langfuse=True)
             adapter.gateway  # noqa: B018 - built before measuring
             router = lt.Router(model_list=[{"model_name": "solo", "litellm_params": {
                 "model": "openai/gpt-4o", "api_base": f"{url}/s/bench-solo", "api_key": "sk-b"}}])
@@ -194,16 +222,20 @@ async def main(calls: int, rounds: int) -> None:
                     model="openai/gpt-4o", messages=MESSAGES, api_base=f"{url}/s/bench-solo",
                     api_key="sk-b"),
                 "Router.acompletion": lambda: router.acompletion(model="solo", messages=MESSAGES),
+                "adapter, recording off": lambda: unrecorded.agenerate(messages=MESSAGES),
                 "LiteLLMAdapter.agenerate": lambda: adapter.agenerate(messages=MESSAGES),
+                "adapter + Langfuse": lambda: traced.agenerate(messages=MESSAGES),
             }
             samples, cpu = await sequential(paths, calls, rounds)
             c1 = await throughputs(paths, 1, 150)
             c32 = await throughputs(paths, 32, 480)
             rates = {name: (c1[name], c32[name]) for name in paths}
             down = await outage(url, adapter, lt)
+            traced.flush_langfuse(timeout=30)
             await client.aclose()
     finally:
         proc.terminate()
+        langfuse.terminate()
         proc.wait()
     report(samples, cpu, rates, down, import_time())
 
@@ -221,9 +253,17 @@ def report(samples: dict[str, list[float]], cpu: dict[str, float],
         print(f"{name:26} {p50:8.2f} {pct(values, 0.99):8.2f} {p50 / raw:8.2f} "
               f"{p50 / bare:9.3f} {cpu[name]:12.2f} {c1:11.0f} {c32:12.0f}")
     adapter = statistics.median(samples["LiteLLMAdapter.agenerate"])
+    plain = statistics.median(samples["adapter, recording off"])
+    plain_cpu = cpu["adapter, recording off"] - cpu["Router.acompletion"]
+    print(f"\nadapter (recording off) over bare Router: p50 {plain - bare:+.2f} ms, "
+          f"CPU {plain_cpu:+.2f} ms/call")
     extra_cpu = cpu["LiteLLMAdapter.agenerate"] - cpu["Router.acompletion"]
-    print(f"\nadapter over bare Router: p50 {adapter - bare:+.2f} ms (target <= 0.5 ms), "
-          f"CPU {extra_cpu:+.2f} ms/call")
+    print(f"adapter (local store on) over bare Router: p50 {adapter - bare:+.2f} ms "
+          f"(target <= 0.5 ms), CPU {extra_cpu:+.2f} ms/call")
+    traced = statistics.median(samples["adapter + Langfuse"])
+    traced_cpu = cpu["adapter + Langfuse"] - cpu["Router.acompletion"]
+    print(f"adapter (store + Langfuse) over bare Router: p50 {traced - bare:+.2f} ms, "
+          f"CPU {traced_cpu:+.2f} ms/call")
     print(f"import adapters.llm: {imported:.3f} s (target <= 0.3 s)")
     bare_default = down["bare_default"]
     assert isinstance(bare_default, list)

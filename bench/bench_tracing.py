@@ -15,41 +15,18 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_core import free_port, start_simulator, timed  # noqa: E402
+from bench_core import PUBLIC, SECRET, free_port, start_langfuse, start_simulator, timed  # noqa: E402
 
-PUBLIC, SECRET = "pk-lf-bench", "sk-lf-bench"
 DOWN_PUBLIC = "pk-lf-bench-down"  # the SDK keeps one client per public key
-
-
-def start_langfuse(port: int) -> subprocess.Popen[bytes]:
-    code = textwrap.dedent(f"""
-        import time
-        from tests.langfuse_server import LangfuseServer
-        server = LangfuseServer(public_key={PUBLIC!r}, secret_key={SECRET!r}, port={port}).start()
-        while True:
-            time.sleep(3600)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/public/health", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the loopback Langfuse did not start")
 
 
 def config(url: str, directory: Path, *, store: bool) -> Path:
