@@ -43,17 +43,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_simulator(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.simulator", "--port", str(port)],
+def _started(args: list[str], health_url: str, what: str) -> subprocess.Popen[bytes]:
+    """Start a server process and return once ``health_url`` answers (10 s at most)."""
+    proc = subprocess.Popen(args, cwd=Path(__file__).resolve().parent.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            urllib.request.urlopen(health_url, timeout=1)
             return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("the simulator did not start")
+    raise SystemExit(f"{what} did not start")
+
+
+def start_simulator(port: int) -> subprocess.Popen[bytes]:
+    return _started([sys.executable, "-m", "adapters.llm.simulator", "--port", str(port)],
+                    f"http://127.0.0.1:{port}/health", "the simulator")
 
 
 def start_langfuse(port: int) -> subprocess.Popen[bytes]:
@@ -64,16 +70,8 @@ def start_langfuse(port: int) -> subprocess.Popen[bytes]:
         while True:
             time.sleep(3600)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/public/health", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the loopback Langfuse did not start")
+    return _started([sys.executable, "-c", code], f"http://127.0.0.1:{port}/api/public/health",
+                    "the loopback Langfuse")
 
 
 def set_scenario(url: str, name: str, builtin: str) -> None:
