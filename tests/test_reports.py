@@ -30,7 +30,8 @@ DEPLOYMENTS = {"anthropic": ("claude-sonnet", "claude-sonnet-primary"),
 T1, T2, T3, T4 = (f"a{n}" + "0" * 30 for n in range(1, 5))
 
 # n, "MM-DD HH:MM:SS", env, provider, cost, latency ms, error kind, user, session, agent, tags,
-# trace (None: a trace of its own), flags (F: a fallback was needed, C: a cache hit)
+# trace (None: a trace of its own), flags (F: a fallback was needed, C: a cache hit,
+# H: hedged, $0.01 of its cost billed for the lost hedge)
 SEED = [
     (1, "11-02 10:00:00", "prod", "anthropic", 0.30, 1000, None, "alice", "S1", "matching", ("urgent",), T1, ""),
     (2, "11-02 10:00:02", "prod", "openai", 0.20, 2000, None, "alice", "S1", "matching", ("urgent",), T1, "F"),
@@ -44,7 +45,7 @@ SEED = [
     (10, "11-01 08:00:00", "prod", "anthropic", 0.20, 900, None, "carol", None, "triage", ("urgent",), None, ""),
     (11, "11-02 08:00:00", "prod", "anthropic", 0.20, 1000, None, "carol", None, "triage", (), None, ""),
     (12, "11-02 08:30:00", "prod", "openai", 0.10, 1200, None, "carol", None, "triage", (), None, "F"),
-    (13, "11-03 08:00:00", "prod", "anthropic", 0.20, 1000, None, "dave", None, "triage", (), None, ""),
+    (13, "11-03 08:00:00", "prod", "anthropic", 0.20, 1000, None, "dave", None, "triage", (), None, "H"),
     (14, "11-03 08:30:00", "prod", "gemini", 0.05, 600, None, "dave", None, "triage", (), None, ""),
     (15, "11-04 08:00:00", "prod", "anthropic", 0.0, 50, None, "dave", None, "triage", (), None, "C"),
     (16, "11-04 08:30:00", "prod", "anthropic", None, 5000, "Timeout", "dave", None, "triage", (), None, "F"),
@@ -82,6 +83,8 @@ def make(n: int, when: str, env: str, provider: str, cost: float | None, latency
                  None if error is None else 503, latency - 10.0)
     failed = Attempt("claude-sonnet-primary", "claude-sonnet", "anthropic", "error",
                      "ServiceUnavailable", 503, 10.0, "overloaded")
+    lost = Attempt("claude-sonnet-backup", group, provider, "cancelled", "hedge_lost", None,
+                   latency - 300.0, "cancelled", cost=0.01)
     question = LONG_QUESTION if n == 2 else f"Find a slot [urgent] for patient {n}"
     return CallRecord(
         call_id=call_id(n), trace_id=trace or f"b0{n:030x}", span_id=f"{n:016x}",
@@ -91,12 +94,14 @@ def make(n: int, when: str, env: str, provider: str, cost: float | None, latency
         provider=provider, provider_model=deployment, error_kind=error,
         error_message=None if error is None else f"{error} from {provider}",
         usage=Usage(input_tokens=100, output_tokens=10, cached_tokens=50 if n == 1 else 0),
-        cost=cost, cache_hit="C" in flags, user_id=user, session_id=session, agent=agent,
+        cost=cost, cache_hit="C" in flags, hedged="H" in flags,
+        cost_details={"input": 0.15, "cached": 0.0, "cache_write": 0.0, "output": 0.04,
+                      "hedge": 0.01, "total": 0.20} if "H" in flags else None, user_id=user, session_id=session, agent=agent,
         stage=STAGES.get(n), trace_name=NAMES.get(trace or ""), tags=tags,
         input=[{"role": "system", "content": "You schedule."},
                {"role": "user", "content": question}],
         output=None if error else f"Answer {n}",
-        attempts=[failed, ok] if "F" in flags else [ok])
+        attempts=[failed, ok] if "F" in flags else [lost, ok] if "H" in flags else [ok])
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +220,8 @@ def test_stats(conn):
     assert s["success_rate_pct"] == pytest.approx(90.0)
     assert s["fallback_rate_pct"] == pytest.approx(100 * 5 / 30)      # calls 2, 5, 12, 16, 26
     assert s["cache_hit_rate_pct"] == pytest.approx(100 * 2 / 30)     # calls 15, 21
+    assert s["hedged_rate_pct"] == pytest.approx(100 / 30)             # call 13, not a fallback
+    assert s["hedge_cost"] == pytest.approx(0.01)
     assert s["mean_latency_ms"] == pytest.approx(35890 / 30)
     assert s["p95_latency_ms"] == 4000          # rank ceil(0.95 * 30) = 29: 2nd largest
     assert (s["total_cost"], s["unknown_price_calls"]) == (pytest.approx(3.70), 2)
@@ -303,12 +310,13 @@ def test_cli_costs_json_and_csv(db: Path):
     assert data["rows"][0]["cost"] == pytest.approx(2.80)
     assert data["rows"][0]["cost_share_pct"] == pytest.approx(100 * 2.8 / 3.7)
     assert data["rows"][3]["cost"] is None
+    assert [r["hedge_cost"] for r in data["rows"]] == [pytest.approx(0.01), 0, 0, 0]
     assert (data["total"]["calls"], data["total"]["cost"]) == (30, pytest.approx(3.70))
     code, out = run("costs", "--by", "provider", "--csv", "--db", str(db))
     lines = out.splitlines()
     assert code == 0 and lines[0] == ("provider,calls,call_share_pct,cost,cost_share_pct,"
                                       "unknown_price_calls,input_tokens,cached_tokens,"
-                                      "output_tokens,mean_latency_ms")
+                                      "output_tokens,mean_latency_ms,hedge_cost")
     assert len(lines) == 5 and lines[1].startswith("anthropic,17,")
     assert lines[4].startswith("ollama,2,") and ",,,2," in lines[4]      # unknown, not 0
 
@@ -319,8 +327,10 @@ def test_cli_costs_table_and_daily_chart(db: Path):
     assert code == 0, out
     assert "costs by day" in out and "total" in out and "unknown price" in out
     assert "█" in out and "2026-11-07" in out and "2026-12-01" not in out
+    assert "of it hedges" in out, "call 13 (Nov 3) lost a hedge"
     code, out = run("costs", "--env", "development", "--db", str(db))
     assert code == 0 and "unknown price" in out and "$0.000000" not in out
+    assert "of it hedges" not in out, "no column where nothing was hedged"
 
 
 def test_cli_traces_session_tree_and_show(db: Path):
@@ -335,6 +345,8 @@ def test_cli_traces_session_tree_and_show(db: Path):
     assert f"trace {T1}" in out and call_id(2) in out and "attempt 2" in out
     code, out = run("traces", "show", call_id(2), "--json", "--db", str(db))
     assert code == 0 and json.loads(out)["kind"] == "call"
+    code, out = run("traces", "show", call_id(13), "--db", str(db))
+    assert code == 0 and "hedge_lost" in out and "$0.010000" in out, out
     code, out = run("traces", "show", "c00000", "--db", str(db))
     assert code == 1 and "give more characters" in out
     code, out = run("traces", "--user", "carol", "--last", "2", "--json", "--db", str(db))
@@ -349,6 +361,7 @@ def test_cli_stats_json_and_table(db: Path):
     assert (data["calls"], data["success_rate_pct"], data["p95_latency_ms"]) == (30, 90.0, 4000)
     code, out = run("stats", "--env", "production", "--db", str(db))
     assert code == 0 and "success rate" in out and "p95 latency" in out and "fallback rate" in out
+    assert "hedged calls" in out and "3.6%" in out, "1 of 28 production calls was hedged"
 
 
 def test_cli_dates_and_a_missing_store(db: Path, tmp_path: Path):

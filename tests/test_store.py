@@ -19,7 +19,7 @@ import platformdirs
 import pytest
 
 from adapters.llm.errors import UsageError
-from adapters.llm.migrations import MIGRATIONS, migrate
+from adapters.llm.migrations import MIGRATIONS, m007_hedging, migrate
 from adapters.llm.records import Attempt, CallRecord, Usage
 from adapters.llm.store import LocalStore, StoreError, default_path
 
@@ -34,9 +34,9 @@ def record(call_id: str, **overrides: object) -> CallRecord:
         error_kind=None, error_message=None, ttft_ms=180.25,
         usage=Usage(input_tokens=100, output_tokens=50, cached_tokens=20, cache_write_tokens=10,
                     reasoning_tokens=5),
-        cost=0.0123,
+        cost=0.0125,
         cost_details={"input": 0.004, "cached": 0.0003, "cache_write": 0.0005,
-                      "output": 0.0075, "total": 0.0123},
+                      "output": 0.0075, "hedge": 0.0002, "total": 0.0125},
         cache_hit=True, cost_saved=0.01, prompt_name="smart-scheduling-system",
         prompt_version=3, prompt_variant="b", session_id="S1", user_id="admin",
         agent="matching", stage="rank", trace_name="Trigger Handler", tags=("urgent", "beta"),
@@ -46,9 +46,11 @@ def record(call_id: str, **overrides: object) -> CallRecord:
         model_parameters={"temperature": 0.2, "max_tokens": 100},
         attempts=[Attempt("claude-sonnet-primary", "claude-sonnet", "anthropic", "error",
                           "ServiceUnavailable", 503, 12.5, "overloaded"),
+                  Attempt("claude-sonnet-backup", "claude-sonnet", "anthropic", "cancelled",
+                          "hedge_lost", None, 800.0, "cancelled", cost=0.0002),
                   Attempt("gpt-4o-fallback", "gpt-4-fallback", "openai", "ok", None, None,
                           1230.0, None)],
-        stream=True)
+        stream=True, hedged=True)
     fields.update(overrides)
     return CallRecord(**fields)
 
@@ -142,13 +144,31 @@ def test_a_full_record_reads_back_equal(store: LocalStore):
     assert store.get_call(original.call_id) == original
     assert store.written == 1 and store.dropped == 0
     with closing(store.connect()) as conn:
-        row = conn.execute("SELECT day, fallback, cache_hit, stream, tags FROM calls").fetchone()
-        assert tuple(row) == ("2026-11-18", 1, 1, 1, '["urgent", "beta"]')
+        row = conn.execute("SELECT day, fallback, cache_hit, stream, hedged, cost_hedge, tags "
+                           "FROM calls").fetchone()
+        assert tuple(row) == ("2026-11-18", 1, 1, 1, 1, 0.0002, '["urgent", "beta"]')
         assert sorted(r[0] for r in conn.execute("SELECT tag FROM call_tags")) == \
             ["beta", "urgent"]
         assert [tuple(r) for r in conn.execute(
-            "SELECT seq, outcome, status FROM attempts ORDER BY seq")] == \
-            [(0, "error", 503), (1, "ok", None)]
+            "SELECT seq, outcome, status, cost FROM attempts ORDER BY seq")] == \
+            [(0, "error", 503, None), (1, "cancelled", None, 0.0002), (2, "ok", None, None)]
+
+
+def test_a_store_written_before_hedging_reads_as_not_hedged(tmp_path: Path):
+    path = tmp_path / "calls.sqlite3"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        migrate(conn, MIGRATIONS[:MIGRATIONS.index(m007_hedging)])
+        conn.execute("INSERT INTO calls (call_id, trace_id, started_at, day, status, cost, "
+                     "cost_input) VALUES ('old', 't', 1.0, '1970-01-01', 'ok', 0.5, 0.5)")
+        conn.execute("INSERT INTO attempts (call_id, seq, outcome) VALUES ('old', 0, 'ok')")
+    store = LocalStore(path)
+    try:
+        old = store.get_call("old")
+    finally:
+        store.close()
+    assert old is not None and not old.hedged
+    assert old.cost_details == {"input": 0.5, "total": 0.5}, "no hedge part where none was kept"
+    assert [a.cost for a in old.attempts] == [None]
 
 
 def test_a_record_with_defaults_reads_back_equal(store: LocalStore):

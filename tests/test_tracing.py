@@ -305,3 +305,51 @@ def test_calls_record_the_prompt_version_they_used(make_adapter, server, keys):
     with sqlite3.connect(llm.telemetry.store.path) as conn:
         rows = dict(conn.execute("SELECT call_id, prompt_variant FROM calls").fetchall())
     assert {rows[c] for c in chosen.values()} == set(variants.values())
+
+
+HEDGED = """
+model_list:
+  - model_name: main
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p}", api_key: {key}}}
+    model_info: {{id: {p}}}
+  - model_name: backup
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: {key}}}
+    model_info: {{id: {b}}}
+fallbacks: [main, backup]
+router_settings: {{num_retries: 0, hedging: {{after_ms: 300}}}}
+environments:
+  production: {{default_model: main, langfuse: {{enabled: true}}}}
+"""
+
+
+def test_a_hedged_call_shows_what_the_lost_hedge_cost_everywhere(make_adapter, sim, server,
+                                                                 keys):
+    from adapters.llm.reports import cost_report, stats
+    from adapters.llm.simulator import Fault, Scenario
+
+    p, b = unique("traced-p"), unique("traced-b")
+    sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=10)]))
+    llm = make_adapter(HEDGED.format(p=p, b=b, key=API_KEY), environment="production")
+    response = llm.generate(prompt="Find a therapist", metadata={"user_id": "admin"})
+    assert response.hedged and response.deployment == b
+    assert response.cost_details is not None
+    hedge = response.cost_details["hedge"]
+    assert hedge > 0
+    assert llm.flush_langfuse(timeout=15)
+    [gen] = generations(server, keys[0])
+    cost = gen.json_attr("langfuse.observation.cost_details")
+    assert cost["hedge"] == pytest.approx(hedge)
+    assert cost["total"] == pytest.approx(response.cost)
+    meta = json.loads(gen.attr("langfuse.observation.metadata.attempts"))
+    assert [(a["deployment"], a["error"], a.get("cost")) for a in meta] == \
+        [(p, "hedge_lost", pytest.approx(hedge)), (b, None, None)]
+    assert json.loads(gen.attr("langfuse.observation.metadata.hedged")) is True
+    stored = llm.telemetry.store.get_call(response.call_id)
+    assert stored is not None and stored.hedged and stored.cost == pytest.approx(response.cost)
+    assert [a.cost for a in stored.attempts] == [pytest.approx(hedge), None]
+    with sqlite3.connect(llm.telemetry.store.path) as conn:
+        [row] = cost_report(conn, "user").rows
+        numbers = stats(conn)
+    assert (row.key, row.hedge_cost, row.cost) == ("admin", pytest.approx(hedge),
+                                                    pytest.approx(response.cost))
+    assert numbers["hedged_rate_pct"] == 100.0 and numbers["hedge_cost"] == pytest.approx(hedge)

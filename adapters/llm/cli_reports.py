@@ -153,12 +153,14 @@ def _costs_table(by: str, rows: list[CostRow], total: CostRow, since: datetime |
         if until else "", f"env {environment}" if environment else "") if part)
     table = Table(title=f"costs by {by}" + (f" ({window} UTC)" if window else ""),
                   show_footer=False)
-    for name in (by, "calls", "calls %", "cost", "cost %", "unknown price",
-                 "tokens in/cached/out", "mean latency"):
+    hedges = total.hedge_cost > 0                   # a column only where hedging cost something
+    for name in (by, "calls", "calls %", "cost", *(("of it hedges",) if hedges else ()),
+                 "cost %", "unknown price", "tokens in/cached/out", "mean latency"):
         table.add_column(name, justify="left" if name == by else "right")
 
     def cells(row: CostRow, key: str) -> list[str]:
-        return [key, f"{row.calls:,}", f"{row.call_share_pct:.1f}%", fmt_cost(row.cost),
+        hedge = [fmt_cost(row.hedge_cost) if row.hedge_cost else "-"] if hedges else []
+        return [key, f"{row.calls:,}", f"{row.call_share_pct:.1f}%", fmt_cost(row.cost), *hedge,
                 "-" if row.cost_share_pct is None else f"{row.cost_share_pct:.1f}%",
                 f"[yellow]{_count(row.unknown_price_calls, 'call')}[/]"
                 if row.unknown_price_calls else "-",
@@ -349,6 +351,8 @@ def _call_table(call: dict[str, Any]) -> Any:
         outcome = {"ok": "green", "skipped": "yellow"}.get(a["outcome"], "red")
         detail = " ".join(str(p) for p in (a["error_kind"], a["status"], a["message"]) if p)
         took = "" if a["latency_ms"] is None else f" {a['latency_ms']:,.0f} ms"
+        if a.get("cost"):                               # a lost hedge, billed
+            took += f" {fmt_cost(a['cost'])}"
         table.add_row(f"attempt {n}", f"{_esc(a['deployment'] or a['model_group'])} "
                                       f"[{outcome}]{a['outcome']}[/]{took} {_esc(detail)}")
     return table
@@ -415,6 +419,8 @@ def stats_command(since: datetime | None, until: datetime | None, environment: s
             ("p95 latency", ms(numbers["p95_latency_ms"])),
             ("total cost", _cost_text(numbers["total_cost"], numbers["unknown_price_calls"])),
             ("fallback rate", pct(numbers["fallback_rate_pct"])),
+            ("hedged calls", pct(numbers["hedged_rate_pct"])),
+            ("hedge cost", fmt_cost(numbers["hedge_cost"])),
             ("cache hit rate", pct(numbers["cache_hit_rate_pct"]))):
         table.add_row(name, value)
     for title, counts in (("status", numbers["by_status"]), ("error", numbers["by_error_kind"])):

@@ -138,6 +138,13 @@ def m006_prompt_source(conn: sqlite3.Connection) -> None:
     _run(conn, "ALTER TABLE calls ADD COLUMN prompt_source TEXT")
 
 
+def m007_hedging(conn: sqlite3.Connection) -> None:
+    """Hedged calls: whether one was raced, what lost hedges cost, and each attempt's cost."""
+    _run(conn, "ALTER TABLE calls ADD COLUMN hedged INTEGER NOT NULL DEFAULT 0",
+         "ALTER TABLE calls ADD COLUMN cost_hedge REAL",
+         "ALTER TABLE attempts ADD COLUMN cost REAL")
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_calls,
     m002_call_tags,
@@ -145,6 +152,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     m004_spool,
     m005_scores,
     m006_prompt_source,
+    m007_hedging,
 )
 
 

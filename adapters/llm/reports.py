@@ -49,6 +49,7 @@ class CostRow:
     cached_tokens: int              # read from and written to the provider's cache
     output_tokens: int
     mean_latency_ms: float | None
+    hedge_cost: float               # part of ``cost``: what lost hedges were billed
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +151,11 @@ def cost_report(conn: sqlite3.Connection, by: str, since: datetime | None = None
 _AGGREGATES: Final = (
     f"COUNT(*), SUM(c.cost), SUM({_UNKNOWN_PRICE}), COALESCE(SUM(c.input_tokens), 0), "
     "COALESCE(SUM(c.cached_tokens + c.cache_write_tokens), 0), "
-    "COALESCE(SUM(c.output_tokens), 0), AVG(c.latency_ms)")
+    "COALESCE(SUM(c.output_tokens), 0), AVG(c.latency_ms), COALESCE(SUM(c.cost_hedge), 0)")
 
 
 def _cost_row(row: Any, total_calls: int | None, total_cost: float | None) -> CostRow:
-    key, calls, cost, unknown, tokens_in, tokens_cached, tokens_out, latency = tuple(row)
+    key, calls, cost, unknown, tokens_in, tokens_cached, tokens_out, latency, hedge = tuple(row)
     unknown = unknown or 0
     cost = _spent(cost, unknown)
     return CostRow(key=key, calls=calls,
@@ -164,7 +165,7 @@ def _cost_row(row: Any, total_calls: int | None, total_cost: float | None) -> Co
                    100.0 * cost / total_cost,
                    unknown_price_calls=unknown, input_tokens=tokens_in,
                    cached_tokens=tokens_cached, output_tokens=tokens_out,
-                   mean_latency_ms=latency)
+                   mean_latency_ms=latency, hedge_cost=hedge)
 
 
 def daily_costs(conn: sqlite3.Connection, since: datetime | None = None,
@@ -184,15 +185,16 @@ def daily_costs(conn: sqlite3.Connection, since: datetime | None = None,
 # -- statistics -------------------------------------------------------------------------------
 def stats(conn: sqlite3.Connection, since: datetime | None = None,
           until: datetime | None = None, env: str | None = None) -> dict[str, Any]:
-    """Volume, success, latency (mean, p95), cost, fallback and cache-hit rates.
+    """Volume, success, latency (mean, p95), cost, fallback, hedge and cache-hit rates.
 
     Rates are percentages of all calls; latencies cover every call, failed ones included,
     because that is what callers waited for.
     """
     where, params = _where(since, until, env)
-    calls, ok, fallback, cache_hit, cost, unknown, mean = conn.execute(
-        f"SELECT COUNT(*), SUM(c.status = 'ok'), SUM(c.fallback), SUM(c.cache_hit), "
-        f"SUM(c.cost), SUM({_UNKNOWN_PRICE}), AVG(c.latency_ms) FROM calls c WHERE {where}",
+    calls, ok, fallback, hedged, hedge_cost, cache_hit, cost, unknown, mean = conn.execute(
+        f"SELECT COUNT(*), SUM(c.status = 'ok'), SUM(c.fallback), SUM(c.hedged), "
+        f"COALESCE(SUM(c.cost_hedge), 0), SUM(c.cache_hit), SUM(c.cost), "
+        f"SUM({_UNKNOWN_PRICE}), AVG(c.latency_ms) FROM calls c WHERE {where}",
         params).fetchone()
     latencies = [r[0] for r in conn.execute(
         f"SELECT c.latency_ms FROM calls c WHERE {where} AND c.latency_ms IS NOT NULL "
@@ -210,6 +212,7 @@ def stats(conn: sqlite3.Connection, since: datetime | None = None,
             "success_rate_pct": pct(ok), "mean_latency_ms": mean,
             "p95_latency_ms": percentile(latencies, 95), "total_cost": _spent(cost, unknown or 0),
             "unknown_price_calls": unknown or 0, "fallback_rate_pct": pct(fallback),
+            "hedged_rate_pct": pct(hedged), "hedge_cost": hedge_cost,
             "cache_hit_rate_pct": pct(cache_hit), "by_status": counts("status"),
             "by_error_kind": counts("error_kind")}
 

@@ -45,14 +45,14 @@ _SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "e
             "stage", "trace_name", "output")
 _USAGE = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",
           "reasoning_tokens")
-_COST_PARTS = ("input", "cached", "cache_write", "output")   # cost_details keys -> cost_<key>
+_COST_PARTS = ("input", "cached", "cache_write", "output", "hedge")  # cost_details -> cost_<key>
 _JSON = ("metadata", "input", "tool_calls", "model_parameters")
 _COLUMNS = (*_SCALARS, "day", *_USAGE, *(f"cost_{p}" for p in _COST_PARTS), "cache_hit", "tags",
-            *_JSON, "stream", "fallback")
+            *_JSON, "stream", "fallback", "hedged")
 _INSERT_CALL = (f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
                 f"VALUES ({', '.join(':' + c for c in _COLUMNS)})")
 _ATTEMPT = ("deployment", "model_group", "provider", "outcome", "error_kind", "status",
-            "latency_ms", "message")
+            "latency_ms", "message", "cost")
 
 
 class StoreError(LLMAdapterError):
@@ -300,7 +300,7 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
     row.update({name: _dumps(getattr(record, name)) for name in _JSON})
     row.update(day=datetime.fromtimestamp(record.started_at, timezone.utc).strftime("%Y-%m-%d"),
                cache_hit=int(record.cache_hit), tags=_dumps(list(record.tags)),
-               stream=int(record.stream),
+               stream=int(record.stream), hedged=int(record.hedged),
                fallback=int(any(a.outcome not in ("ok", "cancelled") for a in record.attempts)))
     return row
 
@@ -330,7 +330,7 @@ def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
                       usage=Usage(**{name: values[name] for name in _USAGE}),
                       cost_details=details or None, cache_hit=bool(values["cache_hit"]),
                       tags=tuple(json.loads(values["tags"])), stream=bool(values["stream"]),
-                      attempts=attempts)
+                      hedged=bool(values["hedged"]), attempts=attempts)
 
 
 def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_Score]) -> None:

@@ -266,9 +266,12 @@ class LangfuseSink:
                                 "output_cost_per_token in its model_info)", model)
             return None
         d = r.cost_details
-        return {"input": d["input"], "input_cached_tokens": d["cached"],
+        cost = {"input": d["input"], "input_cached_tokens": d["cached"],
                 "input_cache_creation": d["cache_write"], "output": d["output"],
                 "total": d["total"]}
+        if d.get("hedge"):                          # lost hedges, billed apart from the answer
+            cost["hedge"] = d["hedge"]
+        return cost
 
 
 def sync_spool(store: LocalStore, credentials: Credentials | None = None) -> tuple[int, int]:
@@ -311,11 +314,13 @@ def _generation_metadata(r: CallRecord) -> dict[str, Any]:
         "provider": r.provider, "latency_ms": round(r.latency_ms, 2),
         "attempts": [{"deployment": a.deployment, "outcome": a.outcome, "error": a.error_kind,
                       "status": a.status, "latency_ms": None if a.latency_ms is None
-                      else round(a.latency_ms, 1)} for a in r.attempts],
+                      else round(a.latency_ms, 1), **({"cost": a.cost} if a.cost else {})}
+                     for a in r.attempts],
     }
     for key, value in (("agent", r.agent), ("stage", r.stage), ("prompt_name", r.prompt_name),
                        ("prompt_version", r.prompt_version), ("prompt_variant", r.prompt_variant),
-                       ("cache_hit", r.cache_hit or None), ("cost_saved", r.cost_saved)):
+                       ("cache_hit", r.cache_hit or None), ("cost_saved", r.cost_saved),
+                       ("hedged", r.hedged or None)):
         if value is not None:
             meta[key] = value
     meta.update(r.metadata)

@@ -43,6 +43,8 @@ def attempts_text(response: LLMResponse) -> str:
             what = f"{a.error_kind}{' ' + str(a.status) if a.status else ''}"
             colour = "yellow" if a.outcome == "skipped" else "red"
             took = "" if a.outcome == "skipped" else f" {a.latency_ms or 0:.0f}ms"
+            if a.cost:                                  # a lost hedge, billed
+                took += f" {fmt_cost(a.cost)}"
             parts.append(f"[{colour}]{a.deployment or a.model_group} {a.outcome}: {what}{took}[/]")
     return " → ".join(parts)
 
