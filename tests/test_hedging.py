@@ -100,6 +100,8 @@ def test_stalled_primary_loses_to_the_hedge(make_adapter, sim):
     parts = sum(v for k, v in response.cost_details.items() if k != "total")
     assert response.cost == pytest.approx(response.cost_details["total"]) == pytest.approx(parts)
     assert not response.fallback_used, "a lost hedge is not a fallback"
+    assert response.overhead_ms is not None and response.overhead_ms < 150, \
+        "the wait before the hedge is the provider's time, not the adapter's"
     # Cancelling the loser's task closed its connection: the simulator's handler ended.
     assert settles_to_zero(sim, p), sim.stats(p)
     record = build_record(call_id=uuid.uuid4().hex, group="primary", environment="test",
@@ -140,6 +142,51 @@ def test_last_group_is_hedged_on_itself(make_adapter, sim):
     assert response.deployment == c and response.hedged
     assert requests(sim, c) == 2 and requests(sim, p) == requests(sim, b) == 0
     assert [a.error_kind for a in response.attempts] == ["hedge_lost", None]
+
+
+def test_a_persistently_slow_primary_is_cooled_down(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200, cooldown_after: 2}")
+    sim.set_scenario(p, Scenario(latency_ms=1500))
+    sim.set_scenario(b, Scenario(latency_ms=20))
+    first = llm.generate(prompt="q1")
+    assert first.hedged and first.deployment == b
+    assert llm.gateway.cooldowns.healthy("primary"), "one lost race is bad luck"
+    assert llm.generate(prompt="primary", model="backup").deployment == b, "no reset by others"
+    second = llm.generate(prompt="q2")
+    assert second.hedged and second.deployment == b
+    assert not llm.gateway.cooldowns.healthy("primary"), "two in a row: persistently slow"
+    sent = requests(sim, p)
+    started = time.monotonic()
+    third = llm.generate(prompt="q3")
+    assert time.monotonic() - started < 1.0, "no wait for the hedge threshold any more"
+    assert third.deployment == b and not third.hedged and requests(sim, p) == sent
+    [skipped, answered] = third.attempts
+    assert (skipped.deployment, skipped.outcome, skipped.error_kind) == (p, "skipped", "cooldown")
+    assert skipped.message is not None and "2 hedge races lost in a row" in skipped.message
+    assert answered.deployment == b
+
+
+def test_a_win_between_lost_races_starts_the_count_over(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300, cooldown_after: 2}")
+    sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=10, rate=1.0, first_n=1)]))
+    assert llm.generate(prompt="q1").hedged                             # lost: a strike
+    assert llm.generate(prompt="q2").deployment == p                    # answered: cleared
+    sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=10, first_n=1)]))
+    assert llm.generate(prompt="q3").hedged                             # lost: one strike
+    assert llm.gateway.cooldowns.healthy("primary")
+
+
+def test_the_only_way_to_an_answer_is_never_cooled_down(make_adapter, sim):
+    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200, cooldown_after: 1}")
+    sim.set_scenario(c, Scenario(latency_ms=600))
+    sim.set_scenario(b, Scenario(faults=[Fault(kind="stall", stall_s=10, first_n=1)]))
+    response = llm.generate(prompt="Hello", model="backup")
+    assert response.hedged and response.deployment == c
+    assert not llm.gateway.cooldowns.healthy("backup"), "third could answer: backup rests"
+    sim.set_scenario(c, Scenario(faults=[Fault(kind="stall", stall_s=10, first_n=1)]))
+    alone = llm.generate(prompt="Hello", model="third")
+    assert alone.hedged and alone.deployment == c
+    assert llm.gateway.cooldowns.healthy("third"), "slow beats nothing: third stays open"
 
 
 def test_after_percentile_follows_observed_latencies(make_adapter, sim):
@@ -246,6 +293,8 @@ def test_hedging_config_is_checked(make_adapter, tmp_path):
         return HedgePolicy.from_config(load_config(path, load_dotenv=False, env={}))
 
     assert policy("{after_ms: 250}") == HedgePolicy(after_ms=250.0)
+    assert policy("{after_ms: 250, cooldown_after: 0}") == HedgePolicy(after_ms=250.0,
+                                                                      cooldown_after=0)
     assert policy("{after_percentile: 95, min_samples: 30, max_extra: 2}") == HedgePolicy(
         after_percentile=95.0, min_samples=30, max_extra=2)
     assert policy("null") is None and policy("{after_ms: 250, max_extra: 0}") is None
@@ -275,6 +324,16 @@ def test_ttft_cut_off_fails_a_silent_stream_over(make_adapter, sim):
     assert (cut.deployment, cut.outcome, cut.error_kind) == (p, "error", "ttft_timeout")
     assert cut.latency_ms is not None and 400 <= cut.latency_ms < 3000
     assert settles_to_zero(sim, p), "the silent stream's connection was closed"
+    # A timeout litellm never saw still cools the primary down (allowed_fails: 0), so the
+    # next stream does not wait for the cut-off again.
+    sent = requests(sim, p)
+    started = time.monotonic()
+    again = llm.generate(prompt="Tell me another", stream=True)
+    assert "".join(again) == "BACKUP TEXT" and time.monotonic() - started < 0.5 + 1.0
+    assert again.response is not None and requests(sim, p) == sent
+    skipped = again.response.attempts[0]
+    assert (skipped.deployment, skipped.error_kind) == (p, "cooldown")
+    assert skipped.message is not None and "no first chunk within 0.5 s" in skipped.message
 
 
 def test_ttft_cut_off_per_call(make_adapter, sim):
@@ -317,3 +376,10 @@ def test_overhead_is_reported_for_calls_streams_and_cache_hits(make_adapter, sim
 
     hit = llm.generate(prompt="What is open on Saturday?")
     assert hit.cache_hit and hit.overhead_ms == hit.latency_ms
+
+    failing, p2, b2, _ = chain(make_adapter, hedging=None)
+    sim.set_scenario(p2, Scenario(latency_ms=300, faults=[Fault(kind="status", status=503)]))
+    fell_back = failing.generate(prompt="Hello")
+    assert fell_back.deployment == b2 and fell_back.overhead_ms is not None
+    assert fell_back.overhead_ms < fell_back.latency_ms - 250, \
+        "the failed attempt's 300 ms were spent at the provider"

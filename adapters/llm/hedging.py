@@ -6,7 +6,9 @@ when the first attempt has not answered after ``after_ms`` (or the group's obser
 one more attempt goes to the next healthy group of the fallback chain (the same group when the
 chain has no other); the first answer wins and the loser's task is cancelled, which closes its
 HTTP connection. The loser is billed its input tokens once the provider started on it, so that
-estimate is recorded on its attempt and added to the call's cost.
+estimate is recorded on its attempt and added to the call's cost. A deployment outrun by its
+hedge ``cooldown_after`` times in a row is persistently slow, not unlucky: it is cooled down like
+a failed one (``_cooldowns.py``), so calls stop paying the wait before the hedge.
 
 The routing walk stays free of policies: a hedge is sent only when ``CallSpec.admit_hedge``
 (supplied by the pipeline) took rate-limit capacity and budget for it without waiting. Streams
@@ -14,7 +16,8 @@ are not hedged (the TTFT cut-off covers them); the call keeps its one deadline.
 
     router_settings:
       hedging: {after_ms: 500}                  # or after_percentile: 95, min_samples: 20,
-                                                #    default_after_ms: 2000; max_extra: 1
+                                                #    default_after_ms: 2000; max_extra: 1,
+                                                #    cooldown_after: 5
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ _KEYS: Mapping[str, Spec] = MappingProxyType({
     "min_samples": Num(low=1, integer=True, example="20"),
     "default_after_ms": Num(low=0, low_open=True, example="2000"),
     "max_extra": Num(low=0, integer=True, example="1"),
+    "cooldown_after": Num(low=0, integer=True, example="5"),
 })
 WINDOW = 200                        # recent successful latencies kept per group
 
@@ -64,6 +68,7 @@ class HedgePolicy:
     min_samples: int = 20           # percentile mode: samples needed before it is trusted
     default_after_ms: float = 2000.0    # ... and the delay used until then
     max_extra: int = 1              # hedges per call at most
+    cooldown_after: int = 5         # races lost in a row that cool a deployment down; 0: never
 
     @classmethod
     def from_config(cls, config: Config) -> HedgePolicy | None:
@@ -84,7 +89,8 @@ class HedgePolicy:
                      after_percentile=None if percentile is None else float(percentile),
                      min_samples=int(values.get("min_samples", 20)),
                      default_after_ms=float(values.get("default_after_ms", 2000.0)),
-                     max_extra=int(values.get("max_extra", 1)))
+                     max_extra=int(values.get("max_extra", 1)),
+                     cooldown_after=int(values.get("cooldown_after", 5)))
         return policy if policy.max_extra > 0 else None
 
 
@@ -190,6 +196,16 @@ class Hedger:
             if leg is not winner:
                 leg.walk.attempts[:] = [_lost(gateway, spec, leg, a, prompt_tokens)
                                         for a in leg.walk.attempts]
+            if leg.started < winner.started:        # outrun by a request sent after it
+                for a in leg.walk.attempts:
+                    if a.error_kind == "hedge_lost" and gateway.cooldowns.strike(
+                            a.deployment, self.policy.cooldown_after,
+                            f"{self.policy.cooldown_after} hedge races lost in a row"):
+                        log.info("llm-adapter: %s cooled down: it lost %d hedge races in a row",
+                                 a.deployment, self.policy.cooldown_after)
+        # From the first leg's start to the answer, some provider exchange was in flight.
+        outcome.exchange_ms = (winner.started - legs[0].started) * 1000 + sum(
+            a.latency_ms or 0.0 for a in winner.walk.attempts if a.outcome != "skipped")
         _merge(legs, walk)
         outcome.attempts, outcome.hedged = walk.attempts, len(legs) > 1
         return outcome
@@ -218,7 +234,7 @@ def _next_target(gateway: Gateway, last: str, rest: Sequence[str]) -> str:
     """The first group after ``last`` in the chain that can answer now, else ``last`` again
     (litellm may pick another deployment of it; a stall is often one request's bad luck)."""
     after = rest[rest.index(last) + 1:] if last in rest else rest
-    return next((g for g in after if gateway.healthy(g)), last)
+    return next((g for g in after if gateway.cooldowns.healthy(g)), last)
 
 
 async def _cancel(legs: list[_Leg]) -> None:

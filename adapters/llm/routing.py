@@ -34,6 +34,7 @@ from ._redact import redact
 from .config import Config, Deployment
 from .costs import Pricing, pricing_for
 from ._attempts import CALL_KEY, Tries, attempt_log
+from ._cooldowns import Cooldowns
 from .records import Attempt
 from .streaming import close_stream, first_chunk
 
@@ -73,11 +74,15 @@ class Outcome:
     started: float = 0.0                # monotonic time the answering attempt started
     first_chunk_at: float | None = None
     hedged: bool = False
+    exchange_ms: float | None = None    # a race's: provider exchanges in flight, end to end
 
     def overhead_ms(self, total_ms: float) -> float:
-        """``total_ms`` minus the answering attempt's own latency: what the gateway added."""
-        answered = next((a.latency_ms for a in self.attempts if a.outcome == "ok"), None)
-        return max(total_ms - (answered or 0.0), 0.0)
+        """``total_ms`` minus the time a provider HTTP exchange was in flight (failed ones
+        included): what the adapter itself added. Sequential attempts add up; a hedge race's
+        legs overlap, so the race measures its own span."""
+        exchange = self.exchange_ms if self.exchange_ms is not None else \
+            sum(a.latency_ms or 0.0 for a in self.attempts if a.outcome != "skipped")
+        return max(total_ms - exchange, 0.0)
 
 
 @dataclass(slots=True)
@@ -117,6 +122,8 @@ class Gateway:
 
         self.hedger: Hedger | None = Hedger.from_config(config)
         self.router = lt.Router(**self._router_kwargs())
+        self.cooldowns = Cooldowns(self.router, self.deployments, self._group_ids, self._chains,
+                                   config.router_settings.cooldown_time)
 
     # -- construction -------------------------------------------------------------------------
     def _router_kwargs(self) -> dict[str, Any]:
@@ -168,12 +175,6 @@ class Gateway:
     def chain(self, group: str) -> tuple[str, ...]:
         return (group, *self._chains.get(group, ()))
 
-    def cooling(self, group: str) -> dict[str, dict[str, Any]]:
-        """Deployments of ``group`` now cooling down, by id, with litellm's cooldown record."""
-        ids = self._group_ids.get(group, ())
-        active = self.router.health().cooldowns.get_active_cooldowns(list(ids), None)
-        return {dep_id: dict(info) for dep_id, info in active}
-
     async def complete(self, spec: CallSpec) -> Outcome:
         """Walk the fallback chain of ``spec.group`` until a deployment answers."""
         walk = Walk()
@@ -201,7 +202,8 @@ class Gateway:
         while index < len(chain):
             group = chain[index]
             index += 1
-            if self._skip_keyless(group, walk) or self._skip_cooling(group, walk):
+            if self._skip_keyless(group, walk) or \
+                    self.cooldowns.skip(group, walk.attempts, walk.failures, walk.waits):
                 continue
             try:
                 if self.hedger is not None and self.hedger.applies(spec):
@@ -221,11 +223,6 @@ class Gateway:
                     chain = [*chain[:index], *(g for g in chain[index:] if g not in failed.tried)]
         return None
 
-    def healthy(self, group: str) -> bool:
-        """Whether ``group`` has a deployment that is usable and not cooling down."""
-        ids = self._group_ids.get(group, ())
-        return bool(ids) and len(self.cooling(group)) < len(ids)
-
     def _skip_keyless(self, group: str, walk: Walk) -> bool:
         if self._group_ids.get(group):
             return False
@@ -237,26 +234,6 @@ class Gateway:
             walk.failures.append(errors.AuthenticationError(
                 f"{d.id}: {message}", env_var=d.key_env, deployment=d.id, model_group=group,
                 kind="authentication", latency_ms=0.0))
-        return True
-
-    def _skip_cooling(self, group: str, walk: Walk) -> bool:
-        ids = self._group_ids.get(group, ())
-        cooling = self.cooling(group) if ids else {}
-        if not ids or len(cooling) < len(ids):
-            return False
-        now = time.time()
-        for dep_id, info in cooling.items():
-            left = float(info.get("timestamp", now)) + float(info.get("cooldown_time", 0)) - now
-            status = _int(info.get("status_code"))
-            walk.waits.append(max(left, 0.0))
-            walk.attempts.append(Attempt(
-                deployment=dep_id, model_group=group, provider=self.deployments[dep_id].provider,
-                outcome="skipped", error_kind="cooldown", status=status, latency_ms=0.0,
-                message=f"cooling down for {max(left, 0):.1f}s after "
-                        f"{'HTTP ' + str(status) if status else 'a failure'}"))
-            walk.failures.append(errors.ProviderError(
-                f"{dep_id} is cooling down", status=status, deployment=dep_id, model_group=group,
-                kind="cooldown", latency_ms=0.0))
         return True
 
     async def try_group(self, spec: CallSpec, group: str, walk: Walk) -> Outcome:
@@ -285,10 +262,13 @@ class Gateway:
                 first = await first_chunk(response) if spec.stream else None
         except TimeoutError:
             await close_stream(response)
-            if cut.expired():
-                raise self._failed(Failure("ttft_timeout", None, None, NEXT_GROUP,
-                                           f"no first chunk within {ttft:g} s"),
-                                   collector, group, started, walk) from None
+            if cut.expired():     # a timeout litellm never saw: it counts toward a cooldown
+                why = f"no first chunk within {ttft:g} s"
+                failed = self._failed(Failure("ttft_timeout", None, None, NEXT_GROUP, why),
+                                      collector, group, started, walk)
+                self.cooldowns.strike(failed.error.deployment,
+                                      self.config.router_settings.allowed_fails + 1, why)
+                raise failed from None
             deadline = Failure("deadline", None, None, NEXT_GROUP, "cut off by the call's deadline")
             walk.attempts.extend(self._attempts(collector, group, started, deadline))
             raise self.deadline_error(spec, walk) from None
@@ -301,6 +281,7 @@ class Gateway:
             log.release(key)
         attempts = self._attempts(collector, group, started, None)
         deployment = self._answering(response, attempts, group)
+        self.cooldowns.clear(deployment.id)
         walk.attempts.extend(attempts)
         return Outcome(response=response, deployment=deployment, group=group,
                        attempts=walk.attempts, first_chunk=first,
@@ -407,13 +388,6 @@ def _own_timeout(deployments: Sequence[Deployment]) -> float | None:
     if own and all(isinstance(t, (int, float)) for t in own):
         return max(float(t) for t in own)  # type: ignore[arg-type]
     return None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # Router kwargs a config may pass straight through (router_settings keys LiteLLM knows).

@@ -21,7 +21,7 @@ def collect_status(llm: Any) -> dict[str, Any]:
     now = time.time()
     deployments = []
     for group in config.groups():
-        cooling = gateway.cooling(group)
+        cooling = gateway.cooldowns.cooling(group)
         for d in config.group(group):
             info = cooling.get(d.id)
             row: dict[str, Any] = {"group": group, "deployment": d.id, "provider": d.provider,
