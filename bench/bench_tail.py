@@ -1,8 +1,11 @@
 """Tail-latency benchmark: hedging against a provider that now and then stalls.
 
-    python bench/bench_tail.py [--calls 200] [--concurrency 8] [--stall 10] [--hedging "{...}"]
+    python bench/bench_tail.py [--calls 300] [--concurrency 8] [--stall 10] [--latency 300]
+                               [--sigma 0.4] [--hedging "{...}"]
 
-A two-group chain (primary → backup, ~20 ms each) on the provider simulator in its own process.
+A two-group chain (primary → backup) on the provider simulator in its own process. Each answers
+after a log-normal latency (median ``--latency`` ms, spread ``--sigma``: 0.4 puts p99 near 2.5 ×
+the median, the long tail real LLM latencies have); ``--sigma 0`` makes it constant.
 Three scenarios for the primary: healthy; hard down (HTTP 503); 10 % of its requests stalling
 ``--stall`` seconds (seeded, so every path meets the same stalls in the same order). Three paths
 each: the adapter with hedging on (default ``after_percentile: 95``), the adapter with hedging off, and a
@@ -36,7 +39,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from bench_core import MESSAGES, free_port, pct, start_simulator  # noqa: E402
 
-LATENCY_MS = 20
 SCENARIOS = ("healthy", "primary down (503)", "10% primary stalls")
 PATHS = ("adapter, hedging on", "adapter, hedging off", "bare Router, defaults")
 HEDGING = "{after_percentile: 95, min_samples: 20, default_after_ms: 1000}"
@@ -64,11 +66,19 @@ def sim_requests(url: str, *names: str) -> int:
     return sum(int(stats.get(n, {}).get("requests", 0)) for n in names)
 
 
-def primary_scenario(kind: str, stall_s: float) -> dict[str, Any]:
-    faults = {"healthy": [],
-              "primary down (503)": [{"kind": "status", "status": 503}],
-              "10% primary stalls": [{"kind": "stall", "stall_s": stall_s, "rate": 0.1}]}[kind]
-    return {"latency_ms": LATENCY_MS, "faults": faults, "seed": 7}
+@dataclass(frozen=True)
+class Provider:
+    latency_ms: float
+    sigma: float
+    stall_s: float
+
+    def scenario(self, kind: str, seed: int) -> dict[str, Any]:
+        faults = {"healthy": [],
+                  "primary down (503)": [{"kind": "status", "status": 503}],
+                  "10% primary stalls": [{"kind": "stall", "stall_s": self.stall_s,
+                                          "rate": 0.1}]}[kind]
+        return {"latency_ms": self.latency_ms, "latency_sigma": self.sigma, "faults": faults,
+                "seed": seed}
 
 
 def adapter_for(url: str, directory: Path, p: str, b: str, hedging: str | None) -> Any:
@@ -130,12 +140,11 @@ async def warm_up(url: str, directory: Path, hedging: str) -> None:
 
 
 async def measure(url: str, directory: Path, scenario: str, path: str, calls: int,
-                  concurrency: int, stall_s: float, hedging: str) -> Cell:
+                  concurrency: int, provider: Provider, hedging: str) -> Cell:
     tag = f"{SCENARIOS.index(scenario)}{PATHS.index(path)}-{os.getpid()}"
     p, b = f"tail-p{tag}", f"tail-b{tag}"
-    healthy = primary_scenario("healthy", stall_s)
-    put_scenario(url, p, healthy)
-    put_scenario(url, b, healthy)
+    put_scenario(url, p, provider.scenario("healthy", seed=7))
+    put_scenario(url, b, provider.scenario("healthy", seed=8))
     if path == PATHS[2]:
         router = bare_router(url, p, b)
 
@@ -151,7 +160,7 @@ async def measure(url: str, directory: Path, scenario: str, path: str, calls: in
     # scenario is then set afresh, so its seeded stalls start from the same point for each path).
     await drive(call, 40, concurrency)
     await asyncio.sleep(0.5)
-    put_scenario(url, p, primary_scenario(scenario, stall_s))
+    put_scenario(url, p, provider.scenario(scenario, seed=7))
     before = sim_requests(url, p, b)
     latencies, answers = await drive(call, calls, concurrency)
     cell = Cell(latencies, requests=sim_requests(url, p, b) - before)
@@ -163,7 +172,7 @@ async def measure(url: str, directory: Path, scenario: str, path: str, calls: in
     return cell
 
 
-async def main(calls: int, concurrency: int, stall_s: float, hedging: str) -> None:
+async def main(calls: int, concurrency: int, provider: Provider, hedging: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_simulator(port)
@@ -178,19 +187,21 @@ async def main(calls: int, concurrency: int, stall_s: float, hedging: str) -> No
                     n = max(calls // 5, concurrency) if (scenario, path) == \
                         (SCENARIOS[1], PATHS[2]) else calls
                     results[scenario, path] = await measure(url, Path(tmp), scenario, path, n,
-                                                            concurrency, stall_s, hedging)
+                                                            concurrency, provider, hedging)
                     print(f"  measured: {scenario} / {path} ({n} calls, "
                           f"{time.monotonic() - started:.0f} s so far)", file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait()
-    report(results, concurrency, stall_s, hedging, time.monotonic() - started)
+    report(results, concurrency, provider, hedging, time.monotonic() - started)
 
 
-def report(results: dict[tuple[str, str], Cell], concurrency: int, stall_s: float, hedging: str,
+def report(results: dict[tuple[str, str], Cell], concurrency: int, provider: Provider, hedging: str,
            took: float) -> None:
-    print(f"\nprimary → backup, {LATENCY_MS} ms each, concurrency {concurrency}, stalls "
-          f"{stall_s:g} s; hedging: {hedging} (run took {took:.0f} s)\n")
+    shape = f"log-normal, median {provider.latency_ms:g} ms, sigma {provider.sigma:g}" \
+        if provider.sigma else f"{provider.latency_ms:g} ms each"
+    print(f"\nprimary → backup, {shape}, concurrency {concurrency}, stalls "
+          f"{provider.stall_s:g} s; hedging: {hedging} (run took {took:.0f} s)\n")
     print(f"| scenario | path | calls | p50 ms | p95 ms | p99 ms | p99 × healthy p99 | "
           f"hedged calls | requests / call | hedge cost share |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -210,9 +221,12 @@ def report(results: dict[tuple[str, str], Cell], concurrency: int, stall_s: floa
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--stall", type=float, default=10.0)
+    parser.add_argument("--latency", type=float, default=300.0, help="median, ms")
+    parser.add_argument("--sigma", type=float, default=0.4, help="log-normal spread; 0: constant")
     parser.add_argument("--hedging", default=HEDGING, help="router_settings.hedging (YAML)")
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.concurrency, args.stall, args.hedging))
+    asyncio.run(main(args.calls, args.concurrency,
+                     Provider(args.latency, args.sigma, args.stall), args.hedging))

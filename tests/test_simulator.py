@@ -444,6 +444,24 @@ def test_scenario_dict_round_trip_and_validation() -> None:
         Fault.from_dict({"kind": "explode"})
 
 
+def test_latency_sigma_gives_a_seeded_long_tail() -> None:
+    from adapters.llm.simulator.state import ScenarioRuntime
+
+    def draws(scenario: Scenario) -> list[float]:
+        runtime = ScenarioRuntime(scenario)
+        return sorted(runtime.latency_s() * 1000 for _ in range(4000))
+
+    tail = draws(Scenario(latency_ms=300, latency_sigma=0.4, seed=3))
+    assert tail == draws(Scenario(latency_ms=300, latency_sigma=0.4, seed=3)), "seeded"
+    median, p99 = tail[2000], tail[3960]
+    assert 285 < median < 315, "latency_ms is the median"
+    assert 2.2 < p99 / median < 2.9, "sigma 0.4: p99 ≈ e^(0.4 × 2.33) ≈ 2.5 × the median"
+    flat = draws(Scenario(latency_ms=300, jitter_ms=20, seed=3))
+    assert 280 <= flat[0] and flat[-1] <= 320, "without sigma: uniform jitter only"
+    with pytest.raises(ValueError, match="Scenario.latency_sigma"):
+        Scenario.from_dict({"latency_sigma": -1})
+
+
 def test_stop_closes_stalled_connections_promptly() -> None:
     sim = Simulator({"stuck": BUILTIN_SCENARIOS["stall"]}).start()
     errors: list[Exception] = []

@@ -60,10 +60,13 @@ class ScenarioRuntime:
         return None
 
     def latency_s(self) -> float:
-        """Seconds to wait before answering: latency plus uniform jitter, never negative."""
-        jitter = self.scenario.jitter_ms
-        offset = self._jitter_rng.uniform(-jitter, jitter) if jitter else 0.0
-        return max(0.0, self.scenario.latency_ms + offset) / 1000.0
+        """Seconds to wait before answering: the latency (log-normal around its median when
+        ``latency_sigma`` is set) plus uniform jitter, never negative."""
+        s = self.scenario
+        latency = s.latency_ms * self._jitter_rng.lognormvariate(0.0, s.latency_sigma) \
+            if s.latency_sigma else s.latency_ms
+        offset = self._jitter_rng.uniform(-s.jitter_ms, s.jitter_ms) if s.jitter_ms else 0.0
+        return max(0.0, latency + offset) / 1000.0
 
 
 class Registry:
