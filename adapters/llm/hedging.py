@@ -126,7 +126,12 @@ class Hedger:
 
     def observe(self, group: str, latency_ms: float) -> None:
         """One answer's latency, from its leg's start: the clock the hedge timer runs on (the
-        attempt's own latency leaves out litellm's pre-processing and the loop's queue)."""
+        attempt's own latency leaves out litellm's pre-processing and the loop's queue).
+
+        A first leg outrun by its hedge is observed at the threshold it passed (its latency is
+        unknown, but no less). Leaving it out would keep only the fast answers, and the
+        percentile would drift down, hedging ever more calls; counting its full wait (a stall)
+        would push the percentile up until nothing is hedged."""
         with self._lock:
             window = self._latencies.setdefault(group, deque(maxlen=WINDOW))
             window.append(latency_ms)
@@ -179,7 +184,7 @@ class Hedger:
                         continue
                     error = leg.task.exception()
                     if error is None:
-                        return await self._won(gateway, spec, leg, legs, walk)
+                        return await self._won(gateway, spec, leg, legs, walk, after)
                     if not isinstance(error, GroupFailed) or \
                             (leg is legs[0] and error.failure.action != NEXT_GROUP):
                         raise await _ended(gateway, spec, error, legs, walk)  # deadline, 400
@@ -187,8 +192,10 @@ class Hedger:
             await _cancel(legs)
 
     async def _won(self, gateway: Gateway, spec: CallSpec, winner: _Leg, legs: list[_Leg],
-                   walk: Walk) -> Outcome:
+                   walk: Walk, after: float) -> Outcome:
         self.observe(winner.group, (asyncio.get_running_loop().time() - winner.started) * 1000)
+        if winner is not legs[0]:
+            self.observe(legs[0].group, after * 1000)
         await _cancel(legs)
         outcome = winner.task.result()
         prompt_tokens: list[int] = []               # counted once, for the first loser
