@@ -16,6 +16,7 @@ from adapters.llm import ConfigError, DeadlineExceeded
 from adapters.llm.hedging import HedgePolicy
 from adapters.llm.policies import PolicyPool
 from adapters.llm.recording import build_record
+from adapters.llm.status import collect_status
 from adapters.llm.simulator import Fault, Scenario
 
 from .conftest import unique
@@ -164,6 +165,8 @@ def test_a_persistently_slow_primary_is_cooled_down(make_adapter, sim):
     assert (skipped.deployment, skipped.outcome, skipped.error_kind) == (p, "skipped", "cooldown")
     assert skipped.message is not None and "2 hedge races lost in a row" in skipped.message
     assert answered.deployment == b
+    [row] = [r for r in collect_status(llm)["deployments"] if r["deployment"] == p]
+    assert (row["state"], row["reason"]) == ("cooling", "2 hedge races lost in a row")
 
 
 def test_a_win_between_lost_races_starts_the_count_over(make_adapter, sim):

@@ -19,7 +19,7 @@ from . import errors
 from .config import Deployment
 from .records import Attempt
 
-__all__ = ["Cooldowns"]
+__all__ = ["Cooldowns", "reason"]
 
 SLOW_STATUS = 408                   # how litellm's cooldown record files a slow deployment
 _SLOW = "too slow: "                # prefix of the reason kept in the record
@@ -63,14 +63,11 @@ class Cooldowns:
             left = max(float(info.get("timestamp", now)) + float(info.get("cooldown_time", 0))
                        - now, 0.0)
             status = _int(info.get("status_code"))
-            reason = str(info.get("exception_received") or "")
-            why = reason[len(_SLOW):] if reason.startswith(_SLOW) else \
-                f"HTTP {status}" if status else "a failure"
             waits.append(left)
             attempts.append(Attempt(
                 deployment=dep_id, model_group=group, provider=self._deployments[dep_id].provider,
                 outcome="skipped", error_kind="cooldown", status=status, latency_ms=0.0,
-                message=f"cooling down for {left:.1f}s after {why}"))
+                message=f"cooling down for {left:.1f}s after {reason(info)}"))
             failures.append(errors.ProviderError(
                 f"{dep_id} is cooling down", status=status, deployment=dep_id, model_group=group,
                 kind="cooldown", latency_ms=0.0))
@@ -104,6 +101,15 @@ class Cooldowns:
         if any(i != dep_id and i not in resting for i in self._group_ids.get(group, ())):
             return True
         return any(self.healthy(g) for g in self._chains.get(group, ()))
+
+
+def reason(info: Mapping[str, Any]) -> str:
+    """Why a deployment rests, from litellm's cooldown record: "HTTP 503", or what was slow."""
+    received = str(info.get("exception_received") or "")
+    if received.startswith(_SLOW):
+        return received[len(_SLOW):]
+    status = _int(info.get("status_code"))
+    return f"HTTP {status}" if status else "a failure"
 
 
 def _int(value: Any) -> int | None:

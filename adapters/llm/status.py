@@ -11,6 +11,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ._cooldowns import reason
+
 __all__ = ["collect_status", "status_tables"]
 
 
@@ -28,8 +30,7 @@ def collect_status(llm: Any) -> dict[str, Any]:
                                    "state": "cooling" if info else "ok"}
             if info:
                 ends = float(info.get("timestamp", now)) + float(info.get("cooldown_time", 0))
-                row["reason"] = f"HTTP {info.get('status_code')}" if info.get("status_code") \
-                    else "failures"
+                row["reason"] = reason(info)
                 row["expires_in_s"] = round(max(ends - now, 0.0), 1)
             deployments.append(row)
     policies = llm.policies
