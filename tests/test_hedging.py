@@ -145,6 +145,55 @@ def test_last_group_is_hedged_on_itself(make_adapter, sim):
     assert [a.error_kind for a in response.attempts] == ["hedge_lost", None]
 
 
+SIBLINGS = """
+model_list:
+  - model_name: primary
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p1}", api_key: sk-test-p1-0001{p1_extra}}}
+    model_info: {{id: {p1}}}
+  - model_name: primary
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p2}", api_key: sk-test-p2-0002{p2_extra}}}
+    model_info: {{id: {p2}}}
+  - model_name: backup
+    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-backup-0003}}
+    model_info: {{id: {b}}}
+fallbacks: [primary, backup]
+router_settings: {{num_retries: 0, hedging: {{after_ms: 300, cooldown_after: 0}}}}
+"""
+
+
+def test_a_hedge_goes_to_another_deployment_of_the_group_first(make_adapter, sim):
+    p1, p2, b = unique("hedge-p1"), unique("hedge-p2"), unique("hedge-b")
+    llm = make_adapter(SIBLINGS.format(p1=p1, p2=p2, b=b, p1_extra="", p2_extra=""),
+                       model="primary", policies=PolicyPool())
+    sim.set_scenario(p1, STALL)
+    sim.set_scenario(p2, Scenario(latency_ms=20))
+    answers = [llm.generate(prompt=f"q{i}") for i in range(8)]
+    hedged = [a for a in answers if a.hedged]
+    assert hedged, "litellm's shuffle sent none of 8 calls to the stalled deployment"
+    for answer in hedged:
+        assert [(a.deployment, a.error_kind) for a in answer.attempts] == \
+            [(p1, "hedge_lost"), (p2, None)], "the sibling, not the fallback group"
+    assert all(a.deployment == p2 for a in answers) and requests(sim, b) == 0
+    assert requests(sim, p1) == len(hedged)
+
+
+def test_a_resting_sibling_leaves_the_hedge_to_the_fallback(make_adapter, sim):
+    p1, p2, b = unique("hedge-p1"), unique("hedge-p2"), unique("hedge-b")
+    llm = make_adapter(SIBLINGS.format(p1=p1, p2=p2, b=b, p1_extra="", p2_extra=""),
+                       model="primary", policies=PolicyPool())
+    sim.set_scenario(p2, "down")
+    for i in range(12):                 # until litellm's shuffle met the 503 and cooled p2
+        llm.generate(prompt=f"warm {i}")
+        if p2 in llm.gateway.cooldowns.cooling("primary"):
+            break
+    assert p2 in llm.gateway.cooldowns.cooling("primary")
+    sim.set_scenario(p1, STALL)
+    answer = llm.generate(prompt="Hello")
+    assert answer.hedged and answer.deployment == b
+    assert [(a.deployment, a.error_kind) for a in answer.attempts] == \
+        [(p1, "hedge_lost"), (b, None)], "the resting sibling got no hedge"
+
+
 def test_a_persistently_slow_primary_is_cooled_down(make_adapter, sim):
     llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200, cooldown_after: 2}")
     sim.set_scenario(p, Scenario(latency_ms=1500))

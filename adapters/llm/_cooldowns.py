@@ -50,6 +50,14 @@ class Cooldowns:
         ids = self._group_ids.get(group, ())
         return bool(ids) and len(self.cooling(group)) < len(ids)
 
+    def spare(self, group: str, busy: set[str]) -> str | None:
+        """A deployment of ``group`` that is not in ``busy`` and not resting, if any."""
+        ids = self._group_ids.get(group, ())
+        if len(ids) < 2:
+            return None
+        resting = self.cooling(group)
+        return next((i for i in ids if i not in busy and i not in resting), None)
+
     def skip(self, group: str, attempts: list[Attempt], failures: list[errors.ProviderError],
              waits: list[float]) -> bool:
         """Whether every deployment of ``group`` is resting; if so each is recorded as skipped,

@@ -3,10 +3,11 @@
 LLM providers have heavy tails: a call that normally answers in 800 ms now and then stalls for
 30 s, and a timeout-then-fallback pays the whole timeout first. A hedge pays a little instead:
 when the first attempt has not answered after ``after_ms`` (or the group's observed percentile),
-one more attempt goes to the next healthy group of the fallback chain (the same group when the
-chain has no other); the first answer wins and the loser's task is cancelled, which closes its
-HTTP connection. The loser is billed its input tokens once the provider started on it, so that
-estimate is recorded on its attempt and added to the call's cost. A deployment outrun by its
+one more attempt goes to another healthy deployment of the same group (same model, same price),
+else to the next healthy group of the fallback chain, else to the same group again. The first
+answer wins and the loser's task is cancelled, which closes its HTTP connection. The loser is
+billed its input tokens once the provider started on it, so that estimate is recorded on its
+attempt and added to the call's cost. A deployment outrun by its
 hedge ``cooldown_after`` times in a row is persistently slow, not unlucky: it is cooled down like
 a failed one (``_cooldowns.py``), so calls stop paying the wait before the hedge.
 
@@ -100,6 +101,7 @@ class _Leg:
     walk: Walk
     task: asyncio.Task[Outcome]
     started: float                  # loop time the leg was sent
+    deployment: str | None = None   # a sibling deployment it was sent to; None: litellm picks
 
 
 class Hedger:
@@ -173,9 +175,9 @@ class Hedger:
                 done, _ = await asyncio.wait(running, timeout=wait,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    target = _next_target(gateway, legs[-1].group, rest)
-                    if spec.admit_hedge is None or await spec.admit_hedge(target):
-                        legs.append(_start(gateway, spec, target))
+                    target, sibling = _next_target(gateway, legs, rest)
+                    if spec.admit_hedge is None or await spec.admit_hedge(target, sibling):
+                        legs.append(_start(gateway, spec, target, sibling))
                     else:
                         may_hedge = False           # no capacity or budget: no hedge now
                     continue
@@ -231,17 +233,25 @@ async def _ended(gateway: Gateway, spec: CallSpec, error: BaseException, legs: l
     return error
 
 
-def _start(gateway: Gateway, spec: CallSpec, group: str) -> _Leg:
+def _start(gateway: Gateway, spec: CallSpec, group: str, deployment: str | None = None) -> _Leg:
     walk = Walk()
-    return _Leg(group, walk, asyncio.ensure_future(gateway.try_group(spec, group, walk)),
-                asyncio.get_running_loop().time())
+    task = asyncio.ensure_future(gateway.try_group(spec, group, walk, deployment))
+    return _Leg(group, walk, task, asyncio.get_running_loop().time(), deployment)
 
 
-def _next_target(gateway: Gateway, last: str, rest: Sequence[str]) -> str:
-    """The first group after ``last`` in the chain that can answer now, else ``last`` again
-    (litellm may pick another deployment of it; a stall is often one request's bad luck)."""
+def _next_target(gateway: Gateway, legs: list[_Leg], rest: Sequence[str]
+                 ) -> tuple[str, str | None]:
+    """Where the next hedge goes: another healthy deployment of the last leg's group (the same
+    model, the same price) that no leg is on; else the first group after it in the chain that
+    can answer now; else that group again, for litellm to pick from (a stall is often one
+    request's bad luck)."""
+    last = legs[-1].group
+    busy = {d for leg in legs for d in (leg.deployment, leg.walk.in_flight()) if d}
+    sibling = gateway.cooldowns.spare(last, busy)
+    if sibling is not None:
+        return last, sibling
     after = rest[rest.index(last) + 1:] if last in rest else rest
-    return next((g for g in after if gateway.cooldowns.healthy(g)), last)
+    return next((g for g in after if gateway.cooldowns.healthy(g)), last), None
 
 
 async def _cancel(legs: list[_Leg]) -> None:

@@ -75,7 +75,8 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
 
     spec = await settle.take_capacity(gateway)       # raises RateLimited, recorded
     if gateway.hedger is not None and (policies.limiter or policies.budgets) and not spec.stream:
-        spec = replace(spec, admit_hedge=lambda group: settle.admit_hedge(gateway, group))
+        spec = replace(spec, admit_hedge=lambda group, deployment: settle.admit_hedge(
+            gateway, group, deployment))
 
     def finish(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
         if response is not None and cache is not None and key is not None \
@@ -176,18 +177,20 @@ class _Settlement:
             tags=[*call.meta.get("tags", ()), *getattr(call.scope, "tags", ())],
             environment=call.environment, estimated_cost=estimate)
 
-    async def admit_hedge(self, gateway: Gateway, group: str) -> bool:
-        """Budget and rate-limit capacity for a hedge to ``group``, taken now or not at all."""
+    async def admit_hedge(self, gateway: Gateway, group: str, deployment: str | None) -> bool:
+        """Budget and rate-limit capacity for a hedge to ``group`` (only to ``deployment`` of it,
+        when one was chosen), taken now or not at all."""
         limiter, budgets, spec = self.policies.limiter, self.policies.budgets, self.call.spec
         reservation = permit = None
-        model = str(gateway.config.group(group)[0].litellm_params.get("model", ""))
+        targets = [d for d in gateway.config.group(group) if deployment in (None, d.id)]
+        model = str(targets[0].litellm_params.get("model", ""))
         tokens = limiter.estimate_tokens(model, spec.messages, 0) if limiter else 0
         try:
             if budgets is not None:
                 reservation = self._reserve(gateway, group)
             if limiter is not None:
                 permit = await limiter.acquire(
-                    [d.id for d in gateway.config.group(group)],
+                    [d.id for d in targets],
                     tokens + (spec.params.get("max_tokens") or DEFAULT_OUTPUT_TOKENS),
                     deadline=time.monotonic())          # no waiting: a late hedge is no hedge
         except errors.LLMAdapterError:      # over budget, at a limit, counters unreachable

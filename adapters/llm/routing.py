@@ -58,8 +58,9 @@ class CallSpec:
     stream_timeout: float | None = None
     start_at: int = 0                   # skip the chain's first groups (no rate-limit capacity)
     stream_ttft_timeout: float | None = None    # this call's cut-off (else router_settings')
-    # Asked before a hedge is sent to a group: may the call take its capacity and budget?
-    admit_hedge: Callable[[str], Awaitable[bool]] | None = None
+    # Asked before a hedge is sent to a group (and deployment, when one is chosen): may the
+    # call take its capacity and budget?
+    admit_hedge: Callable[[str, str | None], Awaitable[bool]] | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +93,12 @@ class Walk:
     attempts: list[Attempt] = field(default_factory=list)
     failures: list[errors.ProviderError] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
+    live: Tries | None = None       # the router call in flight: which deployment it is on
+
+    def in_flight(self) -> str | None:
+        """The deployment the router call in flight was sent to, once litellm sent it."""
+        tries = self.live.tries if self.live is not None else ()
+        return tries[-1][0] if tries and tries[-1][2] is None else None
 
 
 class Gateway:
@@ -236,13 +243,16 @@ class Gateway:
                 kind="authentication", latency_ms=0.0))
         return True
 
-    async def try_group(self, spec: CallSpec, group: str, walk: Walk) -> Outcome:
-        """One router call to ``group`` (litellm retries inside it), recorded in ``walk``."""
+    async def try_group(self, spec: CallSpec, group: str, walk: Walk,
+                        only: str | None = None) -> Outcome:
+        """One router call to ``group`` (litellm retries inside it), recorded in ``walk``; to
+        its deployment ``only`` when that is given (a hedge sent to a sibling)."""
         remaining = spec.deadline - time.monotonic()
         if remaining <= 0:
             raise self.deadline_error(spec, walk)
         log = attempt_log()
         key, collector = log.track()
+        walk.live = collector
         kwargs: dict[str, Any] = {**spec.params, "timeout": self._attempt_timeout(group, remaining),
                                   "disable_fallbacks": True, "metadata": {CALL_KEY: key}}
         if spec.stream:
@@ -257,8 +267,8 @@ class Gateway:
         response = None
         try:
             async with asyncio.timeout(remaining), cut:
-                response = await self.router.acompletion(model=group, messages=spec.messages,
-                                                         **kwargs)
+                response = await self.router.acompletion(model=only or group,
+                                                         messages=spec.messages, **kwargs)
                 first = await first_chunk(response) if spec.stream else None
         except TimeoutError:
             await close_stream(response)
