@@ -7,9 +7,9 @@ one more attempt goes to another healthy deployment of the same group (same mode
 else to the next healthy group of the fallback chain, else to the same group again. The first
 answer wins and the loser's task is cancelled, which closes its HTTP connection. The loser is
 billed its input tokens once the provider started on it, so that estimate is recorded on its
-attempt and added to the call's cost. A deployment outrun by its
-hedge ``cooldown_after`` times in a row is persistently slow, not unlucky: it is cooled down like
-a failed one (``_cooldowns.py``), so calls stop paying the wait before the hedge.
+attempt and added to the call's cost. A deployment outrun by its hedge ``cooldown_after`` times
+in a row is persistently slow, not unlucky: it is cooled down like a failed one
+(``_cooldowns.py``), so calls stop paying the wait before the hedge.
 
 The routing walk stays free of policies: a hedge is sent only when ``CallSpec.admit_hedge``
 (supplied by the pipeline) took rate-limit capacity and budget for it without waiting. Streams
