@@ -349,6 +349,9 @@ def test_hedging_config_is_checked(make_adapter, tmp_path):
                                                                       cooldown_after=0)
     assert policy("{after_percentile: 95, min_samples: 30, max_extra: 2}") == HedgePolicy(
         after_percentile=95.0, min_samples=30, max_extra=2)
+    assert policy("{after_percentile: p95}") == policy("{after_percentile: 95}") == \
+        HedgePolicy(after_percentile=95.0)
+    assert policy("{after_percentile: P99.5}") == HedgePolicy(after_percentile=99.5)
     assert policy("null") is None and policy("{after_ms: 250, max_extra: 0}") is None
     with pytest.raises(ConfigError, match=r"router_settings.hedging.after: unknown key .*after_ms"):
         policy("{after: 2}")
@@ -356,6 +359,10 @@ def test_hedging_config_is_checked(make_adapter, tmp_path):
         policy("{after_ms: 100, after_percentile: 95}")
     with pytest.raises(ConfigError, match="after_percentile"):
         policy("{after_percentile: 150}")
+    with pytest.raises(ConfigError, match=r"after_percentile: 1000 is out of range"):
+        policy("{after_percentile: p1000}")
+    with pytest.raises(ConfigError, match=r"after_percentile: .*got 'fast'.*e\.g\. 95"):
+        policy("{after_percentile: fast}")
 
 
 # ---------------------------------------------------------------------------- TTFT cut-off

@@ -27,6 +27,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import re
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -80,6 +81,10 @@ class HedgePolicy:
             return None
         where = "router_settings.hedging"
         check = Checker(str(config.path) if config.path else None)
+        if isinstance(raw, Mapping) and isinstance(raw.get("after_percentile"), str):
+            named = re.fullmatch(r"\s*[pP](\d+(?:\.\d+)?)\s*", raw["after_percentile"])
+            if named:                               # "p95", as percentiles are usually named
+                raw = {**raw, "after_percentile": float(named.group(1))}
         values = check.fields(raw, where, "hedging", _KEYS)
         if ("after_ms" in values) == ("after_percentile" in values):
             raise check.error(where, "set one of after_ms and after_percentile",
