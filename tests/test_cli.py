@@ -70,6 +70,24 @@ def test_doctor_reports_a_bad_config(tmp_path):
     assert code == 1 and "model_list" in json.loads(out)[0]["detail"]
 
 
+def test_doctor_checks_the_hedging_config(tmp_path):
+    def hedging(value: str) -> tuple[int, dict]:
+        path = tmp_path / "hedged.yaml"
+        path.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: "
+                        f"ollama/llama3}}\nrouter_settings:\n  hedging: {value}\n")
+        code, out = run("doctor", "--json", "--config", str(path))
+        return code, {c["check"]: c for c in json.loads(out)}.get("hedging", {})
+
+    _, check = hedging("{after_percentile: p95}")
+    assert check["ok"], check
+    assert check["detail"] == ("after the group's p95 (2000 ms until 20 answers are seen), "
+                               "at most 1 extra per call")
+    code, check = hedging("{after_ms: 500, after_percentile: 95}")
+    assert code == 1 and not check["ok"] and check["fix"] == "edit router_settings.hedging"
+    assert "set one of after_ms and after_percentile" in check["detail"]
+    assert hedging("null")[1]["detail"] == "off"
+
+
 def test_doctor_ping_in_simulation(no_keys):
     code, out = run("doctor", "--ping", "--json", "--env", "simulation")
     checks = json.loads(out)

@@ -28,9 +28,32 @@ def run_checks(config: Config, *, ping: bool = False) -> list[dict[str, Any]]:
             f"{config.default_model} → {' → '.join(chain)}" if chain else
             f"{config.default_model} has no fallback: an outage of its provider fails every call",
             "add a `fallbacks:` chain starting with the default model"))
+    hedging = _hedging_check(config)
+    if hedging is not None:
+        checks.append(hedging)
     if ping:
         checks.extend(asyncio.run(_ping_all(config)))
     return checks
+
+
+def _hedging_check(config: Config) -> dict[str, Any] | None:
+    """``router_settings.hedging`` is read when the first call builds the router: a mistake in
+    it is worth finding here rather than there."""
+    from .errors import ConfigError
+    from .hedging import HedgePolicy
+
+    if "hedging" not in config.router_settings.extra:
+        return None
+    try:
+        policy = HedgePolicy.from_config(config)
+    except ConfigError as exc:
+        return _check("hedging", False, str(exc), "edit router_settings.hedging")
+    if policy is None:
+        return _check("hedging", True, "off")
+    when = f"{policy.after_ms:g} ms" if policy.after_ms is not None else \
+        f"the group's p{policy.after_percentile:g} ({policy.default_after_ms:g} ms until " \
+        f"{policy.min_samples} answers are seen)"
+    return _check("hedging", True, f"after {when}, at most {policy.max_extra} extra per call")
 
 
 def _key_check(d: Deployment, *, simulated: bool) -> dict[str, Any]:
