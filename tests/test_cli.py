@@ -115,6 +115,8 @@ def test_demo_runs_offline(no_keys):
     code, out = run("demo", "--fast")
     assert code == 0, out
     assert "goes down" in out and "gpt-4-fallback" in out and "cooldown" in out
+    assert "One request stalls" in out and "hedge_lost" in out and "A hedge answered" in out
+    assert ", 1 hedged," in out
     assert "tool" in out and "book_appointment" in out
 
 

@@ -99,7 +99,10 @@ def test_repo_config_profiles() -> None:
     assert sim.profile.simulated and not prod.profile.simulated
     assert sim.profile.langfuse.enabled is False and sim.default_model == "claude-sonnet"
     assert sim.router_settings.cache == {"type": "local", "ttl": 3600}
-    assert sim.profile.router_settings == {"cache": {"type": "local", "ttl": 3600}}
+    assert sim.profile.router_settings == {
+        "cache": {"type": "local", "ttl": 3600},
+        "hedging": {"after_percentile": "p95", "default_after_ms": 1000}}
+    assert "hedging" not in prod.router_settings.extra, "hedging is off unless configured"
     assert len({c.fingerprint() for c in (dev, staging, prod, sim)}) == 4
 
 

@@ -1,7 +1,8 @@
 """``llm-adapter demo``: the whole system, offline, in under a minute.
 
 The ``simulation`` environment of the config is served by the provider simulator; the demo
-then takes the primary provider down mid-run and shows the fallback answering.
+then makes one request stall (a hedge answers it) and takes the primary provider down mid-run
+(the fallback answers).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .views import attempts_text, fmt_cost, response_table
 
 __all__ = ["run_demo"]
 
+_STALL_S = 10.0
 _FALLBACK_SYSTEM = "You are a scheduling assistant for a therapy practice."
 _METADATA = {"session_id": "demo-session", "user_id": "admin", "agent": "matching",
              "tags": ["demo"]}
@@ -25,7 +27,7 @@ _METADATA = {"session_id": "demo-session", "user_id": "admin", "agent": "matchin
 def run_demo(console: Any, *, fast: bool = False) -> int:
     from rich.table import Table
 
-    from .simulator import Simulator
+    from .simulator import Fault, Scenario, Simulator
 
     console.rule("[bold]llm-adapter demo[/]: offline, every provider played by the simulator")
     with Simulator() as sim:
@@ -55,7 +57,22 @@ def run_demo(console: Any, *, fast: bool = False) -> int:
             calls.extend(rows)
             console.print(_calls_table(Table, rows, "healthy"))
 
-            console.print(f"\n[bold]3. The primary provider goes down[/] "
+            console.print(f"\n[bold]3. One request stalls[/] ([red]{primary}[/] hangs for "
+                          f"{_STALL_S:.0f} s)")
+            sim.set_scenario(primary, Scenario(faults=[Fault("stall", stall_s=_STALL_S,
+                                                             first_n=1)]))
+            hedged = llm.generate(prompt="Who is free on Tuesday at 9?", system=system)
+            calls.append(hedged)
+            console.print(response_table(hedged))
+            if hedged.hedged:
+                lost = (hedged.cost_details or {}).get("hedge")
+                console.print(f"A hedge answered in {hedged.latency_ms / 1000:.1f} s instead of "
+                              f"{_STALL_S:.0f}: the stalled request was cancelled"
+                              + (f", billed {fmt_cost(lost)} for its input tokens." if lost
+                                 else "."))
+            sim.set_scenario(primary, "ok")
+
+            console.print(f"\n[bold]4. The primary provider goes down[/] "
                           f"([red]{primary}[/] now answers HTTP 503)")
             sim.set_scenario(primary, "down")
             _pause(fast)
@@ -66,7 +83,7 @@ def run_demo(console: Any, *, fast: bool = False) -> int:
             console.print("The first call paid one failed attempt; the primary is now cooling "
                           "down, so later calls go straight to the fallback.")
 
-            console.print("\n[bold]4. A streamed answer[/] (failed over before its first chunk)")
+            console.print("\n[bold]5. A streamed answer[/] (failed over before its first chunk)")
             stream = llm.generate(prompt="Summarise today's schedule changes", stream=True)
             console.print("  ", end="")
             for text in stream:
@@ -76,14 +93,14 @@ def run_demo(console: Any, *, fast: bool = False) -> int:
                 calls.append(stream.response)
                 console.print(response_table(stream.response))
 
-            console.print("\n[bold]5. A tool call[/]")
+            console.print("\n[bold]6. A tool call[/]")
             tool_answer = llm.generate(prompt="Book the 3pm slot for patient 7",
                                        model="gpt-4-fallback", tools=[_BOOK_TOOL])
             calls.append(tool_answer)
             console.print(response_table(tool_answer))
 
             sim.set_scenario(primary, "ok")
-            console.print(f"\n[bold]6. The primary recovers[/]: calls return to it once its "
+            console.print(f"\n[bold]7. The primary recovers[/]: calls return to it once its "
                           f"cooldown ({config.router_settings.cooldown_time:.0f} s) ends.")
         except LLMAdapterError as exc:
             console.print(f"[red]demo call failed:[/] {exc}")
@@ -117,7 +134,9 @@ def _calls_table(table_cls: Any, rows: list[LLMResponse], title: str) -> Any:
 def _summary(calls: list[LLMResponse]) -> str:
     known = [c.cost for c in calls if c.cost is not None]
     fallbacks = sum(1 for c in calls if c.fallback_used)
+    hedged = sum(1 for c in calls if c.hedged)
     return (f"\n[bold]{len(calls)} calls[/], {fallbacks} answered after a fallback or skip, "
+            f"{hedged} hedged, "
             f"total cost [bold]${sum(known):.6f}[/]"
             + (f" ({len(calls) - len(known)} with unknown price)" if len(known) < len(calls) else ""))
 
