@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from adapters.llm import ConfigError, DeadlineExceeded
-from adapters.llm.hedging import HedgePolicy
+from adapters.llm.hedging import HedgePolicy, Hedger
 from adapters.llm.policies import PolicyPool
 from adapters.llm.recording import build_record
 from adapters.llm.status import collect_status
@@ -256,6 +256,17 @@ def test_after_percentile_follows_observed_latencies(make_adapter, sim):
     response = llm.generate(prompt="stalls")
     assert response.hedged and response.deployment == b
     assert time.monotonic() - started < 6, "hedged after the observed p50, not the 8 s default"
+
+
+def test_the_percentile_is_unbiased_for_a_short_window():
+    hedger = Hedger(HedgePolicy(after_percentile=95, min_samples=5))
+    for ms in range(1, 41):                 # 40 answers, 1 ms ... 40 ms, in any order
+        hedger.observe("g", float(41 - ms))
+    # The 39th of 40 sits at the 39/41 = 95.1th percentile on average (the 38th, at 92.7).
+    assert hedger.after_s("g") == pytest.approx(0.039)
+    for ms in range(41, 1001):              # the window keeps the last 200: 801 ... 1000 ms
+        hedger.observe("g", float(ms))
+    assert hedger.after_s("g") == pytest.approx(0.991)     # rank ceil(0.95 × 201) = 191
 
 
 def test_max_extra_bounds_the_hedges(make_adapter, sim):
