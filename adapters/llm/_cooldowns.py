@@ -105,10 +105,8 @@ class Cooldowns:
 
     def _others_can_answer(self, dep_id: str) -> bool:
         group = self._deployments[dep_id].model_name
-        resting = self.cooling(group)
-        if any(i != dep_id and i not in resting for i in self._group_ids.get(group, ())):
-            return True
-        return any(self.healthy(g) for g in self._chains.get(group, ()))
+        return self.spare(group, {dep_id}) is not None or \
+            any(self.healthy(g) for g in self._chains.get(group, ()))
 
 
 def reason(info: Mapping[str, Any]) -> str:
