@@ -193,7 +193,8 @@ class LiteLLMAdapter:
         """Group the calls made inside ``with``/``async with`` into one trace named ``name``."""
         telemetry = self.telemetry
         return TraceScope(name=name, session_id=session_id, user_id=user_id, tags=tuple(tags),
-                          metadata=dict(metadata or {}), sink=telemetry.langfuse)
+                          metadata=dict(metadata or {}), sink=telemetry.langfuse,
+                          masker=telemetry.masker)
 
     def score(self, name: str, value: float | str | bool, trace_id: str | None = None, *,
               comment: str | None = None) -> str:
