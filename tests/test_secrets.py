@@ -341,6 +341,26 @@ def test_pii_identifiers_become_stable_pseudonyms_in_store_and_langfuse(make_ada
     assert by_user == {user: 3, "admin": 1}
 
 
+def test_the_spool_holds_pseudonyms_while_langfuse_is_down(make_adapter, server, keys):
+    llm = make_adapter(CONFIG.format(name=unique("spooled"), key=random_key()),
+                       environment="production")
+    server.set_down(True)
+    try:
+        with llm.trace("intake", user_id=EMAIL, session_id="visit-123-45-6789"):
+            llm.generate(prompt="while down", metadata=PATIENT_IDS)
+        assert not llm.flush_langfuse(timeout=15)
+        store = llm.telemetry.store
+        assert store.spool_count() >= 1
+        raw = store_bytes(Path(store.path).parent)
+        assert EMAIL.encode() not in raw and SSN.encode() not in raw
+    finally:
+        server.set_down(False)
+    assert llm.flush_langfuse(timeout=15)
+    [gen] = [s for s in mine(server, keys[0])
+             if s.attr("langfuse.observation.type") == "generation"]
+    assert gen.attr("user.id").startswith("email-")
+
+
 def test_pseudonyms_agree_across_hosts_sharing_a_key_and_persist_per_install(
         make_adapter, tmp_path, monkeypatch):
     from adapters.llm.telemetry import TelemetryPool
@@ -427,3 +447,18 @@ def test_log_filter_masks_messages_arguments_and_tracebacks(make_adapter, caplog
             router_log.exception("failed")
     assert "[EMAIL]" in caplog.text and "[SSN]" in caplog.text
     assert not leaks(caplog.text, key) and EMAIL not in caplog.text and SSN not in caplog.text
+
+
+def test_doctor_production_fails_without_a_shared_pseudonym_key(tmp_path, monkeypatch):
+    from adapters.llm.production_checks import _pseudonym_key
+
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(name="doctor", key=random_key()).replace("{sim}", "http://x"))
+    config = load_config(path, environment="production", load_dotenv=False)
+    monkeypatch.delenv("LLM_ADAPTER_PSEUDONYM_KEY", raising=False)
+    check = _pseudonym_key(config)
+    assert not check["ok"] and "LLM_ADAPTER_PSEUDONYM_KEY" in check["fix"]
+    monkeypatch.setenv("LLM_ADAPTER_PSEUDONYM_KEY", "short")
+    assert "at least 16" in _pseudonym_key(config)["detail"]
+    monkeypatch.setenv("LLM_ADAPTER_PSEUDONYM_KEY", "a-shared-secret-of-every-host-42")
+    assert _pseudonym_key(config)["ok"]
