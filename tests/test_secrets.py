@@ -123,6 +123,9 @@ config, out_path, log_path, snapshot_path, groups = sys.argv[1:6]
 logging.basicConfig(filename=log_path, level=logging.DEBUG,
                     format="%(name)s %(levelname)s %(message)s")
 from adapters.llm import LiteLLMAdapter, errors
+import litellm, langfuse
+for logger in [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]:
+    logger.setLevel(logging.DEBUG)          # every logger there is, litellm's dependencies too
 llm = LiteLLMAdapter(config_path=config)
 out = {"failures": []}
 for i in range(int(groups)):
@@ -462,3 +465,17 @@ def test_doctor_production_fails_without_a_shared_pseudonym_key(tmp_path, monkey
     assert "at least 16" in _pseudonym_key(config)["detail"]
     monkeypatch.setenv("LLM_ADAPTER_PSEUDONYM_KEY", "a-shared-secret-of-every-host-42")
     assert _pseudonym_key(config)["ok"]
+
+
+def test_a_score_comment_is_masked_like_the_call_it_scores(make_adapter, server, keys):
+    key = random_key()
+    llm = make_adapter(CONFIG.format(name=unique("score"), key=key), environment="production")
+    llm.generate(prompt="hello")
+    llm.score("helpful", True, comment=f"reach me at {EMAIL} with {key}")
+    assert llm.flush_langfuse(timeout=15)
+    [score] = [s for s in server.scores() if s.get("name") == "helpful"]
+    assert "[EMAIL]" in score["comment"] and EMAIL not in score["comment"]
+    assert not leaks(score["comment"], key)
+    with sqlite3.connect(llm.telemetry.store.path) as conn:
+        [(stored,)] = conn.execute("SELECT comment FROM scores").fetchall()
+    assert "[EMAIL]" in stored and not leaks(stored, key)
