@@ -7,11 +7,13 @@ them into the few kinds the routing walk decides on, and into this package's err
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from . import errors
 from ._litellm import litellm
+from ._redact import clip
 
 # What the walk does after a failure of this kind.
 NEXT_GROUP = "next"            # try the next group in the fallback chain
@@ -32,16 +34,17 @@ class Failure:
     status: int | None
     retry_after: float | None
     action: str
-    message: str
+    message: str                # the provider's words, secrets out, then cut to a line
 
 
-def classify(exc: BaseException) -> Failure:
-    """The kind, status and next step for an exception raised by a litellm call."""
+def classify(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
+    """The kind, status and next step for an exception raised by a litellm call; ``secrets``
+    (the config's, by value) are taken out of its message before it is cut to length."""
     lt = litellm()
     ex = lt.exceptions
     status = _status(exc)
     retry_after = _retry_after(exc)
-    message = _first_line(exc)
+    message = clip(_first_line(exc), secrets)
     table: tuple[tuple[type[BaseException], str, str], ...] = (
         (ex.ContextWindowExceededError, "context_window", CONTEXT_WINDOW),
         (ex.ContentPolicyViolationError, "content_policy", NEXT_GROUP),
@@ -127,5 +130,5 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc) or type(exc).__name__
-    return text.strip().splitlines()[0][:300]
+    text = str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

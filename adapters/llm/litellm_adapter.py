@@ -18,6 +18,7 @@ from typing import Any
 
 from . import errors
 from ._loop import default_loop
+from ._redact import redact
 from .caching import CacheControl
 from .config import Config, load_config
 from .pipeline import Call
@@ -193,7 +194,8 @@ class LiteLLMAdapter:
         """Group the calls made inside ``with``/``async with`` into one trace named ``name``."""
         telemetry = self.telemetry
         return TraceScope(name=name, session_id=session_id, user_id=user_id, tags=tuple(tags),
-                          metadata=dict(metadata or {}), sink=telemetry.langfuse)
+                          metadata=dict(metadata or {}), sink=telemetry.langfuse,
+                          masker=telemetry.masker)
 
     def score(self, name: str, value: float | str | bool, trace_id: str | None = None, *,
               comment: str | None = None) -> str:
@@ -212,8 +214,12 @@ class LiteLLMAdapter:
             raise errors.UsageError("no trace to score: make a call first, score inside "
                                     "llm.trace(...), or pass trace_id=response.trace_id")
         telemetry = self.telemetry
+        masker = telemetry.masker                   # feedback text may quote patient data
         if telemetry.store is not None:
-            telemetry.store.add_score(name=name, value=value, trace_id=target, comment=comment)
+            kept = masker.text(comment) if comment and masker.mask_store else \
+                (redact(comment, masker.secrets) if comment else comment)
+            telemetry.store.add_score(name=name, value=value, trace_id=target, comment=kept)
+        comment = masker.text(comment) if comment else comment
         if telemetry.langfuse is not None:
             client = telemetry.langfuse.client
             if isinstance(value, str):

@@ -84,8 +84,16 @@ class Recorder:
 
 
 def _masked(record: CallRecord, masker: Masker) -> CallRecord:
+    """``record`` as a sink may see it; identifiers that hold patient data become pseudonyms, so
+    what is grouped by them (costs by user, session trees) still groups."""
+    def ident(value: Any) -> Any:
+        return masker.identifier(value) if isinstance(value, str) and value else value
+
     return dataclasses.replace(
         record,
+        session_id=ident(record.session_id), user_id=ident(record.user_id),
+        agent=ident(record.agent), stage=ident(record.stage),
+        trace_name=ident(record.trace_name), tags=tuple(ident(t) for t in record.tags),
         input=masker(record.input),
         output=masker.text(record.output) if record.output is not None else None,
         tool_calls=masker(record.tool_calls),

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from ._litellm import litellm
 from ._provider_errors import CONTEXT_WINDOW, NEXT_GROUP, STOP, Failure, classify, to_error
-from ._redact import redact
+from ._redact import config_secrets, redact
 from .config import Config, Deployment
 from .costs import Pricing, pricing_for
 from ._attempts import CALL_KEY, Tries, attempt_log
@@ -112,8 +112,7 @@ class Gateway:
         self.pricing: dict[str, Pricing | None] = {
             d.id: pricing_for(d.litellm_params, d.model_info, lt.model_cost)
             for d in config.deployments}
-        self._secrets = tuple(str(d.litellm_params.get("api_key")) for d in config.deployments
-                              if d.litellm_params.get("api_key"))
+        self._secrets = config_secrets(config)
         # A deployment whose key is missing cannot answer: it is left out of the Router and the
         # walk reports the variable to set instead of letting the provider SDK fail obscurely.
         usable = [d for d in config.deployments if d.key_present or simulator_url]
@@ -286,7 +285,7 @@ class Gateway:
             walk.attempts.extend(self._attempts(collector, group, started, _CANCELLED))
             raise
         except Exception as exc:  # every provider failure is recorded and decides the next hop
-            raise self._failed(classify(exc), collector, group, started, walk) from None
+            raise self._failed(classify(exc, self._secrets), collector, group, started, walk) from None
         finally:
             log.release(key)
         attempts = self._attempts(collector, group, started, None)
@@ -346,7 +345,7 @@ class Gateway:
                 out.append(Attempt(dep_id, group, provider, "ok",
                                    latency_ms=(now - t0) * 1000))
                 continue
-            failure = classify(failed[0]) if failed else final
+            failure = classify(failed[0], self._secrets) if failed else final
             end = failed[1] if failed else now
             kind = failure.kind if failure else None
             out.append(Attempt(

@@ -15,6 +15,7 @@ from . import errors
 from ._litellm import litellm
 from ._loop import LoopThread
 from ._provider_errors import classify
+from ._redact import config_secrets
 from ._response import build_response
 from .records import LLMResponse
 
@@ -78,7 +79,7 @@ class ResponseStream:
                 if text:
                     yield text
         except Exception as exc:  # a stream cut after text reached the caller
-            failure = classify(exc)
+            failure = classify(exc, config_secrets(self._gateway.config))
             error = errors.ProviderError(
                 f"{outcome.group}: the stream from {outcome.deployment.id} broke after "
                 f"{len(self._chunks)} chunk(s): {failure.message}",

@@ -2,7 +2,8 @@
 
 The local store is always on (``store: {enabled: false}`` turns it off); Langfuse is on when the
 adapter's ``enable_langfuse`` (default: the profile's ``langfuse.enabled``) says so and keys are
-set. Missing keys while enabled give one warning and the calls go on.
+set. Missing keys while enabled give one warning and the calls go on. Every secret the config
+and the environment hold is collected here for the maskers, which also mask litellm's own logs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+from ._log_masking import log_masking
+from ._pseudonyms import pseudonym_key
+from ._redact import config_secrets
 from .config import Config
 from .errors import ConfigError
 from .masking import Masker, masker_from_config
@@ -58,22 +63,26 @@ class TelemetryPool:
 
     def _build(self, config: Config, enable_langfuse: bool) -> Telemetry:
         source = str(config.path) if config.path else None
-        secrets = [str(d.litellm_params.get("api_key")) for d in config.deployments
-                   if d.litellm_params.get("api_key")]
         creds = langfuse_credentials()
-        if creds is not None:
-            secrets.append(creds.secret_key)
-        settings = _section(config, "masking")
-        masker = masker_from_config(settings, environment=config.environment, secrets=secrets,
-                                    source=source)
-        secrets_only = masker_from_config({**settings, "enabled": False},
-                                          environment=config.environment, secrets=secrets,
-                                          source=source)
+        secrets = [*config_secrets(config), *((creds.secret_key,) if creds else ())]
         store_settings = _section(config, "store")
         unknown = set(store_settings) - {"enabled", "path"}
         if unknown:
             raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", path=source,
                               key="store", fix="use enabled and path")
+        settings = _section(config, "masking")
+
+        def key() -> bytes:
+            return pseudonym_key(settings.get("pseudonym_key"), source=source,
+                                 home=_store_dir(store_settings.get("path")),
+                                 warn=config.environment == "production" and enable_langfuse)
+
+        masker = masker_from_config(settings, environment=config.environment, secrets=secrets,
+                                    source=source, pseudonym_key=key)
+        secrets_only = masker_from_config({**settings, "enabled": False},
+                                          environment=config.environment, secrets=secrets,
+                                          source=source)
+        log_masking().add(masker)           # litellm's own log lines: from now on
         sinks: list[Sink] = []
         store = None
         if store_settings.get("enabled", True):
@@ -147,6 +156,13 @@ class _StoreSink:
 
     def flush(self, timeout: float) -> bool:
         return bool(self.store.flush(timeout))
+
+
+def _store_dir(path: str | None) -> Path:
+    """Where the local store lives (the pseudonym key is kept beside it)."""
+    from .store import default_path
+
+    return (Path(path).expanduser() if path else default_path()).parent
 
 
 def _section(config: Config, name: str) -> dict[str, Any]:
