@@ -187,6 +187,11 @@ class Config:
     def default_model(self) -> str:
         return self.profile.default_model or self.groups()[0]
 
+    @property
+    def packaged(self) -> bool:
+        """Loaded from the default config shipped in the package (no project config found)."""
+        return self.path is not None and self.path.resolve() == _packaged_default()
+
     def fingerprint(self) -> str:
         """sha256 over everything that shapes a Router, to tell when one must be rebuilt."""
         shape = {
