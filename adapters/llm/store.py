@@ -38,7 +38,8 @@ _T = TypeVar("_T")
 
 # CallRecord fields stored as they are, one column each (the other columns are derived below).
 _SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "ended_at",
-            "environment", "model_group", "deployment", "provider", "provider_model", "status",
+            "environment", "model_group", "answered_group", "deployment", "provider",
+            "provider_model", "status",
             "error_kind", "error_message", "latency_ms", "ttft_ms", "cost", "cost_saved",
             "prompt_name", "prompt_version", "prompt_variant", "prompt_source", "session_id",
             "user_id", "agent",
