@@ -1,6 +1,7 @@
 """Which sinks a config records to, resolved once and shared by the adapters that use it.
 
-The local store is always on (``store: {enabled: false}`` turns it off); Langfuse is on when the
+The local store is always on (``store: {enabled: false}`` turns it off; simulated profiles
+record to a store of their own, see ``store_path``); Langfuse is on when the
 adapter's ``enable_langfuse`` (default: the profile's ``langfuse.enabled``) says so and keys are
 set. Missing keys while enabled give one warning and the calls go on.
 """
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from .config import Config
@@ -20,7 +22,7 @@ from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
 from .tracing import LangfuseSink, langfuse_credentials
 
-__all__ = ["Telemetry", "TelemetryPool", "default_telemetry"]
+__all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -70,14 +72,11 @@ class TelemetryPool:
                                           environment=config.environment, secrets=secrets,
                                           source=source)
         store_settings = _section(config, "store")
-        unknown = set(store_settings) - {"enabled", "path"}
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", path=source,
-                              key="store", fix="use enabled and path")
+        path = store_path(config)
         sinks: list[Sink] = []
         store = None
         if store_settings.get("enabled", True):
-            store = self._store(store_settings.get("path"))
+            store = self._store(path)
             sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store))
         langfuse = None
         if enable_langfuse:
@@ -85,7 +84,7 @@ class TelemetryPool:
                 self._warn_missing_keys()
             else:
                 if store is None:
-                    store = self._store(store_settings.get("path"))   # the spool lives there
+                    store = self._store(path)   # the spool lives there
                 langfuse = self._langfuse_sink(creds, config, store)
                 sinks.append(langfuse)
         alerts = self._alert_evaluator(config)
@@ -109,7 +108,7 @@ class TelemetryPool:
             evaluator = self._alerts[key] = AlertEvaluator(settings)
         return evaluator
 
-    def _store(self, path: str | None) -> Any:
+    def _store(self, path: Path) -> Any:
         from .store import LocalStore
 
         store = LocalStore(path)
@@ -147,6 +146,23 @@ class _StoreSink:
 
     def flush(self, timeout: float) -> bool:
         return bool(self.store.flush(timeout))
+
+
+def store_path(config: Config) -> Path:
+    """The store a config's calls go to: ``store.path``, else the default store, or the
+    simulated calls' own store when every deployment is served by the simulator."""
+    settings = _section(config, "store")
+    unknown = set(settings) - {"enabled", "path"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}",
+                          path=str(config.path) if config.path else None, key="store",
+                          fix="use enabled and path")
+    from .store import default_path
+
+    configured = settings.get("path")
+    if configured:
+        return Path(str(configured)).expanduser()
+    return default_path(simulated=config.profile.simulated)
 
 
 def _section(config: Config, name: str) -> dict[str, Any]:
