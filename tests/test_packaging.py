@@ -178,3 +178,11 @@ def test_installed_wheel_runs_the_quick_start_from_an_empty_directory(tmp_path: 
     assert lines["ANSWERED"].split()[0] not in ("", "None")
     assert done.stdout.split("\nMODULE", 1)[0].strip(), "the quick start printed no answer"
     assert not list(work.iterdir()), "the quick start wrote into the working directory"
+
+
+def test_the_prompts_variable_may_come_from_dotenv(empty_cwd: Path, tmp_path: Path) -> None:
+    own = own_prompt(tmp_path / "dotenv-prompts", GUIDE, "from .env")
+    (empty_cwd / ".env").write_text(f"LLM_ADAPTER_PROMPTS={own.parent}\n")
+    config = load_config()
+    assert config.prompts_dir == own.parent
+    assert build_registry(config, enable_langfuse=False).get(GUIDE).location == str(own)

@@ -25,6 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import PROMPTS_ENV_VAR
 from .errors import ConfigError, UsageError
 from .experiments import Experiment, parse_experiments
 from ._config_schema import suggest
@@ -43,7 +44,6 @@ log = logging.getLogger("adapters.llm")
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _SETTINGS = ("dir", "cache_ttl", "fetch_timeout", "prefetch", "experiments")
 _Key = tuple[str, str, int | str]            # (name, "version" | "label", value)
-PROMPTS_ENV_VAR = "LLM_ADAPTER_PROMPTS"
 
 
 @dataclass(frozen=True)
@@ -460,9 +460,9 @@ def _settings(config: Config) -> dict[str, Any]:
 
 def _directory(config: Config, configured: str | None) -> Path:
     """The project's prompt directory (the packaged prompts are searched after it):
-    ``$LLM_ADAPTER_PROMPTS``, else ``prompts.dir``, else ``prompts/`` beside the config's
+    ``$LLM_ADAPTER_PROMPTS`` (the environment's, else the one ``.env`` gave), else ``prompts.dir``, else ``prompts/`` beside the config's
     ``config/`` directory, else ``./prompts`` (which need not exist)."""
-    chosen = os.environ.get(PROMPTS_ENV_VAR) or configured
+    chosen = os.environ.get(PROMPTS_ENV_VAR) or config.prompts_dir or configured
     if chosen:
         return Path(chosen).expanduser()
     if config.path is not None and not config.packaged:
