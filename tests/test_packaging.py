@@ -4,6 +4,7 @@ installed wheel running the README quick start from an empty directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -186,3 +187,21 @@ def test_the_prompts_variable_may_come_from_dotenv(empty_cwd: Path, tmp_path: Pa
     config = load_config()
     assert config.prompts_dir == own.parent
     assert build_registry(config, enable_langfuse=False).get(GUIDE).location == str(own)
+
+
+def test_prompts_show_and_list_say_where_each_prompt_is_read_from(empty_cwd: Path) -> None:
+    from click.testing import CliRunner
+
+    from adapters.llm.cli import main
+
+    own = own_prompt(empty_cwd / "prompts", "our-own", "ours")
+    runner = CliRunner()
+    shown = runner.invoke(main, ["prompts", "show", GUIDE, "--json", "--local"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["location"] == str(PACKAGED / f"{GUIDE}.yaml")
+    listed = runner.invoke(main, ["prompts", "list", "--json", "--local"])
+    assert listed.exit_code == 0, listed.output
+    where = {row["name"]: row.get("location") for row in json.loads(listed.stdout)}
+    assert where["our-own"] == str(own) and where[GUIDE] == str(PACKAGED / f"{GUIDE}.yaml")
+    table = runner.invoke(main, ["prompts", "show", "our-own", "--local"], env={"COLUMNS": "200"})
+    assert f"read from {own}" in table.stdout

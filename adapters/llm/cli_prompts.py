@@ -140,6 +140,7 @@ def list_command(local: bool, as_json: bool, config_path: str | None,
             rows[name] = {"name": name, "type": versions[0]["type"],
                           "local_versions": [v["version"] for v in versions],
                           "local_labels": _label_map(versions),
+                          "location": str(registry.local.file_of(name)),
                           "description": registry.local.description(name)}
     if registry.langfuse is not None:
         try:
