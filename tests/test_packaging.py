@@ -149,7 +149,7 @@ def test_installed_wheel_runs_the_quick_start_from_an_empty_directory(tmp_path: 
     source, wheels, venv, work = (tmp_path / n for n in ("src", "wheels", "venv", "work"))
     _copy_sources(source)
     work.mkdir()
-    run = {"capture_output": True, "text": True, "timeout": 240}
+    run = {"capture_output": True, "text": True, "timeout": 420}   # generous: a loaded machine
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
                             "-q", "-w", str(wheels)], **run)  # type: ignore[call-overload]
     assert built.returncode == 0, built.stderr
