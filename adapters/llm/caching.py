@@ -49,6 +49,7 @@ class CachedAnswer:
     provider: str | None
     provider_model: str | None
     stored_at: float
+    answered_group: str | None = None   # the group that answered the original call
 
     def usage_object(self) -> Usage:
         return Usage(**self.usage)

@@ -91,10 +91,11 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         raise
     if spec.stream:
         return ResponseStream(outcome, started=call.started, call_id=call.call_id,
-                              on_end=finish, gateway=gateway)
+                              on_end=finish, gateway=gateway, model=spec.group)
     dep = outcome.deployment
     latency_ms = (time.monotonic() - call.started) * 1000
-    response = build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
+    response = build_response(outcome.response, model=spec.group, group=outcome.group,
+                              deployment_id=dep.id,
                               provider=dep.provider, pricing=gateway.pricing.get(dep.id),
                               attempts=outcome.attempts, call_id=call.call_id,
                               latency_ms=latency_ms)
@@ -274,7 +275,8 @@ def _to_cache(response: LLMResponse) -> CachedAnswer:
                "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
                "reasoning_tokens": u.reasoning_tokens},
         cost=response.cost, deployment=response.deployment, provider=response.provider,
-        provider_model=response.provider_model, stored_at=time.time())
+        provider_model=response.provider_model, stored_at=time.time(),
+        answered_group=response.answered_group)
 
 
 def _from_cache(hit: CachedAnswer, call: Call) -> LLMResponse:
@@ -285,6 +287,6 @@ def _from_cache(hit: CachedAnswer, call: Call) -> LLMResponse:
         cost=0.0, latency_ms=latency_ms, overhead_ms=latency_ms,
         finish_reason=hit.finish_reason, call_id=call.call_id,
         tool_calls=[ToolCall(t["id"], t["name"], t["arguments"]) for t in hit.tool_calls],
-        cache_hit=True, cost_saved=hit.cost,
+        cache_hit=True, cost_saved=hit.cost, answered_group=hit.answered_group,
         cost_details={"input": 0.0, "cached": 0.0, "cache_write": 0.0, "output": 0.0,
                       "total": 0.0})

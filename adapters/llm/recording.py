@@ -138,6 +138,7 @@ def build_record(*, call_id: str, group: str, environment: str, messages: list[d
     if response is not None:
         record.deployment, record.provider = response.deployment, response.provider
         record.provider_model, record.ttft_ms = response.provider_model, response.ttft_ms
+        record.answered_group = response.answered_group
         record.usage, record.cost, record.cost_details = response.usage, response.cost, \
             response.cost_details
         record.output, record.attempts = response.content, list(response.attempts)

@@ -1,6 +1,7 @@
 """Which sinks a config records to, resolved once and shared by the adapters that use it.
 
-The local store is always on (``store: {enabled: false}`` turns it off); Langfuse is on when the
+The local store is always on (``store: {enabled: false}`` turns it off; simulated profiles
+record to a store of their own, see ``store_path``); Langfuse is on when the
 adapter's ``enable_langfuse`` (default: the profile's ``langfuse.enabled``) says so and keys are
 set. Missing keys while enabled give one warning and the calls go on. Every secret the config
 and the environment hold is collected here for the maskers, which also mask litellm's own logs.
@@ -25,7 +26,7 @@ from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
 from .tracing import LangfuseSink, langfuse_credentials
 
-__all__ = ["Telemetry", "TelemetryPool", "default_telemetry"]
+__all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -66,15 +67,12 @@ class TelemetryPool:
         creds = langfuse_credentials()
         secrets = [*config_secrets(config), *((creds.secret_key,) if creds else ())]
         store_settings = _section(config, "store")
-        unknown = set(store_settings) - {"enabled", "path"}
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", path=source,
-                              key="store", fix="use enabled and path")
+        path = store_path(config)
         settings = _section(config, "masking")
 
         def key() -> bytes:
             return pseudonym_key(settings.get("pseudonym_key"), source=source,
-                                 home=_store_dir(store_settings.get("path")),
+                                 home=path.parent,
                                  warn=config.environment == "production" and enable_langfuse)
 
         masker = masker_from_config(settings, environment=config.environment, secrets=secrets,
@@ -86,7 +84,7 @@ class TelemetryPool:
         sinks: list[Sink] = []
         store = None
         if store_settings.get("enabled", True):
-            store = self._store(store_settings.get("path"))
+            store = self._store(path)
             sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store))
         langfuse = None
         if enable_langfuse:
@@ -94,7 +92,7 @@ class TelemetryPool:
                 self._warn_missing_keys()
             else:
                 if store is None:
-                    store = self._store(store_settings.get("path"))   # the spool lives there
+                    store = self._store(path)   # the spool lives there
                 langfuse = self._langfuse_sink(creds, config, store)
                 sinks.append(langfuse)
         alerts = self._alert_evaluator(config)
@@ -118,7 +116,7 @@ class TelemetryPool:
             evaluator = self._alerts[key] = AlertEvaluator(settings)
         return evaluator
 
-    def _store(self, path: str | None) -> Any:
+    def _store(self, path: Path) -> Any:
         from .store import LocalStore
 
         store = LocalStore(path)
@@ -158,11 +156,21 @@ class _StoreSink:
         return bool(self.store.flush(timeout))
 
 
-def _store_dir(path: str | None) -> Path:
-    """Where the local store lives (the pseudonym key is kept beside it)."""
+def store_path(config: Config) -> Path:
+    """The store a config's calls go to: ``store.path``, else the default store, or the
+    simulated calls' own store when every deployment is served by the simulator."""
+    settings = _section(config, "store")
+    unknown = set(settings) - {"enabled", "path"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}",
+                          path=str(config.path) if config.path else None, key="store",
+                          fix="use enabled and path")
     from .store import default_path
 
-    return (Path(path).expanduser() if path else default_path()).parent
+    configured = settings.get("path")
+    if configured:
+        return Path(str(configured)).expanduser()
+    return default_path(simulated=config.profile.simulated)
 
 
 def _section(config: Config, name: str) -> dict[str, Any]:
