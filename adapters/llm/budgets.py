@@ -377,11 +377,11 @@ class Budgets:
                 first_drop = first_drop or self._dropped[0] == 0
                 self._dropped[0] += 1
                 self._dropped[1] += dropped.amount
-            waiting, spend = len(self._late), self._late_nano / _NANO
+            spend = self._late_nano / _NANO
         if warn:
-            self._outage.warn(f"{exc}; budgets could not be settled: the spend of answered calls "
-                              f"({waiting} so far, {_usd(spend)}) waits in this process and is "
-                              "added when it answers again")
+            self._outage.warn(f"{exc}; budgets could not be settled: what answered calls "
+                              f"spent ({_usd(spend)} so far) waits in this process and is added "
+                              "when it answers again")
         if first_drop:
             log.warning("more than %d budget settlements are waiting for %s; the oldest are "
                         "dropped (their spend is not counted in budgets)", self.max_late,
