@@ -85,8 +85,7 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         spec = replace(spec, admit_hedge=lambda group, deployment: settle.admit_hedge(
             gateway, group, deployment))
 
-    async def finish(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
-        settle.record(response, error)
+    async def store_and_settle(response: LLMResponse | None) -> None:
         if response is not None and cache is not None and key is not None \
                 and not call.control.no_store:
             await cache.aset(key, _to_cache(response), call.control.ttl)
@@ -94,12 +93,14 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
 
     def finish_stream(response: LLMResponse | None,
                       error: errors.LLMAdapterError | None) -> None:
-        _spawn(policies, finish(response, error))   # the stream's reader has its outcome
+        settle.record(response, error)
+        _spawn(policies, store_and_settle(response))    # the reader has its outcome already
 
     try:
         outcome = await gateway.complete(spec)
     except errors.LLMAdapterError as exc:
-        await finish(None, exc)
+        settle.record(None, exc)
+        await asyncio.shield(_spawn(policies, store_and_settle(None)))
         raise
     if spec.stream:
         return ResponseStream(outcome, started=call.started, call_id=call.call_id,
@@ -112,7 +113,9 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
                               latency_ms=latency_ms)
     response.overhead_ms, response.hedged = outcome.overhead_ms(latency_ms), outcome.hedged
     _add_hedge_cost(response)
-    await finish(response, None)
+    settle.record(response, None)
+    # shielded: a caller cancelling now gets no answer, but the call's settlement still ends
+    await asyncio.shield(_spawn(policies, store_and_settle(response)))
     return response
 
 
@@ -278,12 +281,13 @@ class _Settlement:
                     crossing.rule.period)
 
 
-def _spawn(policies: Policies, coro: Coroutine[Any, Any, None]) -> None:
+def _spawn(policies: Policies, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     """Run ``coro`` in the background of the running loop (the call has its outcome already),
     held by ``policies`` until it ends so it is neither collected nor lost unseen."""
     task = asyncio.get_running_loop().create_task(coro)
     policies.tasks.add(task)
     task.add_done_callback(policies.finished)
+    return task
 
 
 def _to_cache(response: LLMResponse) -> CachedAnswer:
