@@ -233,7 +233,7 @@ def test_settlements_wait_within_a_bound_and_say_what_was_dropped(
     time.sleep(1.1)                                     # the breaker's next probe
     with caplog.at_level(logging.WARNING):
         assert b.reconcile() == 0
-    assert any("2 settlements ($0.20) were dropped" in r.getMessage() for r in caplog.records)
+    assert any("2 budget settlements ($0.20) were dropped" in r.getMessage() for r in caplog.records)
     assert [round(r["spent"], 9) for r in b.usage()] == [0.3]
 
 

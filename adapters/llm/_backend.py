@@ -15,7 +15,6 @@ there the Redis backend never blocks (``_redis_link``).
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import BackendUnavailable
 

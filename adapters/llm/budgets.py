@@ -17,22 +17,16 @@ Every rule that matches a call applies (a rule with an ``id`` can only tighten a
 
 Redis away: a budgeted call is refused with ``BackendUnavailable`` (fail closed; at once while
 the breaker is open), or goes on unchecked with ``fail_open``. Settling never raises into a call
-that has its answer: spend that cannot be added waits in this process (at most ``max_late``
-calls; beyond that the oldest are dropped with a warning) and is added when Redis answers
-again. A settle that timed out may have run in Redis: its retry adds only where the reservation
-is still held, so it never counts twice. A release that fails is retried alike; until then the
+that has its answer: what Redis did not take waits in this process (``_settle_later``) and is
+added when it answers again; a release that failed is retried alike, and until then the
 reservation's hold time bounds what it keeps reserved.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -41,14 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._backend import Backend, BackendUnavailable, Hold, Outage, Reserved, Settled, Soft
 from ._config_schema import Checker, Choice, Flag, Items, Num, Spec, Text, join_key
+from ._settle_later import Late, SettleLater
 from .errors import BudgetExceeded, UsageError
 
 if TYPE_CHECKING:
     from .config import Config
 
 __all__ = ["BudgetRule", "Budgets", "Crossing", "PERIODS", "Reservation", "SCOPES"]
-
-log = logging.getLogger(__name__)
 
 SCOPES = ("user", "session", "agent", "tag", "environment")
 PERIODS = ("day", "week", "month", "total")
@@ -109,16 +102,6 @@ class Reservation:
         return [f"{c.rule.scope} {c.value!r} per {c.rule.period}" for c in self.counters]
 
 
-@dataclass(frozen=True)
-class _Late:
-    """A settle or release the backend did not take: retried when it answers again."""
-
-    keys: tuple[tuple[str, float | None], ...]
-    token: str
-    amount: int                 # nano-dollars; 0: only the reservation to drop
-    held_only: bool             # the first try may have run: add only where still reserved
-
-
 def _period(period: str, now: float) -> tuple[str, datetime | None]:
     """(label, start of the next period) of the UTC calendar period holding ``now``."""
     day = datetime.fromtimestamp(now, timezone.utc).replace(hour=0, minute=0, second=0,
@@ -154,16 +137,11 @@ class Budgets:
         self.namespace = namespace
         self.soft_threshold = soft_threshold
         self.hold_s = hold_s
-        self.max_late = max_late
         self._clock = clock
         self._outage = Outage(fail_open, "calls are not checked against budgets (their spend "
                                          "is added when it answers again)")
-        self._lock = threading.Lock()
-        self._late: deque[_Late] = deque()
-        self._late_nano = 0
-        self._dropped: list[int] = [0, 0]     # calls, nano-dollars dropped from a full list
-        self._reconciling = False
-        self._reconciler: asyncio.Task[int] | None = None
+        self._later = SettleLater(backend, self._outage, max_late=max_late,
+                                  usd=lambda nano: _usd(nano / _NANO))
 
     @classmethod
     def from_config(cls, config: Config, backend: Backend, *,
@@ -255,7 +233,7 @@ class Budgets:
         """Refuse the call (failing closed) or let it go on unchecked (failing open)."""
         if exc.maybe_applied:       # Redis may hold it after all: drop it when it answers
             keys, _ = self._keys(reservation, soft=False)
-            self._defer(_Late(tuple(keys), reservation.id, 0, True), exc, warn=False)
+            self._later.defer(Late(tuple(keys), reservation.id, 0, True), exc, warn=False)
         if not self._outage.fail_open:
             reservation.done = True
             raise BackendUnavailable(
@@ -294,7 +272,7 @@ class Budgets:
             settled = self.backend.settle(keys, token=reservation.id, actual=amount,
                                           softs=[s for s, _ in softs])
         except BackendUnavailable as exc:
-            self._defer(_Late(tuple(keys), reservation.id, amount,
+            self._later.defer(Late(tuple(keys), reservation.id, amount,
                               exc.maybe_applied and reservation.held), exc)
             return []
         self._answered(sync=True)
@@ -309,7 +287,7 @@ class Budgets:
             settled = await self.backend.asettle(keys, token=reservation.id, actual=amount,
                                                  softs=[s for s, _ in softs])
         except BackendUnavailable as exc:
-            self._defer(_Late(tuple(keys), reservation.id, amount,
+            self._later.defer(Late(tuple(keys), reservation.id, amount,
                               exc.maybe_applied and reservation.held), exc)
             return []
         self._answered(sync=False)
@@ -341,7 +319,7 @@ class Budgets:
         try:
             self.backend.settle(keys, token=reservation.id, actual=0)
         except BackendUnavailable as exc:
-            self._defer(_Late(tuple(keys), reservation.id, 0, True), exc)
+            self._later.defer(Late(tuple(keys), reservation.id, 0, True), exc)
         else:
             self._answered(sync=True)
 
@@ -353,7 +331,7 @@ class Budgets:
         try:
             await self.backend.asettle(keys, token=reservation.id, actual=0)
         except BackendUnavailable as exc:
-            self._defer(_Late(tuple(keys), reservation.id, 0, True), exc)
+            self._later.defer(Late(tuple(keys), reservation.id, 0, True), exc)
         else:
             self._answered(sync=False)
 
@@ -362,95 +340,21 @@ class Budgets:
     @property
     def late(self) -> tuple[int, float]:
         """(settlements waiting for the backend, their spend in USD)."""
-        with self._lock:
-            return len(self._late), self._late_nano / _NANO
-
-    def _defer(self, late: _Late, exc: BackendUnavailable, *, warn: bool = True) -> None:
-        """Keep what the backend did not take, within ``max_late``; warn once per outage."""
-        with self._lock:
-            self._late.append(late)
-            self._late_nano += late.amount
-            first_drop = False
-            while len(self._late) > self.max_late:
-                dropped = self._late.popleft()
-                self._late_nano -= dropped.amount
-                first_drop = first_drop or self._dropped[0] == 0
-                self._dropped[0] += 1
-                self._dropped[1] += dropped.amount
-            spend = self._late_nano / _NANO
-        if warn:
-            self._outage.warn(f"{exc}; budgets could not be settled: what answered calls "
-                              f"spent ({_usd(spend)} so far) waits in this process and is added "
-                              "when it answers again")
-        if first_drop:
-            log.warning("more than %d budget settlements are waiting for %s; the oldest are "
-                        "dropped (their spend is not counted in budgets)", self.max_late,
-                        self.backend.description)
-
-    def _answered(self, *, sync: bool) -> None:
-        """The backend answered: end the outage and add what waits for it."""
-        self._outage.answered()
-        if not self._late:
-            return
-        if sync:
-            self.reconcile()
-        elif self._reconciler is None or self._reconciler.done():
-            self._reconciler = asyncio.get_running_loop().create_task(self.areconcile())
+        waiting, nano = self._later.waiting
+        return waiting, nano / _NANO
 
     def reconcile(self) -> int:
         """Retry the settlements waiting for the backend; how many still wait."""
-        if not self._claim():
-            return len(self._late)
-        try:
-            while self._late:
-                late = self._late[0]
-                try:
-                    self.backend.settle(list(late.keys), token=late.token, actual=late.amount,
-                                        held_only=late.held_only)
-                except BackendUnavailable:
-                    break
-                self._settled_late(late)
-        finally:
-            self._reconciling = False
-        return len(self._late)
+        return self._later.retry()
 
     async def areconcile(self) -> int:
         """``reconcile`` on the event loop."""
-        if not self._claim():
-            return len(self._late)
-        try:
-            while self._late:
-                late = self._late[0]
-                try:
-                    await self.backend.asettle(list(late.keys), token=late.token,
-                                               actual=late.amount, held_only=late.held_only)
-                except BackendUnavailable:
-                    break
-                self._settled_late(late)
-        finally:
-            self._reconciling = False
-        return len(self._late)
+        return await self._later.aretry()
 
-    def _claim(self) -> bool:
-        with self._lock:
-            if self._reconciling:
-                return False
-            self._reconciling = True
-            return True
-
-    def _settled_late(self, late: _Late) -> None:
-        with self._lock:
-            if self._late and self._late[0] is late:
-                self._late.popleft()
-                self._late_nano -= late.amount
-            empty = not self._late
-            dropped, self._dropped = self._dropped, [0, 0]
-        if empty:
-            log.info("budgets: settlements that waited for %s are added", self.backend.description)
-        if dropped[0]:
-            log.warning("budgets: %d settlements (%s) were dropped while %s was away: more than "
-                        "%d were waiting", dropped[0], _usd(dropped[1] / _NANO),
-                        self.backend.description, self.max_late)
+    def _answered(self, *, sync: bool) -> None:
+        """The backend answered: the outage is over; add what waited for it."""
+        self._outage.answered()
+        self._later.answered(sync=sync)
 
     def _keys(self, reservation: Reservation, *, soft: bool
               ) -> tuple[list[tuple[str, float | None]], list[tuple[Soft, _Counter]]]:
