@@ -133,8 +133,9 @@ class RedisLink:
     def run(self, op: Callable[[Conn], T]) -> T:
         """``op`` on the sync client, through the breaker."""
         self._admit()
+        conn = self._conn()
         try:
-            result = op(self._conn())
+            result = op(conn)
         except BaseException as exc:
             failure = self._failure(exc)
             if failure is exc:
@@ -150,9 +151,10 @@ class RedisLink:
         by three of them, in case a reply trickles in.
         """
         self._admit()
+        conn = self._aconn()            # outside the timeout: the first one imports redis
         try:
             async with asyncio.timeout(3 * self.timeout):
-                result = await op(self._aconn())
+                result = await op(conn)
         except BaseException as exc:
             failure = self._failure(exc)
             if failure is exc:

@@ -85,22 +85,33 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         spec = replace(spec, admit_hedge=lambda group, deployment: settle.admit_hedge(
             gateway, group, deployment))
 
+    def storing(response: LLMResponse | None) -> bool:
+        return response is not None and cache is not None and key is not None \
+            and not call.control.no_store
+
     async def store_and_settle(response: LLMResponse | None) -> None:
-        if response is not None and cache is not None and key is not None \
-                and not call.control.no_store:
+        if storing(response):
+            assert cache is not None and key is not None and response is not None
             await cache.aset(key, _to_cache(response), call.control.ttl)
         await settle.done(response)
+
+    async def finish(response: LLMResponse | None) -> None:
+        """After recording: store and settle, shielded, so a caller cancelling now gets no
+        answer but the call's settlement still ends (nothing to do: no task either)."""
+        if storing(response) or settle.holds:
+            await asyncio.shield(_spawn(policies, store_and_settle(response)))
 
     def finish_stream(response: LLMResponse | None,
                       error: errors.LLMAdapterError | None) -> None:
         settle.record(response, error)
-        _spawn(policies, store_and_settle(response))    # the reader has its outcome already
+        if storing(response) or settle.holds:       # the reader has its outcome already
+            _spawn(policies, store_and_settle(response))
 
     try:
         outcome = await gateway.complete(spec)
     except errors.LLMAdapterError as exc:
         settle.record(None, exc)
-        await asyncio.shield(_spawn(policies, store_and_settle(None)))
+        await finish(None)
         raise
     if spec.stream:
         return ResponseStream(outcome, started=call.started, call_id=call.call_id,
@@ -114,8 +125,7 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
     response.overhead_ms, response.hedged = outcome.overhead_ms(latency_ms), outcome.hedged
     _add_hedge_cost(response)
     settle.record(response, None)
-    # shielded: a caller cancelling now gets no answer, but the call's settlement still ends
-    await asyncio.shield(_spawn(policies, store_and_settle(response)))
+    await finish(response)
     return response
 
 
@@ -237,6 +247,11 @@ class _Settlement:
             return spec
         start = chain.index(gateway.deployments[chosen].model_name)
         return spec if start == 0 else replace(spec, start_at=start)
+
+    @property
+    def holds(self) -> bool:
+        """Whether the call holds anything to settle (budget, capacity, hedges)."""
+        return self.reservation is not None or self.permit is not None or bool(self.hedges)
 
     async def release(self) -> None:
         if self.reservation is not None and self.policies.budgets is not None:
