@@ -176,13 +176,13 @@ async def test_hung_redis_never_stalls_the_loop_and_budgets_fail_fast(
             assert "budgets" in str(exc) and "REDIS_URL" in str(exc)
         except LLMAdapterError as exc:
             other.append(exc)
-        await asyncio.sleep(0)          # as any caller between calls: the loop may run others
+        await asyncio.sleep(0.005)      # a caller's pace, leaving the loop room for others
     elapsed = time.monotonic() - started
     tick_task.cancel()
     assert other == [] and refused > 0
     expected = elapsed / interval
     assert ticks >= 0.5 * expected, f"{ticks} ticks of {expected:.0f}: the event loop stalled"
-    # a check blocking 0.5 s each would allow 4 calls in the window, 40 in 20 s
+    # a check blocking 0.5 s each would allow 4 calls in the window: 40 take 20 s
     assert refused >= 40, f"only {refused} calls finished in {elapsed:.1f} s"
     refused_rows = rows(llm, "error_kind = 'BackendUnavailable' AND input LIKE ?", f"%{name}%")
     assert len(refused_rows) == refused, "every refused call is recorded"
