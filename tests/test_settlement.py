@@ -219,8 +219,8 @@ def test_a_settle_that_timed_out_is_counted_once(private_redis: PrivateRedis) ->
 
 def test_settlements_wait_within_a_bound_and_say_what_was_dropped(
         private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
-    b = Budgets([BudgetRule("user", 10.0, "day", "alice")],     # listed without a roster
-                RedisBackend(private_redis.url, prefix="t"), namespace="ns", max_late=3)
+    b = Budgets([BudgetRule("user", 10.0, "day")], RedisBackend(private_redis.url, prefix="t"),
+                namespace="ns", max_late=3)
     reservations = [b.check_and_reserve(**CALL, estimated_cost=0.1) for _ in range(5)]
     private_redis.kill()
     with caplog.at_level(logging.WARNING):
@@ -234,7 +234,7 @@ def test_settlements_wait_within_a_bound_and_say_what_was_dropped(
     with caplog.at_level(logging.WARNING):
         assert b.reconcile() == 0
     assert any("2 budget settlements ($0.20) were dropped" in r.getMessage() for r in caplog.records)
-    assert [round(r["spent"], 9) for r in b.usage()] == [0.3]
+    assert [(r["id"], round(r["spent"], 9)) for r in b.usage()] == [("alice", 0.3)]  # listed again
 
 
 # ------------------------------------------------------------------------------- breaker
@@ -285,3 +285,27 @@ def test_backend_unavailable_is_public_and_says_what_to_do() -> None:
     text = str(err.value)
     assert "start Redis" in text and "REDIS_URL" in text and "budgets.fail_open" in text
     assert "remove the budgets section" in text and "pw0rd" not in text
+
+
+async def test_drain_adds_what_waited_and_closed_clients_reopen(
+        make_adapter, sim, monkeypatch, private_redis: PrivateRedis) -> None:
+    monkeypatch.setenv("REDIS_URL", private_redis.url)
+    name = unique("settle-drain")
+    sim.set_scenario(name, Scenario(latency_ms=1000))
+    llm = budgeted(make_adapter, name)
+    meta = {"user_id": "alice"}
+    call = asyncio.create_task(llm.agenerate(prompt="in flight", metadata=meta))
+    deadline = time.monotonic() + 60
+    while not reserved_in_redis(private_redis.url):
+        assert time.monotonic() < deadline, "the reservation did not happen"
+        await asyncio.sleep(0.02)
+    private_redis.kill()
+    answer = await call
+    assert llm.policies.budgets.late[0] == 1
+    private_redis.start()
+    await asyncio.sleep(1.1)                            # the breaker's next probe
+    assert await llm.policies.drain()
+    assert llm.policies.budgets.late == (0, 0)
+    assert spent_today(llm) == pytest.approx(answer.cost)
+    await llm._policy_pool.aclose()
+    assert (await llm.agenerate(prompt="after closing", metadata=meta)).content

@@ -131,6 +131,13 @@ class Backend(abc.ABC):
         """The members ``reserve`` recorded in a roster."""
 
     @abc.abstractmethod
+    def enroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        """Record (roster, member, expires_at) as ``reserve`` does (for a late settlement)."""
+
+    async def aenroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        self.enroll(entries)
+
+    @abc.abstractmethod
     def ping(self) -> float:
         """Round-trip seconds."""
 
@@ -293,6 +300,12 @@ class MemoryBackend(Backend):
         with self._lock:
             members, expires_at = self._rosters.get(roster, (set(), None))
             return [] if expires_at is not None and expires_at <= time.time() else sorted(members)
+
+    def enroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        with self._lock:
+            for roster, member, expires_at in entries:
+                members = self._rosters.get(roster, (set(), None))[0]
+                self._rosters[roster] = (members | {member}, expires_at)
 
     def ping(self) -> float:
         return 0.0

@@ -283,6 +283,22 @@ class RedisBackend(Backend):
     def members(self, roster: str) -> list[str]:
         return sorted(self.link.run(lambda conn: conn.client.smembers(self._k(roster))))
 
+    def _enrolling(self, entries: Sequence[tuple[str, str, float | None]]) -> Any:
+        def op(conn: Any) -> Any:
+            pipe = conn.client.pipeline(transaction=False)
+            for roster, member, expires_at in entries:
+                pipe.sadd(self._k(roster), member)
+                if expires_at is not None:
+                    pipe.pexpireat(self._k(roster), int(expires_at * 1000))
+            return pipe.execute()
+        return op
+
+    def enroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        self.link.run(self._enrolling(entries))
+
+    async def aenroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        await self.link.arun(self._enrolling(entries))
+
     def ping(self) -> float:
         return self.link.ping()
 

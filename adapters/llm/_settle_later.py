@@ -32,6 +32,7 @@ class Late:
     token: str
     amount: int                 # nano-dollars; 0: only the reservation to drop
     held_only: bool             # the first try may have run: add only where still reserved
+    rosters: tuple[tuple[str, str, float | None], ...] = ()   # listed again, for reports
 
 
 class SettleLater:
@@ -84,7 +85,7 @@ class SettleLater:
             return
         if sync:
             self.retry()
-        elif self._task is None or self._task.done():
+        elif self._task is None or self._task.done() or self._task.get_loop().is_closed():
             self._task = asyncio.get_running_loop().create_task(self.aretry())
 
     def retry(self) -> int:
@@ -100,6 +101,11 @@ class SettleLater:
                 except BackendUnavailable:
                     break
                 self._done(late)
+                if late.rosters:            # a Redis that restarted empty lists them again
+                    try:
+                        self.backend.enroll(late.rosters)
+                    except BackendUnavailable as exc:   # only reports miss it: never settle twice
+                        log.debug("budget roster not restored: %s", exc)
         finally:
             self._retrying = False
         return len(self._late)
@@ -117,6 +123,11 @@ class SettleLater:
                 except BackendUnavailable:
                     break
                 self._done(late)
+                if late.rosters:
+                    try:
+                        await self.backend.aenroll(late.rosters)
+                    except BackendUnavailable as exc:   # as in retry()
+                        log.debug("budget roster not restored: %s", exc)
         finally:
             self._retrying = False
         return len(self._late)

@@ -273,7 +273,8 @@ class Budgets:
                                           softs=[s for s, _ in softs])
         except BackendUnavailable as exc:
             self._later.defer(Late(tuple(keys), reservation.id, amount,
-                              exc.maybe_applied and reservation.held), exc)
+                                   exc.maybe_applied and reservation.held,
+                                   self._rosters(reservation)), exc)
             return []
         self._answered(sync=True)
         return self._crossings(softs, settled)
@@ -288,7 +289,8 @@ class Budgets:
                                                  softs=[s for s, _ in softs])
         except BackendUnavailable as exc:
             self._later.defer(Late(tuple(keys), reservation.id, amount,
-                              exc.maybe_applied and reservation.held), exc)
+                                   exc.maybe_applied and reservation.held,
+                                   self._rosters(reservation)), exc)
             return []
         self._answered(sync=False)
         return self._crossings(softs, settled)
@@ -301,6 +303,10 @@ class Budgets:
         keys, softs = self._keys(reservation, soft=True)
         reservation.done = True
         return round(actual * _NANO), keys, softs
+
+    @staticmethod
+    def _rosters(reservation: Reservation) -> tuple[tuple[str, str, float | None], ...]:
+        return tuple((c.roster, c.value, c.expires_at) for c in reservation.counters)
 
     def _crossings(self, softs: list[tuple[Soft, _Counter]], settled: Settled) -> list[Crossing]:
         return [Crossing(c.rule, c.value, settled.spent[s.counter] / _NANO, c.rule.limit,

@@ -68,6 +68,15 @@ class PolicyPool:
                 policies = self._items[key] = _build(config, self.link)
             return policies
 
+    async def aclose(self) -> None:
+        """Close the Redis clients of this pool's links (this loop's async ones and the sync
+        ones); a later call opens new ones."""
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            await link.aclose()
+            link.close()
+
     def link(self, url: str) -> RedisLink:
         """The one connection (and breaker) of this pool to ``url``."""
         with self._lock:
