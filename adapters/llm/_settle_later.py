@@ -2,9 +2,12 @@
 
 A call that has its answer is never failed by its settlement. When Redis is away at that
 moment, the settle (or release) waits here and is retried when Redis answers again. A settle
-that timed out may have run in Redis after all; its retry adds only to counters that still hold
-the call's reservation, so it never counts twice. Beyond ``max_late`` waiting, the oldest are
-dropped, and what they spent is said in a warning: nothing is lost silently.
+that timed out may have run in Redis after all (a hung Redis runs it when it resumes); its
+retry adds only to counters that still hold the call's reservation, so it never counts twice.
+A connection refused or closed counts as not run: a Redis killed mid-command kept nothing,
+unless it persists every write (AOF ``always``), where such a retry may count one call twice.
+Beyond ``max_late`` waiting, the oldest are dropped, and what they spent is said in a warning:
+nothing is lost silently.
 """
 
 from __future__ import annotations
