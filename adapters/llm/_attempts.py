@@ -25,6 +25,7 @@ class Tries:
         # (deployment id, start, (exception, end) | None)
         self.tries: list[tuple[str | None, float, tuple[BaseException, float] | None]] = []
         self.last_start: float | None = None
+        self.responded = False      # a provider response came back (so a request went out)
 
     def started(self, dep_id: str | None) -> None:
         self.last_start = time.monotonic()
@@ -59,6 +60,12 @@ class AttemptLog:
                 tries, dep_id = log._lookup(kwargs)
                 if tries is not None:
                     tries.started(dep_id)
+
+            def log_post_api_call(self, kwargs: Any, response_obj: Any, start_time: Any,
+                                  end_time: Any) -> None:
+                tries, _ = log._lookup(kwargs)
+                if tries is not None:
+                    tries.responded = True
 
             async def async_log_failure_event(self, kwargs: Any, response_obj: Any,
                                               start_time: Any, end_time: Any) -> None:

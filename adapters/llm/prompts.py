@@ -98,6 +98,11 @@ class Prompt:
             raise UsageError(f"prompt {self.name!r} (version {self.version}) needs "
                              f"{', '.join(repr(m) for m in missing)}; pass "
                              f"variables={{{example}}}")
+        empty = [v for v in self.variables if variables[v] is None]
+        if empty:     # rendering None as "" (or "None") would send a prompt nobody wrote
+            raise UsageError(f"prompt {self.name!r} (version {self.version}): variable(s) "
+                             f"{', '.join(repr(v) for v in empty)} are None; pass a value "
+                             "('' for an empty one)")
         if log.isEnabledFor(logging.DEBUG):
             unused = set(variables) - set(self.variables) - set(self.placeholders)
             if unused:
@@ -105,7 +110,7 @@ class Prompt:
                           ", ".join(sorted(unused)))
 
         def fill(text: str) -> str:
-            return _VARIABLE.sub(lambda m: _text(variables[m.group(1)]), text)
+            return _VARIABLE.sub(lambda m: str(variables[m.group(1)]), text)
 
         if isinstance(self.template, str):
             return CompiledText(fill(self.template), self)
@@ -129,9 +134,6 @@ class Prompt:
                              f"{type(value).__name__}")
         return [dict(m) for m in value]
 
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 class CompiledText(str):

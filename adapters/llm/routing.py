@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._litellm import litellm
-from ._provider_errors import CONTEXT_WINDOW, NEXT_GROUP, STOP, Failure, classify, to_error
+from ._provider_errors import (CONTEXT_WINDOW, LOCAL, NEXT_GROUP, STOP, Failure, classify,
+                              local_failure, raised_locally, to_error)
 from ._redact import redact
 from .config import Config, Deployment
 from .costs import Pricing, pricing_for
@@ -221,6 +222,8 @@ class Gateway:
                     raise errors.UsageError(
                         f"{failed.group}: the provider rejected the request "
                         f"({failed.failure.status or 400}): {failed.error}") from None
+                if failed.failure.action == LOCAL:      # nothing was sent: no provider failed
+                    raise errors.UsageError(str(failed.error)) from None
                 if failed.failure.action == CONTEXT_WINDOW:
                     window_chain = self._window_chains.get(failed.group)
                     if not window_chain:
@@ -286,7 +289,9 @@ class Gateway:
             walk.attempts.extend(self._attempts(collector, group, started, _CANCELLED))
             raise
         except Exception as exc:  # every provider failure is recorded and decides the next hop
-            raise self._failed(classify(exc), collector, group, started, walk) from None
+            failure = local_failure(exc) if raised_locally(exc, responded=collector.responded) \
+                else classify(exc)
+            raise self._failed(failure, collector, group, started, walk) from None
         finally:
             log.release(key)
         attempts = self._attempts(collector, group, started, None)

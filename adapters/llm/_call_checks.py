@@ -1,0 +1,138 @@
+"""What a request may hold, checked before anything is sent.
+
+A request litellm cannot encode or transform fails inside litellm before any byte leaves the
+process, yet litellm reports it as a provider failure (a 500, a "connection" error): the Router
+retries it, cools a healthy deployment down and the walk falls back to providers that fail the
+same way. The cheap checks here turn the common causes into a ``UsageError`` that names the
+field and the fix, so the call never reaches the Router.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import UsageError
+
+__all__ = ["check_encodable", "check_message", "check_request", "check_response_format",
+           "check_timeout", "check_tools"]
+
+# Roles whose content must be text or content parts; assistant and function may be empty.
+_TEXT_ROLES = frozenset({"system", "user", "developer", "tool"})
+_RESPONSE_TYPES = ("text", "json_object", "json_schema")
+
+
+def check_message(message: Mapping[str, Any], where: str) -> None:
+    """The message's ``content`` has a type its role allows."""
+    role = message["role"]
+    content = message.get("content")
+    if content is None:
+        if role in _TEXT_ROLES:
+            raise UsageError(f"{where} ({role}) has no content; give it a string")
+        return
+    if isinstance(content, str):
+        return
+    if isinstance(content, (list, tuple)):
+        for i, part in enumerate(content):
+            if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+                raise UsageError(f"{where}.content[{i}] must be a content part like "
+                                 "{'type': 'text', 'text': '...'}, got "
+                                 f"{type(part).__name__}")
+            if role == "user" and part["type"] not in _user_part_types():
+                raise UsageError(f"{where}.content[{i}] has type {part['type']!r}; a user "
+                                 f"message's parts are {', '.join(_user_part_types())}")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise UsageError(f"{where}.content[{i}]['text'] must be a string, not "
+                                 f"{type(part.get('text')).__name__}")
+        return
+    raise UsageError(f"{where}.content must be a string or a list of content parts "
+                     f"({{'type': 'text', 'text': '...'}}), not {type(content).__name__}; "
+                     "convert it with str(...)")
+
+
+def check_tools(tools: Sequence[Mapping[str, Any]]) -> None:
+    """Function tools have a ``function`` with a name (litellm's transformations index it)."""
+    for i, tool in enumerate(tools):
+        if tool.get("type", "function") != "function":
+            continue                    # provider-specific tools pass through as they are
+        function = tool.get("function")
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise UsageError(f"tools[{i}]['function'] must be a dict with a 'name' (and "
+                             "'parameters': a JSON schema), e.g. {'type': 'function', "
+                             "'function': {'name': 'lookup', 'parameters': {...}}}")
+
+
+def check_encodable(value: Any, where: str) -> None:
+    """Every string in ``value`` can be sent as UTF-8 (no lone surrogate halves)."""
+    if isinstance(value, str):
+        if value.isascii():
+            return
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UsageError(
+                f"{where}: character {exc.start} is {value[exc.start]!r}, half of a surrogate "
+                "pair, which is not valid Unicode and cannot be sent; the text was decoded "
+                "wrongly (e.g. errors='surrogateescape' or a JSON '\\ud83d' escape cut in "
+                "half): decode it as UTF-8 or remove the character") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                check_encodable(key, f"{where} key {key!r}")
+            check_encodable(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_encodable(item, f"{where}[{i}]")
+
+
+def check_response_format(value: Any) -> None:
+    """``response_format`` in a shape litellm can send: an OpenAI-style dict or a pydantic model
+    class (litellm turns the class into a JSON schema)."""
+    if value is None or _is_model_class(value):
+        return
+    fix = ("use {'type': 'json_object'}, {'type': 'json_schema', 'json_schema': "
+           "{'name': ..., 'schema': {...}}} or a pydantic model class")
+    if not isinstance(value, Mapping):
+        raise UsageError(f"response_format must be a dict or a pydantic model class, not "
+                         f"{value!r}; {fix}")
+    kind = value.get("type")
+    if kind not in _RESPONSE_TYPES:
+        raise UsageError(f"response_format['type'] is {kind!r}; {fix}")
+    if kind == "json_schema" and not isinstance(value.get("json_schema"), Mapping):
+        raise UsageError("response_format {'type': 'json_schema'} needs 'json_schema': "
+                         "{'name': ..., 'schema': {...}}")
+
+
+def check_timeout(value: Any) -> float:
+    """A finite, positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value <= 0:
+        raise UsageError(f"timeout must be a finite, positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _user_part_types() -> tuple[str, ...]:
+    """The part types litellm accepts in a user message (it refuses others before sending)."""
+    from litellm.types.llms.openai import ValidUserMessageContentTypes
+
+    return tuple(ValidUserMessageContentTypes)
+
+
+def _is_model_class(value: Any) -> bool:
+    if not isinstance(value, type):
+        return False
+    try:
+        from pydantic import BaseModel
+    except ImportError:     # pydantic comes with litellm; without it no class can qualify
+        return False
+    return issubclass(value, BaseModel)
+
+
+def check_request(params: Mapping[str, Any], metadata: Mapping[str, Any] | None) -> None:
+    """The call's parameters and metadata are encodable (the messages are checked where the
+    caller's argument that holds them is known)."""
+    for key, value in params.items():
+        check_encodable(value, key)
+    if metadata is not None:
+        check_encodable(metadata, "metadata")
