@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from .config import Config, Deployment
 from .costs import Pricing, pricing_for
 from ._attempts import CALL_KEY, Tries, attempt_log
 from ._cooldowns import Cooldowns
+from ._local_servers import is_local_server, not_running_hint
 from .records import Attempt
 from .streaming import close_stream, first_chunk
 
@@ -125,6 +126,10 @@ class Gateway:
             if config.profile.fallbacks_enabled else {}
         self._window_chains = {p: tuple(t) for p, t in config.context_window_fallbacks}
         self._own_timeouts = {g: _own_timeout(config.group(g)) for g in config.groups()}
+        # Groups served on this machine (Ollama): one attempt a call, see _local_servers.
+        self._local_groups = frozenset() if simulator_url else frozenset(
+            g for g, ids in self._group_ids.items()
+            if ids and all(is_local_server(self.deployments[i]) for i in ids))
         self._ttft: float | None = config.router_settings.extra.get("stream_ttft_timeout")
         from .hedging import Hedger  # hedging builds on this module
 
@@ -258,6 +263,8 @@ class Gateway:
         walk.live = collector
         kwargs: dict[str, Any] = {**spec.params, "timeout": self._attempt_timeout(group, remaining),
                                   "disable_fallbacks": True, "metadata": {CALL_KEY: key}}
+        if group in self._local_groups:
+            kwargs["num_retries"] = 0
         if spec.stream:
             kwargs["stream"] = True
             kwargs.setdefault("stream_options", {"include_usage": True})
@@ -307,10 +314,17 @@ class Gateway:
                 walk: Walk) -> GroupFailed:
         """Record a failed router call in ``walk``; the failure decides the walk's next hop."""
         attempts = self._attempts(collector, group, started, failure)
-        walk.attempts.extend(attempts)
         last = attempts[-1] if attempts else None
         dep = self.deployments.get(last.deployment or "") if last else None
-        error = to_error(failure, message=redact(f"{group}: {failure.message}", self._secrets),
+        message = failure.message
+        if failure.kind == "connection" and dep is not None and is_local_server(dep) \
+                and not self.simulator_url:
+            # A local server that is not running: say so, and rest it like any failure.
+            message = f"{not_running_hint(dep)} ({message})"
+            attempts[-1] = replace(attempts[-1], message=redact(message, self._secrets))
+            self.cooldowns.rest(dep.id, "connection refused")
+        walk.attempts.extend(attempts)
+        error = to_error(failure, message=redact(f"{group}: {message}", self._secrets),
                          deployment=last.deployment if last else None, group=group,
                          latency_ms=last.latency_ms if last else None,
                          env_var=dep.key_env if dep else None)
@@ -377,6 +391,11 @@ class Gateway:
         if auth:
             names = sorted({f.env_var for f in auth if f.env_var})
             hint = f"; set {', '.join(names)} (see `llm-adapter models`)" if names else ""
+        local = [self.deployments[a.deployment] for a in walk.attempts
+                 if a.error_kind in ("connection", "cooldown") and a.deployment in self.deployments
+                 and is_local_server(self.deployments[a.deployment]) and not self.simulator_url]
+        if local:
+            hint += f"; {not_running_hint(local[0])}"
         return errors.AllProvidersFailed(
             f"{spec.group}: every deployment failed: {tried}{hint}", walk.failures,
             model_group=spec.group, kind="all_failed", attempts=walk.attempts)
