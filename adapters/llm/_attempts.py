@@ -13,6 +13,7 @@ import uuid
 from functools import cache
 from typing import Any
 
+from ._fork import reset_in_child
 from ._litellm import litellm
 
 __all__ = ["CALL_KEY", "AttemptLog", "Tries", "attempt_log"]
@@ -81,6 +82,12 @@ class AttemptLog:
         # Only the two events needed: no success hook to run on every call of the process.
         lt.input_callback.append(self.logger)
         lt._async_failure_callback.append(self.logger)
+        reset_in_child(self, AttemptLog._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's calls are not this process's; its lock may be held."""
+        self._lock = threading.Lock()
+        self._calls = {}
 
     def track(self) -> tuple[str, Tries]:
         key = uuid.uuid4().hex

@@ -19,6 +19,7 @@ from typing import Any
 from . import errors
 from ._call_checks import (check_encodable, check_message, check_request,
                            check_response_format, check_timeout, check_tools)
+from ._fork import reset_in_child
 from ._loop import default_loop
 from .caching import CacheControl
 from .config import Config, load_config
@@ -71,6 +72,12 @@ class LiteLLMAdapter:
         self._last_trace = threading.local()          # for score() without a trace id
         self._prompts = build_registry(self.config, enable_langfuse=bool(self.enable_langfuse),
                                        local_dir=Path(prompts_dir) if prompts_dir else None)
+        reset_in_child(self, LiteLLMAdapter._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child the sinks and policies are the pools' new ones (see ``_fork``)."""
+        self._telemetry = None
+        self._policies = None
 
     # -- calls --------------------------------------------------------------------------------
     def generate(self, prompt: str | None = None, *, system: str | Sequence[Mapping[str, Any]] | None = None,

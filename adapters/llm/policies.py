@@ -13,6 +13,7 @@ from functools import cache
 
 from typing import TYPE_CHECKING
 
+from ._fork import reset_in_child
 from .caching import ResponseCache, cache_from_config
 from .config import Config
 
@@ -32,6 +33,12 @@ class Policies:
 
 class PolicyPool:
     def __init__(self) -> None:
+        self._forget()
+        reset_in_child(self, PolicyPool._forget)
+
+    def _forget(self) -> None:
+        """Start empty; in a forked child the policies are built anew (their locks may be held
+        and their Redis connections belong to the parent)."""
         self._lock = threading.Lock()
         self._items: dict[str, Policies] = {}
 

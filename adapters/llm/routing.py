@@ -36,6 +36,7 @@ from .config import Config, Deployment
 from .costs import Pricing, pricing_for
 from ._attempts import CALL_KEY, Tries, attempt_log
 from ._cooldowns import Cooldowns
+from ._fork import fork_error, fork_guard, refused_after_fork, reset_in_child
 from ._local_servers import is_local_server, not_running_hint
 from .records import Attempt
 from .streaming import close_stream, first_chunk
@@ -134,6 +135,7 @@ class Gateway:
         from .hedging import Hedger  # hedging builds on this module
 
         self.hedger: Hedger | None = Hedger.from_config(config)
+        self._fork = fork_guard()
         self.router = lt.Router(**self._router_kwargs())
         self.cooldowns = Cooldowns(self.router, self.deployments, self._group_ids, self._chains,
                                    config.router_settings.cooldown_time)
@@ -190,6 +192,9 @@ class Gateway:
 
     async def complete(self, spec: CallSpec) -> Outcome:
         """Walk the fallback chain of ``spec.group`` until a deployment answers."""
+        refused = self._fork.refusal()
+        if refused is not None:
+            raise refused
         walk = Walk()
         chain = self.chain(spec.group)
         for skipped in chain[:spec.start_at]:
@@ -296,6 +301,8 @@ class Gateway:
             walk.attempts.extend(self._attempts(collector, group, started, _CANCELLED))
             raise
         except Exception as exc:  # every provider failure is recorded and decides the next hop
+            if refused_after_fork(exc):
+                raise fork_error() from None
             failure = local_failure(exc) if raised_locally(exc, responded=collector.responded) \
                 else classify(exc)
             raise self._failed(failure, collector, group, started, walk) from None
@@ -438,6 +445,12 @@ class RouterPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._gateways: dict[tuple[str, str | None], Gateway] = {}
+        reset_in_child(self, RouterPool._forget_lock)
+
+    def _forget_lock(self) -> None:
+        """In a forked child the lock may be held by a thread that is gone. The gateways stay:
+        a Router that never routed works in the child, one that did refuses (``_fork``)."""
+        self._lock = threading.Lock()
 
     def get(self, config: Config, simulator_url: str | None = None) -> Gateway:
         key = (config.fingerprint(), simulator_url)
