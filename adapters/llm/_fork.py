@@ -14,18 +14,20 @@ The child gets a ``UsageError`` at once instead, saying what to do.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import weakref
 from collections.abc import Callable
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import UsageError
 
 __all__ = ["fork_guard", "refused_after_fork", "reset_in_child"]
 
 T = TypeVar("T")
+log = logging.getLogger("adapters.llm")
 
 _NATIVE = "litellm.rust_bridge._native"
 FORK_FIX = ("create the LiteLLMAdapter (and call warmup()) in each worker after the fork, e.g. "
@@ -35,23 +37,23 @@ FORK_FIX = ("create the LiteLLMAdapter (and call warmup()) in each worker after 
 
 def reset_in_child(owner: T, reset: Callable[[T], None]) -> None:
     """Run ``reset(owner)`` in every child forked from now on, while ``owner`` lives."""
-    ref = weakref.ref(owner)
-
-    def after_in_child() -> None:
-        target = ref()
-        if target is not None:
-            reset(target)
-
-    os.register_at_fork(after_in_child=after_in_child)
+    fork_guard().add(owner, reset)
 
 
 class ForkGuard:
-    """Whether this process was forked from one whose litellm runtime had started."""
+    """The process's fork handlers: the resets to run in a child, and whether the parent's
+    litellm runtime had started. One registration for the process (``os.register_at_fork``
+    cannot unregister), owners held weakly so an adapter made per request is not kept alive."""
 
     def __init__(self) -> None:
         self.inherited_runtime = False     # set in the child: the parent's runtime had started
         self._parent_started = False
+        self._resets: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = \
+            weakref.WeakKeyDictionary()
         os.register_at_fork(before=self._before, after_in_child=self._after_in_child)
+
+    def add(self, owner: Any, reset: Callable[[Any], None]) -> None:
+        self._resets[owner] = reset
 
     def _before(self) -> None:
         native = sys.modules.get(_NATIVE)
@@ -59,6 +61,11 @@ class ForkGuard:
 
     def _after_in_child(self) -> None:
         self.inherited_runtime = self.inherited_runtime or self._parent_started
+        for owner, reset in list(self._resets.items()):
+            try:
+                reset(owner)
+            except Exception:  # one holder's reset must not keep the others from theirs
+                log.exception("llm-adapter: resetting %r after fork failed", owner)
 
     def refusal(self) -> UsageError | None:
         """The error for a call litellm would refuse in this process, else None."""
