@@ -20,6 +20,8 @@ from .test_routing import requests, two_groups
 
 WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
 
+TIMEOUT = "timeout must be a positive number of seconds, and finite"
+
 # (id, generate() arguments, text the error must contain)
 CALLER_ERRORS = [
     ("surrogate-prompt", dict(prompt="caf\ud800 order"), "prompt: character 3"),
@@ -45,9 +47,9 @@ CALLER_ERRORS = [
      "response_format['type'] is 'json'"),
     ("response-format-schema", dict(prompt="hi", response_format={"type": "json_schema"}),
      "needs 'json_schema'"),
-    ("timeout-inf", dict(prompt="hi", timeout=float("inf")), "timeout must be a finite"),
-    ("timeout-nan", dict(prompt="hi", timeout=float("nan")), "timeout must be a finite"),
-    ("timeout-zero", dict(prompt="hi", timeout=0), "timeout must be a finite"),
+    ("timeout-inf", dict(prompt="hi", timeout=float("inf")), TIMEOUT),
+    ("timeout-nan", dict(prompt="hi", timeout=float("nan")), TIMEOUT),
+    ("timeout-zero", dict(prompt="hi", timeout=0), TIMEOUT),
     ("tool-shape", dict(prompt="hi", tools=[{"type": "function", "function": 123}]),
      "tools[0]['function'] must be a dict"),
 ]
@@ -107,8 +109,11 @@ class Answer(BaseModel):
     text: str
 
 
-@pytest.mark.parametrize("response_format", [{"type": "json_object"}, Answer, {
-    "type": "json_schema", "json_schema": {"name": "answer", "schema": Answer.model_json_schema()}}],
+SCHEMA = {"name": "answer", "schema": Answer.model_json_schema()}
+
+
+@pytest.mark.parametrize("response_format", [
+    {"type": "json_object"}, Answer, {"type": "json_schema", "json_schema": SCHEMA}],
     ids=["json_object", "pydantic", "json_schema"])
 def test_valid_response_formats_are_sent(make_adapter, sim, response_format):
     p, b = unique("rf-ok"), unique("backup")
@@ -178,7 +183,8 @@ def test_ollama_not_running_is_one_attempt_then_rested(make_adapter, sim):
     assert first.overhead_ms < 1000, first.overhead_ms
     second = llm.generate(prompt="Hello again")
     skipped = second.attempts[0]
-    assert (skipped.deployment, skipped.outcome, skipped.error_kind) == (dead, "skipped", "cooldown")
+    assert (skipped.deployment, skipped.outcome, skipped.error_kind) == \
+        (dead, "skipped", "cooldown")
     assert "connection refused" in (skipped.message or "")
     assert second.deployment == b and requests(sim, b) == 2
 

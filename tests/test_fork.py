@@ -88,7 +88,8 @@ def run_script(tmp_path: Path, sim, mode: str, used: str) -> tuple[list[dict], P
     """))
     script = tmp_path / "fork_script.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "LLM_ADAPTER_HOME": str(home), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "LLM_ADAPTER_HOME": str(home),
+           "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.run([sys.executable, str(script), mode, str(config), used], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -108,7 +108,8 @@ def check_timeout(value: Any) -> float:
     """A finite, positive number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not math.isfinite(value) or value <= 0:
-        raise UsageError(f"timeout must be a finite, positive number of seconds, not {value!r}")
+        raise UsageError(f"timeout must be a positive number of seconds, and finite; "
+                         f"not {value!r}")
     return float(value)
 
 
