@@ -22,10 +22,13 @@ SCRIPT = textwrap.dedent('''
     import asyncio, json, multiprocessing, os, sys, time
     from adapters.llm import LiteLLMAdapter, UsageError, load_config
 
-    mode, config_path, use_first = sys.argv[1], sys.argv[2], sys.argv[3] == "used"
+    mode, config_path, before = sys.argv[1], sys.argv[2], sys.argv[3]
     llm = LiteLLMAdapter(config=load_config(config_path, load_dotenv=False))
-    if use_first:
+    if before == "called":
         assert llm.generate("parent call", timeout=10).content
+    elif before == "stored":     # the store's writer thread runs in the parent, no call made
+        llm.score("parent-score", 1.0, trace_id="0" * 32)
+        assert llm.flush_langfuse(10)
 
     def calls():
         """What the child sees: each call's answer or typed error, and how long it took."""
@@ -76,7 +79,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def run_script(tmp_path: Path, sim, mode: str, used: str) -> tuple[list[dict], Path]:
+def run_script(tmp_path: Path, sim, mode: str, before: str) -> tuple[list[dict], Path]:
     dep = unique("fork")
     home = tmp_path / "home"
     config = tmp_path / "config.yaml"
@@ -90,7 +93,7 @@ def run_script(tmp_path: Path, sim, mode: str, used: str) -> tuple[list[dict], P
     script.write_text(SCRIPT)
     env = {**os.environ, "LLM_ADAPTER_HOME": str(home),
            "PYTHONPATH": str(Path(__file__).parents[1])}
-    proc = subprocess.run([sys.executable, str(script), mode, str(config), used], env=env,
+    proc = subprocess.run([sys.executable, str(script), mode, str(config), before], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
@@ -104,7 +107,7 @@ def stored_calls(home: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode", ["os.fork", "multiprocessing"])
 def test_child_forked_after_use_gets_a_typed_error_in_time(tmp_path, sim, mode):
-    results, home = run_script(tmp_path, sim, mode, "used")
+    results, home = run_script(tmp_path, sim, mode, "called")
     *child, parent = results
     assert [r["how"] for r in child] == ["sync", "async"]
     for result in child:
@@ -115,9 +118,10 @@ def test_child_forked_after_use_gets_a_typed_error_in_time(tmp_path, sim, mode):
     assert parent["parent_after"], "the parent still answers"
 
 
-@pytest.mark.parametrize("mode", ["os.fork", "multiprocessing"])
-def test_child_forked_before_first_call_answers_and_is_stored(tmp_path, sim, mode):
-    results, home = run_script(tmp_path, sim, mode, "unused")
+@pytest.mark.parametrize("mode,before", [("os.fork", "nothing"), ("multiprocessing", "nothing"),
+                                         ("os.fork", "stored")])
+def test_child_forked_before_first_call_answers_and_is_stored(tmp_path, sim, mode, before):
+    results, home = run_script(tmp_path, sim, mode, before)
     *child, parent = results
     assert all("ok" in r for r in child), child
     assert all(r["pid"] != os.getpid() for r in child)

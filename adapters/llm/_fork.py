@@ -4,7 +4,8 @@ Servers fork workers from a parent that may already have made calls (gunicorn ``
 Celery's prefork pool, ``multiprocessing`` with the fork start method). Only the forking thread
 survives in the child: the sync API's event loop thread, the store writer and the telemetry
 workers are gone, a lock another thread held stays locked forever, and a pooled socket is shared
-with the parent. Each holder of such state registers a reset here that runs in the child.
+with the parent. Each holder of such state registers a reset here that runs in the child;
+litellm's cached HTTP clients are dropped there too.
 
 litellm's Router runs on a native (Rust) runtime whose threads do not survive fork either. Once
 that runtime started in the parent (its first routed call, or a cooldown read), every Router
@@ -61,6 +62,13 @@ class ForkGuard:
 
     def _after_in_child(self) -> None:
         self.inherited_runtime = self.inherited_runtime or self._parent_started
+        litellm = sys.modules.get("litellm")
+        clients = getattr(litellm, "in_memory_llm_clients_cache", None)
+        if clients is not None:
+            # litellm's pooled HTTP clients: their keep-alive sockets are the parent's, their
+            # sessions bound to its event loops. Dropped, not closed: closing would end the
+            # parent's connections too.
+            clients.flush_cache()
         for owner, reset in list(self._resets.items()):
             try:
                 reset(owner)
