@@ -52,6 +52,8 @@ CALLER_ERRORS = [
     ("timeout-zero", dict(prompt="hi", timeout=0), TIMEOUT),
     ("tool-shape", dict(prompt="hi", tools=[{"type": "function", "function": 123}]),
      "tools[0]['function'] must be a dict"),
+    ("header", dict(prompt="hi", extra_headers={"X-Note": "日本"}),
+     "extra_headers['X-Note'] is not ASCII"),
 ]
 
 
@@ -85,8 +87,10 @@ async def test_async_caller_error_too(make_adapter, sim):
 
 
 # Requests the adapter's own checks let through that litellm cannot build for the provider:
-# litellm raises (as a 400, or as a "connection" error) before any HTTP request.
+# litellm raises (as a 400, a "connection" error, or a 500 that makes its Router cool the
+# deployment down) before any HTTP request.
 LITELLM_LOCAL = [
+    ("openai-body", "openai/gpt-4o", dict(prompt="hi", extra_body={"x": object()})),
     ("anthropic", "anthropic/claude-sonnet-4-5-20250929",
      dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": 123}]}])),
     ("gemini", "gemini/gemini-2.5-flash",

@@ -113,6 +113,19 @@ def check_timeout(value: Any) -> float:
     return float(value)
 
 
+def _check_headers(headers: Any, where: str) -> None:
+    """HTTP header names and values are ASCII strings (httpx refuses anything else)."""
+    if not isinstance(headers, Mapping):
+        raise UsageError(f"{where} must be a dict of header names to strings")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise UsageError(f"{where}[{name!r}] must be a string header name and value, "
+                             f"not {type(value).__name__}")
+        if not (name.isascii() and value.isascii()):
+            raise UsageError(f"{where}[{name!r}] is not ASCII, which HTTP headers cannot carry; "
+                             "percent-encode or base64 it")
+
+
 def _user_part_types() -> tuple[str, ...]:
     """The part types litellm accepts in a user message (it refuses others before sending)."""
     from litellm.types.llms.openai import ValidUserMessageContentTypes
@@ -135,5 +148,7 @@ def check_request(params: Mapping[str, Any], metadata: Mapping[str, Any] | None)
     caller's argument that holds them is known)."""
     for key, value in params.items():
         check_encodable(value, key)
+        if key in ("extra_headers", "headers"):
+            _check_headers(value, key)
     if metadata is not None:
         check_encodable(metadata, "metadata")

@@ -108,6 +108,14 @@ class Cooldowns:
             exception_status=None, cooldown_time=self._cooldown_time)
         return True
 
+    def lift(self, dep_ids: tuple[str, ...], since: float) -> None:
+        """Undo the cooldowns litellm set on ``dep_ids`` since ``since`` (wall clock): they were
+        for a request litellm could not build, which says nothing about the deployment."""
+        for dep_id, info in self._store.get_active_cooldowns(list(dep_ids), None):
+            if float(info.get("timestamp", 0.0)) >= since:
+                # An inactive record replaces the active one, in Redis too when there is one.
+                self._store.cooldown_store.put(dep_id, {**info, "cooldown_time": 0.0}, 1.0)
+
     def clear(self, dep_id: str) -> None:
         """``dep_id`` answered in time: its strikes start over."""
         if self._strikes:               # the common case is a read of an empty dict

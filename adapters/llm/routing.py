@@ -278,7 +278,7 @@ class Gateway:
         # stream_timeout only bounds each read.
         ttft = (spec.stream_ttft_timeout or self._ttft) if spec.stream else None
         cut = asyncio.timeout(ttft if ttft is not None and ttft < remaining else None)
-        started = time.monotonic()
+        started, since = time.monotonic(), time.time()
         response = None
         try:
             async with asyncio.timeout(remaining), cut:
@@ -303,9 +303,11 @@ class Gateway:
         except Exception as exc:  # every provider failure is recorded and decides the next hop
             if refused_after_fork(exc):
                 raise fork_error() from None
-            failure = local_failure(exc) if raised_locally(exc, responded=collector.responded) \
-                else classify(exc)
-            raise self._failed(failure, collector, group, started, walk) from None
+            if raised_locally(exc, responded=collector.responded):
+                # litellm may have cooled the deployment as if it had failed: it did not.
+                self.cooldowns.lift((only,) if only else self._group_ids.get(group, ()), since)
+                raise self._failed(local_failure(exc), collector, group, started, walk) from None
+            raise self._failed(classify(exc), collector, group, started, walk) from None
         finally:
             log.release(key)
         attempts = self._attempts(collector, group, started, None)
@@ -324,8 +326,7 @@ class Gateway:
         last = attempts[-1] if attempts else None
         dep = self.deployments.get(last.deployment or "") if last else None
         message = failure.message
-        if failure.kind == "connection" and dep is not None and is_local_server(dep) \
-                and not self.simulator_url:
+        if failure.kind == "connection" and dep is not None and self._local_server(dep.id):
             # A local server that is not running: say so, and rest it like any failure.
             message = f"{not_running_hint(dep)} ({message})"
             attempts[-1] = replace(attempts[-1], message=redact(message, self._secrets))
@@ -339,6 +340,11 @@ class Gateway:
         if failure.kind in ("rate_limit", "cooldown") and failure.retry_after:
             walk.waits.append(failure.retry_after)
         return GroupFailed(failure, error, group)
+
+    def _local_server(self, dep_id: str) -> bool:
+        """Whether ``dep_id`` is served on this machine (not by the simulator)."""
+        dep = self.deployments.get(dep_id)
+        return dep is not None and not self.simulator_url and is_local_server(dep)
 
     def _attempt_timeout(self, group: str, remaining: float) -> float:
         """Per-attempt timeout: the deployments' own ``timeout`` (else the router's), cut to
@@ -398,9 +404,8 @@ class Gateway:
         if auth:
             names = sorted({f.env_var for f in auth if f.env_var})
             hint = f"; set {', '.join(names)} (see `llm-adapter models`)" if names else ""
-        local = [self.deployments[a.deployment] for a in walk.attempts
-                 if a.error_kind in ("connection", "cooldown") and a.deployment in self.deployments
-                 and is_local_server(self.deployments[a.deployment]) and not self.simulator_url]
+        local = [self.deployments[a.deployment] for a in walk.attempts if a.deployment and
+                 a.error_kind in ("connection", "cooldown") and self._local_server(a.deployment)]
         if local:
             hint += f"; {not_running_hint(local[0])}"
         return errors.AllProvidersFailed(
