@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError, UsageError
 from .experiments import Experiment, parse_experiments
 from ._config_schema import suggest
+from ._fork import reset_in_child
 from .prompt_sources import (LangfuseSource, LocalSource, PromptMissing, PromptRecord,
                              SourceUnreachable)
 from .tracing import current_scope, langfuse_credentials
@@ -220,6 +221,13 @@ class PromptRegistry:
         self._inflight: set[_Key] = set()
         self._warned: set[str] = set()
         self._resting_until = 0.0
+        reset_in_child(self, PromptRegistry._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child the refresh threads in flight are gone: their keys may refresh
+        again (and the lock may have been held by one)."""
+        self._lock = threading.Lock()
+        self._inflight = set()
 
     def __repr__(self) -> str:
         return (f"PromptRegistry(local={str(self.local.directory)!r}, langfuse="
