@@ -65,25 +65,42 @@ def check_tools(tools: Sequence[Mapping[str, Any]]) -> None:
 
 def check_encodable(value: Any, where: str) -> None:
     """Every string in ``value`` can be sent as UTF-8 (no lone surrogate halves)."""
+    found = _unencodable(value)
+    if found is None:
+        return
+    path, text, exc = found
+    raise UsageError(
+        f"{where}{path}: character {exc.start} is {text[exc.start]!r}, half of a surrogate "
+        "pair, which is not valid Unicode and cannot be sent; the text was decoded wrongly "
+        "(e.g. errors='surrogateescape' or a JSON '\\ud83d' escape cut in half): decode it as "
+        "UTF-8 or remove the character")
+
+
+def _unencodable(value: Any) -> tuple[str, str, UnicodeEncodeError] | None:
+    """The first string in ``value`` that UTF-8 cannot encode: its path, text and error. The
+    path is built only for that one (this runs on every call)."""
     if isinstance(value, str):
         if value.isascii():
-            return
+            return None
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise UsageError(
-                f"{where}: character {exc.start} is {value[exc.start]!r}, half of a surrogate "
-                "pair, which is not valid Unicode and cannot be sent; the text was decoded "
-                "wrongly (e.g. errors='surrogateescape' or a JSON '\\ud83d' escape cut in "
-                "half): decode it as UTF-8 or remove the character") from None
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str):
-                check_encodable(key, f"{where} key {key!r}")
-            check_encodable(item, f"{where}[{key!r}]")
+            return "", value, exc
+        return None
+    if isinstance(value, dict):
+        items: Any = value.items()
     elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            check_encodable(item, f"{where}[{i}]")
+        items = enumerate(value)
+    elif isinstance(value, Mapping):
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and (found := _unencodable(key)) is not None:
+            return f" key {key!r}", key, found[2]
+        if (found := _unencodable(item)) is not None:
+            return f"[{key!r}]{found[0]}", found[1], found[2]
+    return None
 
 
 def check_response_format(value: Any) -> None:
