@@ -48,6 +48,12 @@ SCRIPT = textwrap.dedent('''
             result.update(how=how, seconds=time.monotonic() - started, pid=os.getpid())
             out.append(result)
         assert llm.flush_langfuse(10)
+        try:
+            llm.warmup()
+            out.append({"how": "warmup", "ok": "warm"})
+        except UsageError as exc:
+            out.append({"how": "warmup", "error": type(exc).__name__, "message": str(exc),
+                        "seconds": 0.0})
         return out
 
     def child_to(queue):
@@ -109,7 +115,7 @@ def stored_calls(home: Path) -> dict[str, str]:
 def test_child_forked_after_use_gets_a_typed_error_in_time(tmp_path, sim, mode):
     results, home = run_script(tmp_path, sim, mode, "called")
     *child, parent = results
-    assert [r["how"] for r in child] == ["sync", "async"]
+    assert [r["how"] for r in child] == ["sync", "async", "warmup"]
     for result in child:
         assert not result.get("untyped"), result
         assert result["error"] == "UsageError", result
@@ -123,9 +129,10 @@ def test_child_forked_after_use_gets_a_typed_error_in_time(tmp_path, sim, mode):
 def test_child_forked_before_first_call_answers_and_is_stored(tmp_path, sim, mode, before):
     results, home = run_script(tmp_path, sim, mode, before)
     *child, parent = results
+    assert [r["how"] for r in child] == ["sync", "async", "warmup"]
     assert all("ok" in r for r in child), child
-    assert all(r["pid"] != os.getpid() for r in child)
+    assert all(r["pid"] != os.getpid() for r in child[:2])
     stored = stored_calls(home)
-    for result in child:
+    for result in child[:2]:
         assert stored.get(result["call_id"]) == "ok", "the child's call is in the store"
     assert parent["parent_after"]

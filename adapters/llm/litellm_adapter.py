@@ -19,7 +19,7 @@ from typing import Any
 from . import errors
 from ._call_checks import (check_encodable, check_message, check_request,
                            check_response_format, check_timeout, check_tools)
-from ._fork import reset_in_child
+from ._fork import fork_guard, reset_in_child
 from ._loop import default_loop
 from .caching import CacheControl
 from .config import Config, load_config
@@ -165,6 +165,10 @@ class LiteLLMAdapter:
 
     async def _warmup(self) -> None:
         from ._litellm import litellm
+
+        refused = fork_guard().refusal()
+        if refused is not None:     # litellm's router cannot run here: say what to do instead
+            raise refused
 
         lt = litellm()
         messages = [{"role": "user", "content": "warm-up"}]
