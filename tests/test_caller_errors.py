@@ -91,6 +91,8 @@ async def test_async_caller_error_too(make_adapter, sim):
 # deployment down) before any HTTP request.
 LITELLM_LOCAL = [
     ("openai-body", "openai/gpt-4o", dict(prompt="hi", extra_body={"x": object()})),
+    ("unsupported-param", "anthropic/claude-sonnet-4-5-20250929",
+     dict(prompt="hi", frequency_penalty=0.5)),
     ("anthropic", "anthropic/claude-sonnet-4-5-20250929",
      dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": 123}]}])),
     ("gemini", "gemini/gemini-2.5-flash",
@@ -106,6 +108,8 @@ def test_litellm_local_failure_is_a_usage_error(make_adapter, sim, case, model, 
         llm.generate(**kwargs)
     assert not isinstance(caught.value, AllProvidersFailed)
     assert "primary" in str(caught.value)
+    if "frequency_penalty" in kwargs:
+        assert "frequency_penalty" in str(caught.value)
     assert_primary_still_answers(llm, sim, p, b, sent_p=0)
 
 
