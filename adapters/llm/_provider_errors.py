@@ -6,6 +6,7 @@ them into the few kinds the routing walk decides on, and into this package's err
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ._redact import clip
 NEXT_GROUP = "next"            # try the next group in the fallback chain
 STOP = "stop"                  # the request itself is wrong: no fallback can help
 CONTEXT_WINDOW = "context"     # go to context_window_fallbacks, if any
+LOCAL = "local"                # litellm refused the request before sending it: a caller error
 
 _CONNECTION_LOST = re.compile(
     r"Connection error|Connection reset|Connection refused|Server disconnected|Errno 10[34]|"
@@ -79,6 +81,65 @@ def classify(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
     if isinstance(exc, (TimeoutError,)):
         return Failure("timeout", None, None, NEXT_GROUP, message)
     return Failure(type(exc).__name__, status, retry_after, NEXT_GROUP, message)
+
+
+def raised_locally(exc: BaseException, *, responded: bool) -> bool:
+    """Whether litellm failed to build or encode the request, so nothing reached the provider.
+
+    litellm wraps such a failure (a ``TypeError`` in its request transformation, a
+    ``UnicodeEncodeError`` while encoding the body) in the same classes as a provider's 500 or a
+    lost connection. The cause chain tells them apart: a request that went out fails through
+    the HTTP stack (an ``OSError``, an httpx, aiohttp or openai error somewhere in the chain),
+    one that came back was seen by the attempt logger (``responded``). What is left, a plain
+    Python error at the root of the chain, was raised in this process.
+    """
+    import aiohttp
+    import httpx
+    import openai
+
+    lt = litellm()
+    if isinstance(exc, lt.exceptions.UnsupportedParamsError):
+        return True
+    if responded:
+        return False
+    chain = _causes(exc)
+    sent = (OSError, httpx.HTTPError, aiohttp.ClientError, openai.APIError)
+    # litellm's own classes derive from openai's; a retry's error is chained to the first one.
+    if len(chain) < 2 or any(isinstance(e, sent) and not _from_litellm(e) for e in chain):
+        return False
+    root = chain[-1]
+    # litellm's own request validation raises a bare Exception; no HTTP library does.
+    return type(root) is Exception or \
+        isinstance(root, _LOCAL_ROOTS) and not isinstance(root, _RECEIVED_ROOTS)
+
+
+def local_failure(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
+    """A request litellm could not send: what it refused, and what to check."""
+    root = _causes(exc)[-1]
+    return Failure("invalid_request", None, None, LOCAL,
+                   f"litellm could not build the request and sent nothing "
+                   f"({type(root).__name__}: {clip(_first_line(root), secrets)}); check the messages, "
+                   "response_format and extra arguments passed to generate() (content types, "
+                   "parameters the provider does not take)")
+
+
+def _from_litellm(exc: BaseException) -> bool:
+    return type(exc).__module__.partition(".")[0] == "litellm"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain) and len(chain) < 20:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+# Roots of a failure raised while building a request; a body that came back unparseable fails
+# with the second (when the attempt logger did not see the response first).
+_LOCAL_ROOTS = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+_RECEIVED_ROOTS = (json.JSONDecodeError,)
 
 
 def to_error(failure: Failure, *, message: str, deployment: str | None, group: str | None,

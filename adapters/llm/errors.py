@@ -5,7 +5,9 @@ Every error a caller can see is an ``LLMAdapterError``. The tree says who has to
     LLMAdapterError
     ├── ConfigError              the configuration is wrong: names file, key path, problem, fix
     ├── UsageError               the caller misused the API (bad argument, missing prompt
-    │                            variable, 400 from the provider): never retried
+    │                            variable, 400 from the provider, a request litellm could not
+    │                            build, an adapter used in a child forked after it made
+    │                            calls): nothing sent, never retried, no cooldown
     ├── BudgetExceeded           a budget would be crossed: scope, spent, limit
     ├── RateLimited              no capacity now: ``retry_after`` seconds
     ├── BackendUnavailable       the shared counters (Redis) cannot be reached: start Redis, fix

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from ._fork import reset_in_child
 from ._redis_link import RedisLink
 from .caching import ResponseCache, cache_from_config
 from .config import Config
@@ -56,6 +57,12 @@ class Policies:
 
 class PolicyPool:
     def __init__(self) -> None:
+        self._forget()
+        reset_in_child(self, PolicyPool._forget)
+
+    def _forget(self) -> None:
+        """Start empty; in a forked child the policies are built anew (their locks may be held
+        and their Redis connections belong to the parent)."""
         self._lock = threading.RLock()     # building policies takes links under it
         self._items: dict[str, Policies] = {}
         self._links: dict[str, RedisLink] = {}

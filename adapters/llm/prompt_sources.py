@@ -20,6 +20,7 @@ from urllib.parse import quote
 import yaml
 
 from ._config_schema import join_key, suggest
+from ._fork import reset_in_child
 from .errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -360,6 +361,13 @@ class LangfuseSource:
         self.timeout = timeout
         self._api = api
         self._lock = threading.Lock()
+        if api is None:
+            reset_in_child(self, LangfuseSource._forget_client)
+
+    def _forget_client(self) -> None:
+        """In a forked child: the HTTP client's pooled sockets are the parent's."""
+        self._lock = threading.Lock()
+        self._api = None
 
     def __repr__(self) -> str:
         return f"LangfuseSource({self.credentials.base_url!r})"

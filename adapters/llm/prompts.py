@@ -29,6 +29,7 @@ from .config import PROMPTS_ENV_VAR
 from .errors import ConfigError, UsageError
 from .experiments import Experiment, parse_experiments
 from ._config_schema import suggest
+from ._fork import reset_in_child
 from .prompt_sources import (LangfuseSource, LocalSource, PromptMissing, PromptRecord,
                              SourceUnreachable, packaged_prompts_dir)
 from .tracing import current_scope, langfuse_credentials
@@ -104,6 +105,11 @@ class Prompt:
             raise UsageError(f"prompt {self.name!r} (version {self.version}) needs "
                              f"{', '.join(repr(m) for m in missing)}; pass "
                              f"variables={{{example}}}")
+        empty = [v for v in self.variables if variables[v] is None]
+        if empty:     # rendering None as "" (or "None") would send a prompt nobody wrote
+            raise UsageError(f"prompt {self.name!r} (version {self.version}): variable(s) "
+                             f"{', '.join(repr(v) for v in empty)} are None; pass a value "
+                             "('' for an empty one)")
         if log.isEnabledFor(logging.DEBUG):
             unused = set(variables) - set(self.variables) - set(self.placeholders)
             if unused:
@@ -111,7 +117,7 @@ class Prompt:
                           ", ".join(sorted(unused)))
 
         def fill(text: str) -> str:
-            return _VARIABLE.sub(lambda m: _text(variables[m.group(1)]), text)
+            return _VARIABLE.sub(lambda m: str(variables[m.group(1)]), text)
 
         if isinstance(self.template, str):
             return CompiledText(fill(self.template), self)
@@ -135,9 +141,6 @@ class Prompt:
                              f"{type(value).__name__}")
         return [dict(m) for m in value]
 
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 class CompiledText(str):
@@ -225,6 +228,13 @@ class PromptRegistry:
         self._inflight: set[_Key] = set()
         self._warned: set[str] = set()
         self._resting_until = 0.0
+        reset_in_child(self, PromptRegistry._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child the refresh threads in flight are gone: their keys may refresh
+        again (and the lock may have been held by one)."""
+        self._lock = threading.Lock()
+        self._inflight = set()
 
     def __repr__(self) -> str:
         return (f"PromptRegistry(local={str(self.local.directory)!r}, langfuse="

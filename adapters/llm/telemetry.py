@@ -20,6 +20,7 @@ from typing import Any
 from ._log_masking import log_masking
 from ._pseudonyms import pseudonym_key
 from ._redact import config_secrets
+from ._fork import reset_in_child
 from .config import Config
 from .errors import ConfigError
 from .masking import Masker, masker_from_config
@@ -45,12 +46,18 @@ class TelemetryPool:
     process and destination, however many adapters are created."""
 
     def __init__(self) -> None:
+        self._forget()
+        self._warned_keys = False
+        reset_in_child(self, TelemetryPool._forget)
+
+    def _forget(self) -> None:
+        """Start empty; in a forked child, whose store writer and exporter threads are gone,
+        the next call builds its own."""
         self._lock = threading.Lock()
         self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
         self._stores: dict[str, Any] = {}
         self._langfuse: dict[tuple[str, str, str], LangfuseSink] = {}
         self._alerts: dict[str, Any] = {}
-        self._warned_keys = False
 
     def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
         creds = langfuse_credentials() if enable_langfuse else None
