@@ -487,6 +487,9 @@ class LangfuseServer:
         self._keys = {public_key: secret_key}
         self._down = False
         self._forced_status: int | None = None
+        self._reject_marker: tuple[str, int] | None = None
+        self._max_body: int | None = None
+        self._rejected: list[ReceivedSpan] = []
         self._spans: list[ReceivedSpan] = []
         self._exports: list[ReceivedExport] = []
         self._scores: list[dict[str, Any]] = []
@@ -575,6 +578,23 @@ class LangfuseServer:
         with self._lock:
             self._forced_status = status
 
+    def reject_marked(self, marker: str | None, status: int = 413) -> None:
+        """Refuse with ``status`` (e.g. 413, 400) every OTLP batch holding a span with an
+        attribute whose text contains ``marker``, as Langfuse refuses a batch for its content;
+        None: accept again."""
+        with self._lock:
+            self._reject_marker = None if marker is None else (marker, status)
+
+    def set_max_body(self, limit: int | None) -> None:
+        """Answer 413 to OTLP bodies over ``limit`` bytes once decompressed (None: 64 MiB)."""
+        with self._lock:
+            self._max_body = limit
+
+    def rejected_spans(self) -> list[ReceivedSpan]:
+        """Spans of the batches refused by ``reject_marked`` / ``set_max_body``."""
+        with self._lock:
+            return list(self._rejected)
+
     def add_key(self, public_key: str, secret_key: str) -> None:
         """Accept another key pair (the SDK keeps one client per public key)."""
         with self._lock:
@@ -617,6 +637,7 @@ class LangfuseServer:
             self._exports.clear()
             self._scores.clear()
             self._requests.clear()
+            self._rejected.clear()
 
     # -- prompt store -------------------------------------------------------------------
 
@@ -711,6 +732,19 @@ class LangfuseServer:
     async def _otel_traces(self, request: web.Request) -> web.Response:
         body = await _read_body(request)
         spans = _decode_spans(_parse_otlp(body, request.content_type))
+        with self._lock:
+            marker, limit = self._reject_marker, self._max_body
+        refused = None
+        if limit is not None and len(body) > limit:
+            refused = RequestRejected(413, f"Request body of {len(body)} bytes exceeds {limit}",
+                                      "PayloadTooLarge")
+        elif marker is not None and any(marker[0] in str(value) for span in spans
+                                        for value in span.attributes.values()):
+            refused = RequestRejected(marker[1], "Batch holds a span this server refuses")
+        if refused is not None:
+            with self._lock:
+                self._rejected.extend(spans)
+            raise refused
         received = ReceivedExport(
             content_type=request.content_type,
             content_encoding=request.headers.get("Content-Encoding", "").strip().lower(),

@@ -85,10 +85,10 @@ def expire_dead_leases(conn: sqlite3.Connection, queue: Queue, now: float) -> in
     freed = 0
     for owner in owners:
         if _owner_dead(owner):
-            cursor = _retrying(lambda o=owner: conn.execute(
-                f"UPDATE {queue.table} SET lease_until = 0 WHERE lease_owner = ? "
-                f"AND lease_until >= ?", (o, now)))
-            freed += cursor.rowcount
+            sql = (f"UPDATE {queue.table} SET lease_until = 0 WHERE lease_owner = ? "
+                   f"AND lease_until >= ?")
+            args = (owner, now)
+            freed += _retrying(lambda: conn.execute(sql, args)).rowcount
     return freed
 
 
@@ -213,4 +213,5 @@ def _many(conn: sqlite3.Connection, sql: str, ids: Sequence[int], before: tuple[
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         statement = sql.format(", ".join("?" * len(chunk)))
-        _retrying(lambda c=chunk, s=statement: conn.execute(s, (*before, *c, *after)))
+        args = (*before, *chunk, *after)
+        _retrying(lambda: conn.execute(statement, args))
