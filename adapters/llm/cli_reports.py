@@ -376,7 +376,7 @@ def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | 
         click.echo(f"nothing to send: no store at {path}")
         return
     try:
-        from .delivery_report import dropped, quarantine_lines
+        from .delivery_report import dropped, langfuse_status, quarantine_lines
         from .tracing import langfuse_credentials
         from .tracing import sync as deliver
 
@@ -384,6 +384,13 @@ def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | 
         if drop:
             click.echo(f"dropped {dropped(store)} quarantined row(s)")
         credentials = langfuse_credentials()
+        if credentials is None:
+            held = langfuse_status(store, None)
+            click.echo(f"sent nothing; pending: {held['pending']} call(s), "
+                       f"{held['spool_pending']} span batch(es)")
+            raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not "
+                                       "set: set them (and LANGFUSE_BASE_URL) to send to "
+                                       "Langfuse")
         state = deliver(store, credentials, retry_quarantined=retry_quarantined)
     except ImportError as exc:
         raise click.ClickException(f"Langfuse delivery is not available in this installation "
@@ -391,12 +398,12 @@ def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | 
                                    ) from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    if state is None:
-        raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not set: "
-                                   "set them (and LANGFUSE_BASE_URL) to send to Langfuse")
-    click.echo(f"pending: {state.pending} call(s), {state.spool_pending} span batch(es); "
+    if state is None:               # keys unset meanwhile
+        raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not set")
+    click.echo(f"sent {state.sent} span(s); pending: {state.pending} call(s), "
+               f"{state.spool_pending} span batch(es); "
                f"quarantined: {state.quarantined + state.spool_quarantined}")
-    for line in quarantine_lines(store, credentials.public_key if credentials else None):
+    for line in quarantine_lines(store, credentials.public_key):
         click.echo(line)
     if state.pending or state.spool_pending:
         click.echo(f"some traces are still waiting: {state.last_error or 'Langfuse is busy'}",

@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,6 +65,7 @@ class DeliveryState:
     spool_pending: int
     spool_quarantined: int
     last_error: str | None
+    sent: int = 0                   # spans this process had acknowledged when it was taken
 
     @property
     def ok(self) -> bool:
@@ -182,7 +183,7 @@ class Delivery:
         with closing(_connect(self.store.path)) as conn:
             calls = outbox.counts(conn, OUTBOX, self.key)
             spool = outbox.counts(conn, SPOOL, SPOOL_KIND)
-        return _state(calls, spool, self.last_error)
+        return _state(calls, spool, self.last_error, self.sent)
 
     def _round(self, conn: sqlite3.Connection, queue: Queue, key: str, end: float) -> bool:
         """One leased batch; False when there was nothing to take."""
@@ -311,9 +312,10 @@ class Delivery:
         self.last_error = None
 
 
-def _state(calls: QueueCounts, spool: QueueCounts, error: str | None) -> DeliveryState:
+def _state(calls: QueueCounts, spool: QueueCounts, error: str | None,
+           sent: int) -> DeliveryState:
     return DeliveryState(calls.pending, calls.quarantined, spool.pending, spool.quarantined,
-                         error or calls.last_error or spool.last_error)
+                         error or calls.last_error or spool.last_error, sent)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -367,14 +369,11 @@ def _halves(payload: bytes) -> list[bytes] | None:
     return [part(flat[:middle]), part(flat[middle:])]
 
 
-def sync_all(delivery: Delivery, *, retry_quarantined: bool = False,
-             progress: Callable[[int], None] | None = None) -> DeliveryState:
+def sync_all(delivery: Delivery, *, retry_quarantined: bool = False) -> DeliveryState:
     """Everything the store holds for this project, now (``llm-adapter traces sync``)."""
     if retry_quarantined:
         with closing(_connect(delivery.store.path)) as conn:
             outbox.retry_quarantined(conn, OUTBOX, delivery.key)
             outbox.retry_quarantined(conn, SPOOL, SPOOL_KIND)
     delivery.deliver()
-    if progress is not None:
-        progress(delivery.sent)
     return delivery.state()
