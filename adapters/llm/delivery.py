@@ -87,7 +87,7 @@ class Delivery:
 
     def __init__(self, store: LocalStore, credentials: Credentials, builder: SpanBuilder, *,
                  timeout: float = 5.0, retry_interval: float = 10.0,
-                 lease_s: float = 60.0) -> None:
+                 lease_s: float = 60.0, linger: float = 0.25) -> None:
         self.store = store
         self.credentials = credentials
         self.builder = builder
@@ -95,6 +95,9 @@ class Delivery:
         self.timeout = timeout
         self.retry_interval = retry_interval   # longest backoff, and the idle check's period
         self.lease_s = lease_s
+        # After a wake-up the thread waits this long for more commits, so a busy process sends
+        # one request per many calls. Nothing is at risk meanwhile: the rows are committed.
+        self.linger = linger
         self.sent = 0                           # spans acknowledged
         self.quarantined = 0                    # spans set aside by this process
         self.last_error: str | None = None
@@ -144,6 +147,8 @@ class Delivery:
             self._wake.clear()
             if self._stop.is_set() or time.monotonic() < self._next_try:
                 continue                        # in backoff: a commit does not hammer Langfuse
+            if self._stop.wait(self.linger):
+                break
             try:
                 self.deliver()
             except Exception:  # the thread must outlive a bug or a broken store; logged

@@ -43,7 +43,10 @@ log = logging.getLogger("adapters.llm")
 FIELD_CAP = 1_000_000
 TRUNCATED = "[truncated by llm-adapter"
 _PAYLOAD_VERSION = 1
-_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(CallRecord))
+_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(CallRecord))
+_RECORD_FIELDS = frozenset(_FIELD_ORDER)
+_USAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Usage))
+_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))
 
 
 def payload_of(record: CallRecord, *, environment: str, default_tags: Sequence[str],
@@ -51,13 +54,22 @@ def payload_of(record: CallRecord, *, environment: str, default_tags: Sequence[s
     """The outbox payload of a (masked) record: JSON text SQLite always stores."""
     body = {"v": _PAYLOAD_VERSION, "environment": environment,
             "default_tags": list(default_tags), "release": release,
-            "record": dataclasses.asdict(record)}
+            "record": _plain(record)}
     text = json.dumps(body, ensure_ascii=False, default=str)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:      # a lone surrogate: kept visible as its escape, not lost
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def _plain(record: CallRecord) -> dict[str, Any]:
+    """The record as JSON-ready values; ``dataclasses.asdict`` would deep-copy every message."""
+    out = {name: getattr(record, name) for name in _FIELD_ORDER}
+    out["usage"] = {name: getattr(record.usage, name) for name in _USAGE_FIELDS}
+    out["attempts"] = [{name: getattr(a, name) for name in _ATTEMPT_FIELDS}
+                       for a in record.attempts]
+    return out
 
 
 def _record_from(data: Mapping[str, Any]) -> CallRecord:
