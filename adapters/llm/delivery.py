@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -31,7 +33,6 @@ from .store import _connect
 
 if TYPE_CHECKING:
     import httpx
-    import sqlite3
 
     from .langfuse_spans import SpanBuilder
     from .store import LocalStore
@@ -102,6 +103,7 @@ class Delivery:
         self.quarantined = 0                    # spans set aside by this process
         self.last_error: str | None = None
         self._owner = outbox.lease_owner()
+        self._pid = os.getpid()
         self._headers = {**credentials.headers(), "Content-Type": "application/x-protobuf",
                          "Content-Encoding": "gzip"}
         self._round_lock = threading.Lock()
@@ -123,6 +125,13 @@ class Delivery:
 
     def wake(self) -> None:
         """Something was committed to the outbox (or spooled): deliver when allowed."""
+        if self._pid != os.getpid():        # a forked child: its own lease and thread
+            self._pid, self._owner = os.getpid(), outbox.lease_owner()
+            self._round_lock = threading.Lock()
+            self._client = None
+            if self._thread is not None and not self._stop.is_set():
+                self._thread = None
+                self.start()
         self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -151,9 +160,11 @@ class Delivery:
                 break
             try:
                 self.deliver()
-            except Exception:  # the thread must outlive a bug or a broken store; logged
+            except sqlite3.Error as exc:    # the store moved, vanished or stays locked
+                self._back_off(None, f"cannot read the outbox in {self.store.path}: {exc}")
+            except Exception:  # the thread must outlive a bug; logged with its traceback
                 log.exception("llm-adapter: Langfuse delivery failed")
-                self._back_off(None)
+                self._back_off(None, "delivery failed (see the log)")
 
     # -- delivering ------------------------------------------------------------------------
     @property
@@ -295,15 +306,18 @@ class Delivery:
         raise _Transient(f"Langfuse answered HTTP {status}" + (f": {detail}" if detail else ""),
                          retry_after)
 
-    def _back_off(self, exc: _Transient | None) -> None:
+    def _back_off(self, exc: _Transient | None, why: str = "") -> None:
         self._failures += 1
         delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), self.retry_interval)
         delay *= random.uniform(0.8, 1.2)
         if exc is not None and exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, _RETRY_AFTER_MAX))
         self._next_try = time.monotonic() + delay
-        message = str(exc) if exc is not None else "delivery failed (see the log)"
-        if self._failures == 1:
+        message = str(exc) if exc is not None else why
+        if exc is None and self._failures == 1:
+            log.warning("llm-adapter: Langfuse delivery paused: %s; retrying with backoff",
+                        message)
+        elif self._failures == 1:
             log.warning("llm-adapter: Langfuse did not take the traces (%s); they stay in the "
                         "store %s and are retried with backoff (`llm-adapter traces sync` "
                         "sends now)", message, self.store.path)
