@@ -169,6 +169,8 @@ def test_a_refused_batch_delivers_its_mates_and_quarantines_only_the_marked_call
     shown = json.loads(text)["langfuse"]
     assert shown["quarantined"] == 1 and shown["quarantine"][0]["call_ids"] == [marked]
     assert f"HTTP {status}" in shown["quarantine"][0]["reason"]
+    code, text = _cli("status", "--config", str(llm.config.path), "--env", "production")
+    assert code == 0 and "quarantined" in text and f"HTTP {status}" in text, text
 
     db = str(llm.telemetry.store.path)
     code, text = _cli("traces", "sync", "--db", db)
