@@ -487,6 +487,7 @@ class LangfuseServer:
         self._keys = {public_key: secret_key}
         self._down = False
         self._forced_status: int | None = None
+        self._retry_after: int | None = None
         self._reject_marker: tuple[str, int] | None = None
         self._max_body: int | None = None
         self._rejected: list[ReceivedSpan] = []
@@ -571,12 +572,14 @@ class LangfuseServer:
                 self._down = not down
             raise
 
-    def set_status(self, status: int | None) -> None:
-        """Answer the ingestion endpoints (OTLP traces, scores) with ``status``; None = normal."""
+    def set_status(self, status: int | None, *, retry_after: int | None = None) -> None:
+        """Answer the ingestion endpoints (OTLP traces, scores) with ``status`` (and a
+        ``Retry-After`` header when given); None = normal."""
         if status is not None and not 100 <= status <= 599:
             raise ValueError(f"not an HTTP status: {status}")
         with self._lock:
             self._forced_status = status
+            self._retry_after = retry_after
 
     def reject_marked(self, marker: str | None, status: int = 413) -> None:
         """Refuse with ``status`` (e.g. 413, 400) every OTLP batch holding a span with an
@@ -689,10 +692,12 @@ class LangfuseServer:
             raise RequestRejected(405, f"Method {request.method} not allowed", "MethodNotAllowedError")
         with self._lock:
             forced = self._forced_status if route.ingestion else None
+            retry_after = self._retry_after
             keys = dict(self._keys)
         if forced is not None:
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
             return web.json_response({"message": f"Forced status {forced}", "error": HTTPStatus(forced).phrase},
-                                     status=forced)
+                                     status=forced, headers=headers)
         if route.auth:
             _authenticate(request, keys)
         return await handler(request)

@@ -263,6 +263,60 @@ def test_store_off_still_keeps_langfuse_payloads_in_the_outbox(make_adapter, ser
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("status", [500, 503, 429, 401, 403])
+def test_transient_refusals_keep_every_call_and_quarantine_nothing(status, make_adapter, server,
+                                                                   keys):
+    llm = make_adapter(CONFIG.format(name=unique("transient")), environment="production")
+    delivery = llm.telemetry.langfuse.delivery
+    server.set_status(status, retry_after=120 if status == 429 else None)
+    try:
+        ids = [llm.generate(prompt=f"transient {i}").call_id for i in range(4)]
+        assert not llm.flush_langfuse(timeout=10)
+        state = llm.telemetry.langfuse.state()
+        assert (state.pending, state.quarantined) == (4, 0)
+        assert f"HTTP {status}" in state.last_error
+        if status in (401, 403):
+            assert "keys" in state.last_error
+        if status == 429:                       # the thread waits what Langfuse asked
+            assert delivery._next_try - time.monotonic() > 100
+    finally:
+        server.set_status(None)
+    assert llm.flush_langfuse(timeout=30)
+    assert sorted(call_id(g) for g in generations(server.spans(), keys[0])) == sorted(ids)
+
+
+TWO = """
+import sys
+from adapters.llm import LiteLLMAdapter, load_config
+llm = LiteLLMAdapter(config=load_config(sys.argv[1], environment="production",
+                                        load_dotenv=False))
+for i in range(60):
+    llm.generate(prompt=f"{sys.argv[2]} {i}")
+print("ok" if llm.flush_langfuse(timeout=60) else "not ok", flush=True)
+"""
+
+
+def test_two_processes_on_one_store_never_send_the_same_rows(sim, server, keys, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(textwrap.dedent(CONFIG.format(name=unique("two"))).replace(
+        "{sim}", sim.url))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", TWO, str(config), name], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("first", "second")]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(out.strip() == "ok" for out, _ in outs), [err[-1500:] for _, err in outs]
+    stored = stored_calls(Path(env["LLM_ADAPTER_HOME"]))
+    spans = [g.span_id for g in generations(server.spans(), keys[0])]
+    assert len(stored) == 120
+    assert sorted(spans) == sorted(c[:16] for c in stored), "each row sent once, by one"
+
+
 # -- leases -------------------------------------------------------------------------------------
 def test_a_lease_keeps_rows_from_a_second_process_until_its_owner_dies(tmp_path):
     from adapters.llm.store import LocalStore, OutboxEntry
