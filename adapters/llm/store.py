@@ -2,9 +2,9 @@
 
 Calls are recorded off the calling path: ``write`` only enqueues, and one writer thread per store
 commits what is queued, a batch per transaction. A call's Langfuse outbox row is written in the
-same transaction as its ``calls`` row, so what reached the store can always reach Langfuse. WAL mode and a busy timeout let readers and
-other processes share the file. It holds prompts and answers, so it is created private (file
-0600, directory 0700).
+same transaction as its ``calls`` row, so what reached the store can always reach Langfuse.
+WAL mode and a busy timeout let readers and other processes share the file. It holds prompts
+and answers, so it is created private (file 0600, directory 0700).
 """
 
 from __future__ import annotations
