@@ -37,9 +37,11 @@ __all__ = ["FIELD_CAP", "TRUNCATED", "SpanBuilder", "payload_of"]
 
 log = logging.getLogger("adapters.llm")
 
-# Langfuse keeps inputs and outputs up to about 1 MB each in its UI and storage, its proxies
-# commonly refuse bodies of a few MB, and its OTLP endpoint warns above 16 MB per request: each
-# of input, output, metadata and status message is cut to 1 MB (UTF-8 of its JSON).
+# Langfuse's OTLP endpoint refuses (413) bodies over its configured maximum and warns above
+# 16 MB per request; deployments behind a proxy often stop at a few MB, and inputs or outputs
+# over 1 MB are where users report truncation and "Body exceeded 1mb limit" refusals. So each of
+# input, output, metadata and status message is cut to 1 MB (UTF-8 of its JSON) and a request
+# carries at most 4 MB of payload (see ``delivery``).
 FIELD_CAP = 1_000_000
 TRUNCATED = "[truncated by llm-adapter"
 _PAYLOAD_VERSION = 1
