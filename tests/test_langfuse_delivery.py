@@ -342,3 +342,44 @@ def test_a_lease_keeps_rows_from_a_second_process_until_its_owner_dies(tmp_path)
                             lease_s=600, limit=10, max_bytes=10**6)
         assert {i for i, _ in again} == {i for i, _ in first}
     store.close()
+
+
+def _otlp_request(public_key: str, names: list[str]) -> bytes:
+    """An OTLP request as an older version spooled it: one span per name."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest)
+
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    scope.scope.name = "langfuse-sdk"
+    attribute = scope.scope.attributes.add()
+    attribute.key, attribute.value.string_value = "public_key", public_key
+    for n, name in enumerate(names, 1):
+        span = scope.spans.add()
+        span.trace_id, span.span_id = bytes([n]) * 16, bytes([n]) * 8
+        span.name, span.start_time_unix_nano, span.end_time_unix_nano = name, 1, 2
+        kv = span.attributes.add()
+        kv.key, kv.value.string_value = "langfuse.observation.input", name
+    return request.SerializeToString()
+
+
+def test_an_old_spooled_batch_refused_for_one_span_is_split_and_the_rest_delivered(
+        server, keys, tmp_path):
+    from adapters.llm.store import LocalStore
+
+    store = LocalStore(tmp_path / "calls.sqlite3")
+    store.spool_add("otlp-traces", _otlp_request(keys[0], ["old a", f"old {MARK}", "old c"]))
+    store.spool_add("otlp-traces", _otlp_request(keys[0], ["later d"]))
+    server.reject_marked(MARK, 400)
+    code, text = _cli("traces", "sync", "--db", str(store.path))
+    assert code == 1 and "HTTP 400" in text, text
+    names = sorted(s.name for s in server.spans() if s.scope_attributes.get("public_key")
+                   == keys[0])
+    assert names == ["later d", "old a", "old c"], "nothing waits behind the refused span"
+    with closing(sqlite3.connect(store.path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM spool WHERE quarantined_at IS NOT NULL"
+                            ).fetchone()[0] == 1
+    server.reject_marked(None)
+    code, text = _cli("traces", "sync", "--db", str(store.path), "--retry-quarantined")
+    assert code == 0, text
+    assert f"old {MARK}" in {s.name for s in server.spans()}

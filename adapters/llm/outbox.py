@@ -155,7 +155,7 @@ def split(conn: sqlite3.Connection, queue: Queue, row_id: int,
         if row is None:
             return
         conn.executemany(f"INSERT INTO {queue.table} ({queue.key_column}, payload, created_at, "
-                         f"tries) VALUES (?, ?, ?, ?)", [(*row[:2], p, row[2]) for p in parts])
+                         f"tries) VALUES (?, ?, ?, ?)", [(row[0], p, row[1], row[2]) for p in parts])
         conn.execute(f"DELETE FROM {queue.table} WHERE id = ?", (row_id,))
 
     _retrying(lambda: _transaction(conn, work))
