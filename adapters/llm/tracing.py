@@ -193,8 +193,13 @@ class LangfuseSink:
         deadline = time.monotonic() + timeout
         committed = self.store.flush(timeout)
         self.client.flush()              # llm.trace spans and scores, through the SDK
-        self.delivery.deliver(deadline)
-        state = self.delivery.state()
+        while True:
+            got_through = self.delivery.deliver(deadline)
+            state = self.delivery.state()
+            if state.ok or not got_through or not (state.pending or state.spool_pending) \
+                    or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)             # rows another process is sending: wait for its ack
         if committed and state.ok:
             return True
         log.warning("llm-adapter: not everything reached Langfuse: %s%s", state.why(),
