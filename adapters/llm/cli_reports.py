@@ -380,28 +380,60 @@ def _call_table(call: dict[str, Any]) -> Any:
 
 
 @traces.command("sync")
+@click.option("--retry-quarantined", is_flag=True,
+              help="Send again the calls Langfuse refused earlier (e.g. after fixing its limits).")
+@click.option("--drop", is_flag=True, help="Delete the quarantined calls for good.")
 @_db_option
 @click.pass_obj
-def sync(group_db: Path | None, db: Path | None) -> None:
-    """Send the traces Langfuse did not acknowledge earlier, now."""
+def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | None) -> None:
+    """Send to Langfuse now what it has not acknowledged; list what it refused.
+
+    Exits non-zero while anything is still pending or quarantined.
+    """
+    if retry_quarantined and drop:
+        raise click.UsageError("choose one of --retry-quarantined and --drop")
     path = db or group_db or default_path()
     if not path.exists():
         click.echo(f"nothing to send: no store at {path}")
         return
     try:
-        from .tracing import sync_spool
+        from .delivery_report import dropped, langfuse_status, quarantine_lines
+        from .tracing import langfuse_credentials
+        from .tracing import sync as deliver
 
-        sent, remaining = sync_spool(LocalStore(path))
+        store = LocalStore(path)
+        if drop:
+            click.echo(f"dropped {dropped(store)} quarantined row(s)")
+        credentials = langfuse_credentials()
+        if credentials is None:
+            held = langfuse_status(store, None)
+            click.echo(f"sent nothing; pending: {held['pending']} call(s), "
+                       f"{held['spool_pending']} span batch(es)")
+            raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not "
+                                       "set: set them (and LANGFUSE_BASE_URL) to send to "
+                                       "Langfuse")
+        state = deliver(store, credentials, retry_quarantined=retry_quarantined)
     except ImportError as exc:
         raise click.ClickException(f"Langfuse delivery is not available in this installation "
                                    f"({exc}); reinstall with `pip install -r requirements.txt`"
                                    ) from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"sent {sent} batch(es); {remaining} still spooled")
-    if remaining:
-        click.echo("some traces are still waiting: check LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY "
-                   "and LANGFUSE_BASE_URL, and that Langfuse is reachable", err=True)
+    if state is None:               # keys unset meanwhile
+        raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not set")
+    click.echo(f"sent {state.sent} span(s); pending: {state.pending} call(s), "
+               f"{state.spool_pending} span batch(es); "
+               f"quarantined: {state.quarantined + state.spool_quarantined}")
+    for line in quarantine_lines(store, credentials.public_key):
+        click.echo(line)
+    if state.pending or state.spool_pending:
+        click.echo(f"some traces are still waiting: {state.last_error or 'Langfuse is busy'}",
+                   err=True)
+    if state.quarantined or state.spool_quarantined:
+        click.echo("Langfuse refused the quarantined calls for their content: "
+                   "`traces sync --retry-quarantined` sends them again, `--drop` deletes them",
+                   err=True)
+    if not state.ok:
         sys.exit(1)
 
 

@@ -249,8 +249,9 @@ class LiteLLMAdapter:
         return target
 
     def flush_langfuse(self, timeout: float = 30.0) -> bool:
-        """Block until every call recorded so far reached the local store and Langfuse (or was
-        spooled for later because Langfuse is unreachable). Never raises; True when done."""
+        """Block until every call recorded so far reached the local store and Langfuse. Never
+        raises. True only when Langfuse acknowledged everything; False (logging how many calls
+        are pending or quarantined, and the last error) otherwise: they stay in the store."""
         if self._telemetry is None:
             return True
         try:

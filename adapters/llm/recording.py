@@ -24,7 +24,11 @@ log = logging.getLogger("adapters.llm")
 
 
 class Sink(Protocol):
-    """Where records go. ``emit`` must be quick and thread-safe (enqueue, do the work later)."""
+    """Where records go. ``emit`` must be quick and thread-safe (enqueue, do the work later).
+
+    A sink that also needs the masked record beside the one it chose (the store, writing the
+    Langfuse outbox row with the call's row) has ``emit_pair(record, masked)``, used instead.
+    """
 
     name: str
     wants_masked: bool              # False: only secrets are removed (e.g. store with store: false)
@@ -71,7 +75,11 @@ class Recorder:
                 _masked(record, self.secrets_only)
             for sink in self.sinks:
                 chosen = masked if sink.wants_masked else plain
-                self._guard(sink, lambda s=sink, r=chosen: s.emit(r))
+                pair = getattr(sink, "emit_pair", None)
+                if pair is not None:
+                    self._guard(sink, lambda p=pair, r=chosen, m=masked: p(r, m))
+                else:
+                    self._guard(sink, lambda s=sink, r=chosen: s.emit(r))
 
     def _guard(self, sink: Sink, action: object) -> object:
         try:

@@ -43,7 +43,19 @@ def collect_status(llm: Any) -> dict[str, Any]:
         "cache": _cache(llm),
         "budgets": _budgets(policies.budgets),
         "alerts": llm.telemetry.alerts.state() if llm.telemetry.alerts else [],
+        "langfuse": _langfuse(llm),
     }
+
+
+def _langfuse(llm: Any) -> dict[str, Any] | None:
+    """What the store holds for Langfuse: pending, quarantined, and why."""
+    store = llm.telemetry.store
+    if store is None:
+        return None
+    from .delivery_report import langfuse_status
+
+    sink = llm.telemetry.langfuse
+    return langfuse_status(store, sink.credentials.public_key if sink is not None else None)
 
 
 def _budgets(budgets: Any) -> list[dict[str, Any]]:
@@ -131,6 +143,24 @@ def status_tables(status: dict[str, Any]) -> list[Any]:
             table.add_row(str(a.get("rule")), "[red]firing[/]" if a.get("firing") else "ok",
                           str(a.get("value")))
         tables.append(table)
+    langfuse = status.get("langfuse")
+    if langfuse:
+        table = Table(title="Langfuse delivery (from the local store)")
+        for column in ("pending calls", "quarantined", "spooled batches", "last error"):
+            table.add_column(column)
+        quarantined = langfuse["quarantined"] + langfuse["spool_quarantined"]
+        table.add_row(str(langfuse["pending"]),
+                      f"[red]{quarantined}[/]" if quarantined else "0",
+                      str(langfuse["spool_pending"]), str(langfuse["last_error"] or ""))
+        tables.append(table)
+        if langfuse["quarantine"]:
+            table = Table(title="quarantined: Langfuse refused them for their content "
+                                "(`llm-adapter traces sync --retry-quarantined` or --drop)")
+            for column in ("since", "count", "reason"):
+                table.add_column(column)
+            for q in langfuse["quarantine"]:
+                table.add_row(q["since"], str(q["count"]), str(q["reason"]))
+            tables.append(table)
     return tables
 
 

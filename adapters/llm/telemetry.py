@@ -56,7 +56,7 @@ class TelemetryPool:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
         self._stores: dict[str, Any] = {}
-        self._langfuse: dict[tuple[str, str, str], LangfuseSink] = {}
+        self._langfuse: dict[tuple[str, str, str, str], LangfuseSink] = {}
         self._alerts: dict[str, Any] = {}
 
     def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
@@ -90,18 +90,23 @@ class TelemetryPool:
         log_masking().add(masker)           # litellm's own log lines: from now on
         sinks: list[Sink] = []
         store = None
-        if store_settings.get("enabled", True):
+        keep_calls = store_settings.get("enabled", True)
+        if keep_calls:
             store = self._store(path)
-            sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store))
         langfuse = None
         if enable_langfuse:
             if creds is None:
                 self._warn_missing_keys()
             else:
                 if store is None:
-                    store = self._store(path)   # the spool lives there
+                    store = self._store(path)   # the outbox lives there
                 langfuse = self._langfuse_sink(creds, config, store)
-                sinks.append(langfuse)
+        if keep_calls:
+            # With Langfuse on, a call's outbox row is committed with its calls row.
+            sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store,
+                                    langfuse=langfuse))
+        elif langfuse is not None:
+            sinks.append(langfuse)
         alerts = self._alert_evaluator(config)
         if alerts is not None:
             sinks.append(alerts)
@@ -133,7 +138,7 @@ class TelemetryPool:
         return existing
 
     def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
-        key = (creds.public_key, creds.base_url, config.environment)
+        key = (creds.public_key, creds.base_url, config.environment, str(store.path))
         sink = self._langfuse.get(key)
         if sink is None:
             sink = self._langfuse[key] = LangfuseSink(
@@ -150,17 +155,29 @@ class TelemetryPool:
 
 
 class _StoreSink:
+    """The calls row of each record and, with Langfuse on, its outbox row (the masked
+    record), queued as one item so the store commits them in one transaction."""
+
     name = "store"
 
-    def __init__(self, store: Any, *, masked: bool) -> None:
+    def __init__(self, store: Any, *, masked: bool, langfuse: LangfuseSink | None = None) -> None:
         self.store = store
         self.wants_masked = masked
+        self.langfuse = langfuse
+        if langfuse is not None:
+            self.emit_pair = self._emit_pair
 
     def emit(self, record: Any) -> None:
         self.store.write(record)
 
+    def _emit_pair(self, record: Any, masked: Any) -> None:
+        assert self.langfuse is not None
+        self.store.write_with_outbox(record, self.langfuse.entry(masked))
+
     def flush(self, timeout: float) -> bool:
-        return bool(self.store.flush(timeout))
+        if self.langfuse is None:
+            return bool(self.store.flush(timeout))
+        return self.langfuse.flush(timeout)          # commits, then delivers
 
 
 def store_path(config: Config) -> Path:
