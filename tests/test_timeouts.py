@@ -99,6 +99,25 @@ def test_the_last_group_gets_all_that_remains(make_adapter, sim):
     assert response.deployment == b, "alone in its chain, the backup had all 4 s for its 2.5 s"
 
 
+@pytest.mark.parametrize("where", ["router", "deployment"])
+def test_stream_timeout_bounds_each_read(make_adapter, sim, where):
+    # timeout 30 would let the stall run on; stream_timeout (the router's, or the deployment's)
+    # bounds the wait for the stream's first read, and the fallback streams the answer.
+    settings, p_extra = (", timeout: 30, stream_timeout: 1", "") if where == "router" else \
+        (", timeout: 30", ", stream_timeout: 1")
+    llm, p, b = two_groups(make_adapter, settings=settings, p_extra=p_extra)
+    sim.set_scenario(p, STALL)
+    started = time.monotonic()
+    stream = llm.generate(prompt="Tell me a story", stream=True)
+    text = "".join(stream)
+    elapsed = time.monotonic() - started
+    assert text.startswith("Simulated answer") and stream.response is not None
+    assert stream.response.deployment == b
+    assert (stream.response.attempts[0].deployment, stream.response.attempts[0].error_kind) == \
+        (p, "timeout")
+    assert 0.9 < elapsed < 8, f"{elapsed:.2f}s: a 1 s read timeout, not the 10 s stall"
+
+
 # ------------------------------------------------------------------ router_settings.deadline
 
 
