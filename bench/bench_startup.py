@@ -12,7 +12,8 @@ provider simulator (its own process, zero added latency):
 - the adapter built at an application's start-up, its first call made ``--idle`` seconds later:
   that call's own latency (the background import had the idle time).
 
-Prints the median of each and the median of the per-run ratios adapter / bare (goal: ≤ 1.0).
+Prints the median of each and the median of the per-run ratios adapter / bare (goal: ≤ 1.0),
+and the CPU seconds of each (all threads; steadier than wall time on a busy machine).
 """
 
 from __future__ import annotations
@@ -35,18 +36,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 BARE = """
 import json, sys, time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import litellm
 litellm.completion(model="openai/gpt-4o", api_base=sys.argv[1] + "/s/bench-bare",
                    api_key="sk-bench-0001", messages=[{"role": "user", "content": "Hello"}])
-print(json.dumps({"first_answer": time.perf_counter() - t0}))
+print(json.dumps({"first_answer": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
 """
 
 ADAPTER = """
 import json, sys, time
 t0 = time.perf_counter()
 from adapters.llm import LiteLLMAdapter
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 llm = LiteLLMAdapter(config_path=sys.argv[1], enable_langfuse=False)
 idle = float(sys.argv[2])
 if idle:
@@ -54,7 +55,8 @@ if idle:
 t2 = time.perf_counter()
 llm.generate(prompt="Hello", timeout=120)
 t3 = time.perf_counter()
-print(json.dumps({"first_answer": t3 - t1, "with_package_import": t3 - t0, "first_call": t3 - t2}))
+print(json.dumps({"first_answer": t3 - t1, "with_package_import": t3 - t0, "first_call": t3 - t2,
+                  "cpu": time.process_time() - c1}))
 """
 
 
@@ -99,7 +101,8 @@ def main() -> None:
             home = Path(tmp)
             config = str(config_file(url, home))
             rows: dict[str, list[float]] = {k: [] for k in (
-                "bare", "adapter", "adapter_pkg", "idle_first_call")}
+                "bare", "adapter", "adapter_pkg", "idle_first_call", "bare_cpu",
+                "adapter_cpu")}
             ratios: list[float] = []
             for run in range(args.runs):
                 paths = [("bare", lambda: fresh(BARE, url, home=home)),
@@ -112,6 +115,8 @@ def main() -> None:
                 rows["adapter"].append(got["adapter"]["first_answer"])
                 rows["adapter_pkg"].append(got["adapter"]["with_package_import"])
                 rows["idle_first_call"].append(idle["first_call"])
+                rows["bare_cpu"].append(got["bare"]["cpu"])
+                rows["adapter_cpu"].append(got["adapter"]["cpu"])
                 ratios.append(got["adapter"]["first_answer"] / got["bare"]["first_answer"])
                 print(f"run {run + 1}: bare {got['bare']['first_answer']:.2f} s, adapter "
                       f"{got['adapter']['first_answer']:.2f} s "
@@ -133,6 +138,9 @@ def main() -> None:
     print(f"| adapter built {args.idle:g} s earlier: the first call alone | "
           f"{med['idle_first_call']:.3f} | "
           f"{med['idle_first_call'] / med['bare']:.3f} |")
+    cpu_ratio = statistics.median(a / b for a, b in zip(rows["adapter_cpu"], rows["bare_cpu"]))
+    print(f"| CPU seconds (all threads): bare {med['bare_cpu']:.2f}, adapter construct + "
+          f"first `generate` {med['adapter_cpu']:.2f} | | {cpu_ratio:.2f} |")
     print(f"\nper-run ratios adapter / bare: {', '.join(f'{r:.2f}' for r in ratios)}")
 
 
