@@ -29,8 +29,18 @@ log = logging.getLogger(__name__)
 # does not block its event loop. A name missing from another litellm version is skipped.
 _ROUTER_LAZY = (
     "litellm.router_rust.core", "litellm.router_rust.invoke.walk",
-    "litellm.integrations.otel.logger", "litellm.integrations.SlackAlerting.slack_alerting",
-    "litellm.router_utils.client_initalization_utils", "litellm.proxy._types",
+    "litellm.router_rust.invoke.prompt_management", "litellm.rust_bridge.host.settings",
+    "litellm.rust_bridge.logger", "litellm.integrations.otel.logger",
+    "litellm.integrations.SlackAlerting.slack_alerting", "litellm._service_logger",
+    "litellm.integrations.prometheus_services", "litellm.integrations.generic_api",
+    "litellm.litellm_core_utils.logging_callback_manager",
+    "litellm.router_utils.client_initalization_utils", "litellm.router_utils.request_priority",
+    "litellm.router_utils.pre_call_checks.continuation_prefill_check",
+    "litellm.router_strategy.auto_router.baseline_request", "litellm.proxy._types",
+    "litellm.proxy.spend_tracking.savings", "litellm.proxy.openai_files_endpoints.common_utils",
+    "litellm.llms.litellm_proxy.chat", "litellm.llms.openai_like.dynamic_config",
+    "litellm.llms.github_copilot.authenticator", "litellm.llms.github_copilot.per_user_auth",
+    "litellm.llms.edenai.chat", "litellm.llms.fal_ai.chat",
     "litellm.llms.openai.chat.gpt_audio_transformation",
 )
 _FORK_WAIT_S = 60.0                 # a fork waits this long at most for an import in flight
