@@ -94,9 +94,11 @@ def test_a_short_caller_deadline_leaves_the_fallback_its_turn(make_adapter, sim)
 
 def test_the_last_group_gets_all_that_remains(make_adapter, sim):
     llm, p, b = two_groups(make_adapter, settings=", timeout: 30")
+    sim.set_scenario(p, "down")
     sim.set_scenario(b, Scenario(faults=[Fault(kind="stall", stall_s=2.5)]))
-    response = llm.generate(prompt="Hello", timeout=4, model="backup")
-    assert response.deployment == b, "alone in its chain, the backup had all 4 s for its 2.5 s"
+    response = llm.generate(prompt="Hello", timeout=4)
+    assert response.deployment == b, "the last group had all that remained for its 2.5 s"
+    assert [(a.deployment, a.outcome) for a in response.attempts] == [(p, "error"), (b, "ok")]
 
 
 @pytest.mark.parametrize("where", ["router", "deployment"])
