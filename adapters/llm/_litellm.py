@@ -68,8 +68,8 @@ class _Import:
         return self.future
 
     def _run(self) -> None:
-        # Every object the import creates lives on, so the collector's passes during it free
-        # nothing; paused, the import is ~20 % faster. Re-enabled right after.
+        # What an import creates lives on, so the collector's passes during it free little;
+        # paused, the import is ~20 % faster. Re-enabled right after.
         paused = gc.isenabled()
         if paused:
             gc.disable()
