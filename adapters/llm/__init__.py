@@ -4,7 +4,8 @@
     llm = LiteLLMAdapter(model="claude-sonnet")
     print(llm.generate(prompt="Hello").content)
 
-Importing this package is cheap: litellm is imported on the first call.
+Importing this package is cheap and starts nothing: the first adapter starts importing
+litellm in the background, and the first call waits for it within its deadline.
 """
 
 from .config import Config, load_config

@@ -137,8 +137,9 @@ _CACHE = Fields("cache", MappingProxyType({
 ROUTER_FIELDS: Mapping[str, Spec] = MappingProxyType({
     "routing_strategy": Choice(ROUTING_STRATEGIES),
     "num_retries": Num(low=0, high=10, integer=True, example="1"),
-    "timeout": _SECONDS_GT0,
+    "timeout": _SECONDS_GT0,           # each attempt, as in LiteLLM
     "stream_timeout": Num(low=0, low_open=True, seconds=True, optional=True, example="20"),
+    "deadline": Num(low=0, low_open=True, seconds=True, optional=True, example="120"),
     "cooldown_time": Num(low=0, seconds=True, example="30"),
     "allowed_fails": _COUNT,
     "retry_after": Num(low=0, seconds=True, example="0"),

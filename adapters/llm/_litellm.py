@@ -1,20 +1,100 @@
-"""The one place litellm is imported.
+"""The one place litellm is imported, in a background thread started by the first adapter.
 
-``import litellm`` takes seconds, so nothing imports it at module level: callers ask for it when a
-call needs it. Before the first import the offline price map is chosen (litellm otherwise fetches
-its price list over the network at import and stalls), unless the user decided otherwise.
+``import litellm`` takes seconds, so importing the package never does it: the first
+``LiteLLMAdapter`` starts it in a daemon thread (``start_import``), and the first call waits for
+it within its own deadline, so an application that builds its adapter at start-up finds litellm
+ready by its first request. The thread also imports what litellm's Router imports on its first
+call (tracing hooks, routing steps), which would otherwise block the event loop mid-call.
+
+Before the import the offline price map is chosen (litellm otherwise fetches its price list over
+the network at import and stalls), unless the user decided otherwise.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from functools import cache
 from types import ModuleType
 
+__all__ = ["litellm", "start_import"]
 
-@cache
-def litellm() -> ModuleType:
+log = logging.getLogger(__name__)
+
+# Modules litellm's Router imports on its first call (litellm 1.110); warmed here so that call
+# does not block its event loop. A name missing from another litellm version is skipped.
+_ROUTER_LAZY = (
+    "litellm.router_rust.core", "litellm.router_rust.invoke.walk",
+    "litellm.router_rust.invoke.prompt_management", "litellm.rust_bridge.host.settings",
+    "litellm.rust_bridge.logger", "litellm.integrations.otel.logger",
+    "litellm.integrations.SlackAlerting.slack_alerting", "litellm._service_logger",
+    "litellm.integrations.prometheus_services", "litellm.integrations.generic_api",
+    "litellm.litellm_core_utils.logging_callback_manager",
+    "litellm.router_utils.client_initalization_utils", "litellm.router_utils.request_priority",
+    "litellm.router_utils.pre_call_checks.continuation_prefill_check",
+    "litellm.router_strategy.auto_router.baseline_request", "litellm.proxy._types",
+    "litellm.proxy.spend_tracking.savings", "litellm.proxy.openai_files_endpoints.common_utils",
+    "litellm.llms.litellm_proxy.chat", "litellm.llms.openai_like.dynamic_config",
+    "litellm.llms.github_copilot.authenticator", "litellm.llms.github_copilot.per_user_auth",
+    "litellm.llms.edenai.chat", "litellm.llms.fal_ai.chat",
+    "litellm.llms.openai.chat.gpt_audio_transformation",
+)
+_FORK_WAIT_S = 60.0                 # a fork waits this long at most for an import in flight
+
+
+class _Import:
+    """The import of litellm: started once, awaited by every caller."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.future: Future[ModuleType] = Future()
+        self.module: ModuleType | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Future[ModuleType]:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="llm-adapter-import",
+                                                daemon=True)
+                self.future.set_running_or_notify_cancel()  # no waiter can cancel it now
+                # A child forked mid-import would inherit module locks held by a thread it
+                # does not have, and hang on its first import of litellm: forks wait for it.
+                os.register_at_fork(before=self._settle)
+                self._thread.start()
+        return self.future
+
+    def _run(self) -> None:
+        # What an import creates lives on, so the collector's passes during it free little;
+        # paused, the import is ~20 % faster. Re-enabled right after.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            module = _import()
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of litellm()
+            self.future.set_exception(exc)
+            return
+        finally:
+            if paused:
+                gc.enable()
+        self.module = module
+        self.future.set_result(module)
+
+    def _settle(self) -> None:
+        thread = self._thread
+        if thread is None or thread is threading.current_thread() or self.future.done():
+            return
+        thread.join(_FORK_WAIT_S)
+        if thread.is_alive():
+            log.warning("llm-adapter: forking while litellm is still being imported; the "
+                        "child may hang on it (make adapters after the fork)")
+
+
+def _import() -> ModuleType:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm as _litellm
 
@@ -23,4 +103,27 @@ def litellm() -> ModuleType:
     if not os.environ.get("LITELLM_LOG"):
         # Its warnings repeat what the adapter reports itself (e.g. unknown prices).
         logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    for name in _ROUTER_LAZY:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # a warm-up only: the call imports what it needs itself
+            log.debug("llm-adapter: %s not warmed (%s)", name, exc)
     return _litellm
+
+
+@cache
+def _state() -> _Import:
+    return _Import()
+
+
+def start_import() -> Future[ModuleType]:
+    """Start importing litellm in the background (once per process); its future."""
+    return _state().start()
+
+
+def litellm() -> ModuleType:
+    """The litellm module, imported (or waited for) now."""
+    state = _state()
+    if state.module is not None:
+        return state.module
+    return state.start().result()

@@ -135,8 +135,9 @@ class RouterSettings:
 
     routing_strategy: str = "simple-shuffle"
     num_retries: int = 1
-    timeout: float = 60.0           # seconds: the whole-call deadline default
-    stream_timeout: float | None = None     # seconds to the first chunk
+    timeout: float = 60.0           # seconds each attempt may take (LiteLLM's timeout)
+    stream_timeout: float | None = None     # seconds each read of a stream may wait
+    deadline: float | None = None   # seconds for a whole call; None: from the chain's timeouts
     cooldown_time: float = 30.0
     allowed_fails: int = 0
     retry_after: float = 0.0
@@ -440,7 +441,7 @@ def _profiles(check: Checker, value: Any, groups: tuple[str, ...]) -> dict[str, 
 def _router(merged: Mapping[str, Any]) -> RouterSettings:
     """Split checked router settings into RouterSettings fields and pass-through ``extra``."""
     known = {k: v for k, v in merged.items() if k in ROUTER_FIELDS}
-    for name in ("timeout", "stream_timeout", "cooldown_time", "retry_after"):
+    for name in ("timeout", "stream_timeout", "deadline", "cooldown_time", "retry_after"):
         if name in known:
             known[name] = _float(known[name])
     if known.get("cache") is not None:

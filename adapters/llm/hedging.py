@@ -13,7 +13,8 @@ in a row is persistently slow, not unlucky: it is cooled down like a failed one
 
 The routing walk stays free of policies: a hedge is sent only when ``CallSpec.admit_hedge``
 (supplied by the pipeline) took rate-limit capacity and budget for it without waiting. Streams
-are not hedged (the TTFT cut-off covers them); the call keeps its one deadline.
+are not hedged (the TTFT cut-off covers them); the call keeps its one deadline, and each leg
+gets the share of it that ``Gateway.try_group`` gives a group a later one could follow.
 
     router_settings:
       hedging: {after_ms: 500}                  # or after_percentile: 95, min_samples: 20,
@@ -167,7 +168,7 @@ class Hedger:
         """
         loop = asyncio.get_running_loop()
         after = self.after_s(group)
-        legs = [_start(gateway, spec, group)]
+        legs = [_start(gateway, spec, group, rest=rest)]
         may_hedge = True
         try:
             while True:
@@ -184,7 +185,9 @@ class Hedger:
                 if not done:
                     target, sibling = _next_target(gateway, legs, rest)
                     if spec.admit_hedge is None or await spec.admit_hedge(target, sibling):
-                        legs.append(_start(gateway, spec, target, sibling))
+                        legs.append(_start(gateway, spec, target, sibling,
+                                           rest[rest.index(target) + 1:] if target in rest
+                                           else rest))
                     else:
                         may_hedge = False           # no capacity or budget: no hedge now
                     continue
@@ -240,9 +243,10 @@ async def _ended(gateway: Gateway, spec: CallSpec, error: BaseException, legs: l
     return error
 
 
-def _start(gateway: Gateway, spec: CallSpec, group: str, deployment: str | None = None) -> _Leg:
+def _start(gateway: Gateway, spec: CallSpec, group: str, deployment: str | None = None,
+           rest: Sequence[str] = ()) -> _Leg:
     walk = Walk()
-    task = asyncio.ensure_future(gateway.try_group(spec, group, walk, deployment))
+    task = asyncio.ensure_future(gateway.try_group(spec, group, walk, deployment, rest))
     return _Leg(group, walk, task, asyncio.get_running_loop().time(), deployment)
 
 

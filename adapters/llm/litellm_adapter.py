@@ -2,11 +2,13 @@
 
 It checks the call, builds the messages, hands them to the routing walk (litellm's Router
 underneath) and returns an ``LLMResponse``; nothing else lives here. Construction only reads the
-config: litellm is imported on the first call, so building an adapter is cheap.
+config and starts importing litellm in the background; the first call waits for that import and
+builds the router within its own deadline, which counts from the moment the caller called.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -20,6 +22,7 @@ from . import errors
 from ._call_checks import (check_encodable, check_message, check_request,
                            check_response_format, check_timeout, check_tools)
 from ._fork import fork_guard, reset_in_child
+from ._litellm import start_import
 from ._loop import default_loop
 from ._redact import redact
 from .caching import CacheControl
@@ -29,7 +32,7 @@ from .pipeline import run as run_call
 from .policies import Policies, PolicyPool, default_policies
 from .prompts import Prompt, build_registry, prompt_link
 from .records import LLMResponse
-from .routing import CallSpec, Gateway, RouterPool, default_pool
+from .routing import CallSpec, Gateway, RouterPool, call_deadline, default_pool
 from .streaming import ResponseStream
 from .telemetry import Telemetry, TelemetryPool, default_telemetry
 from .tracing import TraceScope, current_parent, current_scope
@@ -74,6 +77,7 @@ class LiteLLMAdapter:
         self._prompts = build_registry(self.config, enable_langfuse=bool(self.enable_langfuse),
                                        local_dir=Path(prompts_dir) if prompts_dir else None)
         reset_in_child(self, LiteLLMAdapter._after_fork)
+        start_import()      # litellm takes seconds to import: ready by the first call, if it can
 
     def _after_fork(self) -> None:
         """In a forked child the sinks and policies are the pools' new ones (see ``_fork``)."""
@@ -92,12 +96,13 @@ class LiteLLMAdapter:
         ``ResponseStream`` of text chunks when ``stream=True``. Works from any thread and from
         code already running an event loop. ``cache={"no-cache": True, "no-store": True,
         "ttl": 60}`` controls the response cache for this call."""
+        called_at = time.monotonic()
         loop = default_loop()
         coro = self._call(prompt, system=system, messages=messages, metadata=metadata,
                           tools=tools, tool_choice=tool_choice, temperature=temperature,
                           max_tokens=max_tokens, response_format=response_format, timeout=timeout,
                           stream=stream, model=model, kwargs=litellm_kwargs,
-                          parent=self._parent(), cache=cache)
+                          parent=self._parent(), cache=cache, called_at=called_at)
         result = loop.run(coro)
         if isinstance(result, ResponseStream):   # a ReplayStream too
             result._loop = loop
@@ -117,7 +122,7 @@ class LiteLLMAdapter:
                                 tools=tools, tool_choice=tool_choice, temperature=temperature,
                                 max_tokens=max_tokens, response_format=response_format,
                                 timeout=timeout, stream=stream, model=model, kwargs=litellm_kwargs,
-                                parent=self._parent(), cache=cache)
+                                parent=self._parent(), cache=cache, called_at=time.monotonic())
 
     def stream(self, prompt: str | None = None, **kwargs: Any) -> ResponseStream:
         """``generate(..., stream=True)``."""
@@ -128,10 +133,8 @@ class LiteLLMAdapter:
                     tools: Any, tool_choice: Any, temperature: Any, max_tokens: Any,
                     response_format: Any, timeout: Any, stream: bool, model: str | None,
                     kwargs: dict[str, Any], parent: tuple[str, str | None],
-                    cache: Mapping[str, Any] | None = None) -> LLMResponse | ResponseStream:
-        gateway = self.gateway              # the first call imports litellm: not the call's time
-        self.telemetry                      # noqa: B018 - and opens the store
-        started = time.monotonic()
+                    called_at: float, cache: Mapping[str, Any] | None = None
+                    ) -> LLMResponse | ResponseStream:
         group = model or self.model
         if group not in self.config.groups():
             raise errors.UsageError(f"unknown model {group!r}; defined: "
@@ -142,13 +145,41 @@ class LiteLLMAdapter:
                          max_tokens=max_tokens, response_format=response_format, kwargs=kwargs)
         _check_metadata(metadata)
         check_request(params, metadata)
-        allowed_s = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
-        spec = CallSpec(group=group, messages=chat, params=params, deadline=started + allowed_s,
-                        stream=stream, stream_timeout=self.config.router_settings.stream_timeout)
+        allowed_s = call_deadline(self.config, group) if timeout is None else _timeout(timeout)
+        deadline = called_at + allowed_s
+        gateway = await self._started(group, deadline)
+        started = time.monotonic()
+        spec = CallSpec(group=group, messages=chat, params=params, deadline=deadline,
+                        stream=stream)
         call = Call(spec=spec, call_id=uuid.uuid4().hex, environment=self.environment,
                     metadata=metadata, scope=current_scope(), parent=parent, prompt=link,
                     control=CacheControl.parse(cache), started=started)
         return await run_call(call, gateway, self.policies, self.telemetry)
+
+    async def _started(self, group: str, deadline: float) -> Gateway:
+        """The router (and the store and policies), on the first call built within its deadline:
+        the import of litellm started at construction is awaited, then the rest is built in a
+        worker thread, so the event loop stays free to end the call at its deadline. A build cut
+        off by it goes on in the background, for the next call."""
+        if self._gateway is not None and self._telemetry is not None and \
+                self._policies is not None:
+            return self._gateway
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                await asyncio.wrap_future(start_import())
+                await asyncio.to_thread(self._build)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(
+                f"{group}: no answer within the call's deadline: litellm and the router were "
+                "still starting up (no request was sent); raise timeout=, or call "
+                "llm.warmup() at start-up", model_group=group, kind="deadline",
+                attempts=[]) from None
+        return self.gateway
+
+    def _build(self) -> None:
+        self.gateway                        # noqa: B018 - built on first use
+        self.telemetry                      # noqa: B018
+        self.policies                       # noqa: B018
 
     def _parent(self) -> tuple[str, str | None]:
         """The trace a call joins (the caller's ``llm.trace`` or span, else a new one), read in

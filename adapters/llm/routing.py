@@ -5,7 +5,14 @@ cooldowns. The walk across groups (the fallback chain) happens here, because the
 record every attempt, stop on a caller error (400) instead of falling back, send context-window
 errors to their own chain, honour one deadline for the whole call, fail a stream over before its
 first chunk (or when ``stream_ttft_timeout`` passes without one) and, optionally, race a slow
-attempt against the next target (``hedging.py``). Fallbacks are still given to the Router (and
+attempt against the next target (``hedging.py``).
+
+Timeouts keep LiteLLM's meaning: a deployment's ``timeout`` (else ``router_settings.timeout``)
+bounds each attempt and ``stream_timeout`` each read of a stream; litellm applies them. The
+deadline (the caller's ``timeout=``, else ``router_settings.deadline``, else ``call_deadline``)
+bounds the whole call. While a later group could still answer, a group's router call gets at
+most half of what remains, so a stalled primary leaves its fallback a turn; the last way to an
+answer gets all of it. Fallbacks are still given to the Router (and
 disabled per call): litellm only cools down a lone deployment whose group has a fallback, and the
 cooldown is what makes calls during an outage skip the dead provider in microseconds instead of
 paying for it every time.
@@ -44,9 +51,10 @@ from .streaming import close_stream, first_chunk
 if TYPE_CHECKING:
     from .hedging import Hedger
 
-__all__ = ["CallSpec", "Gateway", "Outcome", "RouterPool", "default_pool"]
+__all__ = ["CallSpec", "Gateway", "Outcome", "RouterPool", "call_deadline", "default_pool"]
 
 SIMULATED_KEY = "simulated-key"
+DEADLINE_HEADROOM_S = 10.0      # call_deadline's allowance for start-up and retry backoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,6 @@ class CallSpec:
     params: Mapping[str, Any]           # temperature, max_tokens, tools, ... (passed to litellm)
     deadline: float                     # time.monotonic() by which the whole call must end
     stream: bool = False
-    stream_timeout: float | None = None
     start_at: int = 0                   # skip the chain's first groups (no rate-limit capacity)
     stream_ttft_timeout: float | None = None    # this call's cut-off (else router_settings')
     # Asked before a hedge is sent to a group (and deployment, when one is chosen): may the
@@ -125,7 +132,8 @@ class Gateway:
         self._chains = {p: tuple(t) for p, t in config.fallbacks} \
             if config.profile.fallbacks_enabled else {}
         self._window_chains = {p: tuple(t) for p, t in config.context_window_fallbacks}
-        self._own_timeouts = {g: _own_timeout(config.group(g)) for g in config.groups()}
+        self._attempt_limits = {g: attempt_limit(config, g) for g in config.groups()}
+        self._read_limits = {g: _read_limit(config, g) for g in config.groups()}
         # Groups served on this machine (Ollama): one attempt a call, see _local_servers.
         self._local_groups = frozenset() if simulator_url else frozenset(
             g for g, ids in self._group_ids.items()
@@ -225,7 +233,7 @@ class Gateway:
             try:
                 if self.hedger is not None and self.hedger.applies(spec):
                     return await self.hedger.race(self, spec, group, chain[index:], walk)
-                return await self.try_group(spec, group, walk)
+                return await self.try_group(spec, group, walk, rest=chain[index:])
             except GroupFailed as failed:
                 if failed.failure.action == STOP:
                     raise errors.UsageError(
@@ -256,36 +264,50 @@ class Gateway:
         return True
 
     async def try_group(self, spec: CallSpec, group: str, walk: Walk,
-                        only: str | None = None) -> Outcome:
+                        only: str | None = None, rest: Sequence[str] = ()) -> Outcome:
         """One router call to ``group`` (litellm retries inside it), recorded in ``walk``; to
-        its deployment ``only`` when that is given (a hedge sent to a sibling)."""
+        its deployment ``only`` when that is given (a hedge sent to a sibling). ``rest``: the
+        groups the walk may try after it."""
         remaining = spec.deadline - time.monotonic()
         if remaining <= 0:
             raise self.deadline_error(spec, walk)
+        later = next((g for g in rest if self.cooldowns.healthy(g)), None)
+        budget = remaining / 2 if later is not None else remaining
         log = attempt_log()
         key, collector = log.track()
         walk.live = collector
-        kwargs: dict[str, Any] = {**spec.params, "timeout": self._attempt_timeout(group, remaining),
-                                  "disable_fallbacks": True, "metadata": {CALL_KEY: key}}
+        kwargs: dict[str, Any] = {**spec.params, "disable_fallbacks": True,
+                                  "metadata": {CALL_KEY: key}}
+        # litellm sends each attempt its deployment's timeout (else the router's); only a budget
+        # shorter than that is passed, so it bounds every attempt of this router call.
+        if budget < self._attempt_limits[group]:
+            kwargs["timeout"] = _whole_seconds(budget)
         if group in self._local_groups:
             kwargs["num_retries"] = 0
         if spec.stream:
             kwargs["stream"] = True
             kwargs.setdefault("stream_options", {"include_usage": True})
-            kwargs["stream_timeout"] = min(spec.stream_timeout or remaining, remaining)
+            if budget < self._read_limits[group]:
+                kwargs["stream_timeout"] = _whole_seconds(budget)
         # The TTFT cut-off fails this group over when no first chunk came in time; litellm's
         # stream_timeout only bounds each read.
         ttft = (spec.stream_ttft_timeout or self._ttft) if spec.stream else None
-        cut = asyncio.timeout(ttft if ttft is not None and ttft < remaining else None)
+        cut = asyncio.timeout(ttft if ttft is not None and ttft < budget else None)
+        bound = asyncio.timeout(budget)
         started, since = time.monotonic(), time.time()
         response = None
         try:
-            async with asyncio.timeout(remaining), cut:
+            async with bound, cut:
                 response = await self.router.acompletion(model=only or group,
                                                          messages=spec.messages, **kwargs)
                 first = await first_chunk(response) if spec.stream else None
         except TimeoutError:
             await close_stream(response)
+            if later is not None and bound.expired():   # its share is over: the next group's turn
+                why = (f"no answer within {budget:.1f} s, its share of the call's deadline "
+                       f"(the rest is kept for {later})")
+                raise self._failed(Failure("timeout", None, None, NEXT_GROUP, why),
+                                   collector, group, started, walk) from None
             if cut.expired():     # a timeout litellm never saw: it counts toward a cooldown
                 why = f"no first chunk within {ttft:g} s"
                 failed = self._failed(Failure("ttft_timeout", None, None, NEXT_GROUP, why),
@@ -305,8 +327,10 @@ class Gateway:
             if raised_locally(exc, responded=collector.responded):
                 # litellm may have cooled the deployment as if it had failed: it did not.
                 self.cooldowns.lift((only,) if only else self._group_ids.get(group, ()), since)
-                raise self._failed(local_failure(exc, self._secrets), collector, group, started, walk) from None
-            raise self._failed(classify(exc, self._secrets), collector, group, started, walk) from None
+                raise self._failed(local_failure(exc, self._secrets), collector, group, started,
+                                   walk) from None
+            raise self._failed(classify(exc, self._secrets), collector, group, started,
+                               walk) from None
         finally:
             log.release(key)
         attempts = self._attempts(collector, group, started, None)
@@ -344,15 +368,6 @@ class Gateway:
         """Whether ``dep_id`` is served on this machine (not by the simulator)."""
         dep = self.deployments.get(dep_id)
         return dep is not None and not self.simulator_url and is_local_server(dep)
-
-    def _attempt_timeout(self, group: str, remaining: float) -> float:
-        """Per-attempt timeout: the deployments' own ``timeout`` (else the router's), cut to
-        the time left. Rounded up to whole seconds because litellm keeps one HTTP client per
-        timeout value: an exact float per call would open a new connection every call. The
-        deadline itself is enforced exactly around the attempt."""
-        own = self._own_timeouts.get(group)
-        limit = own if own is not None else self.config.router_settings.timeout
-        return float(min(limit, math.ceil(remaining)))
 
     def _answering(self, response: Any, attempts: list[Attempt], group: str) -> Deployment:
         hidden = getattr(response, "_hidden_params", None) or {}
@@ -427,12 +442,45 @@ _CANCELLED = Failure("cancelled", None, None, NEXT_GROUP, "cancelled before it a
 _OUTCOMES = {"cooldown": "skipped", "cancelled": "cancelled"}
 
 
-def _own_timeout(deployments: Sequence[Deployment]) -> float | None:
-    """The group's per-deployment timeout when every deployment sets one (the longest)."""
-    own = [d.litellm_params.get("timeout") for d in deployments]
-    if own and all(isinstance(t, (int, float)) for t in own):
-        return max(float(t) for t in own)  # type: ignore[arg-type]
-    return None
+def attempt_limit(config: Config, group: str) -> float:
+    """Seconds one attempt to ``group`` may take: the longest of its deployments' own
+    ``timeout``, where a deployment without one has the router's (LiteLLM's precedence)."""
+    default = config.router_settings.timeout
+    return max(_seconds(d.litellm_params.get("timeout"), default) for d in config.group(group))
+
+
+def _read_limit(config: Config, group: str) -> float:
+    """Seconds one read of a stream from ``group`` may wait, as litellm resolves it: the
+    deployment's ``stream_timeout``, else the router's, else the attempt's ``timeout``."""
+    rs = config.router_settings
+    return max(_seconds(d.litellm_params.get("stream_timeout"),
+                        rs.stream_timeout if rs.stream_timeout is not None else
+                        _seconds(d.litellm_params.get("timeout"), rs.timeout))
+               for d in config.group(group))
+
+
+def call_deadline(config: Config, group: str) -> float:
+    """Seconds a call to ``group`` may take when the caller does not say: ``router_settings.
+    deadline``, else one full attempt for each group of its fallback chain plus
+    ``DEADLINE_HEADROOM_S`` (a first call's start-up, litellm's retry backoff), so by default
+    no attempt is cut short of its own ``timeout``."""
+    if config.router_settings.deadline is not None:
+        return config.router_settings.deadline
+    chains = dict(config.fallbacks) if config.profile.fallbacks_enabled else {}
+    chain = (group, *chains.get(group, ()))
+    return sum(attempt_limit(config, g) for g in chain) + DEADLINE_HEADROOM_S
+
+
+def _seconds(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else default
+
+
+def _whole_seconds(seconds: float) -> float:
+    """A per-call timeout for litellm, rounded up to whole seconds: litellm keeps one HTTP
+    client per distinct timeout value, so an exact float per call would open a new connection
+    every call. The exact bound is enforced around the router call."""
+    return float(max(math.ceil(seconds), 1))
 
 
 # Router kwargs a config may pass straight through (router_settings keys LiteLLM knows).
