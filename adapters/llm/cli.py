@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ._tables import print_fit, wide_option
 from .config import Config, load_config
 from .errors import LLMAdapterError
 
@@ -95,9 +96,10 @@ def chat(prompt: str, model: str | None, system: str | None, stream: bool, as_js
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
+@wide_option
 @_config_option
 @_env_option
-def models(as_json: bool, config_path: str | None, environment: str | None) -> None:
+def models(as_json: bool, wide: bool, config_path: str | None, environment: str | None) -> None:
     """Model groups, their deployments, and which keys are present or missing."""
     from .views import models_rows, models_table
 
@@ -105,7 +107,7 @@ def models(as_json: bool, config_path: str | None, environment: str | None) -> N
     if as_json:
         click.echo(json.dumps(models_rows(config), indent=2))
     else:
-        _console().print(models_table(config))
+        print_fit(_console(), models_table(config), wide=wide)
 
 
 @main.command()
@@ -114,9 +116,10 @@ def models(as_json: bool, config_path: str | None, environment: str | None) -> N
               help="Walk the production checklist: Langfuse keys, prompts in Langfuse, rate "
                    "limits, cache, alerts, masking (implies --env production unless --env).")
 @click.option("--json", "as_json", is_flag=True)
+@wide_option
 @_config_option
 @_env_option
-def doctor(ping: bool, production: bool, as_json: bool, config_path: str | None,
+def doctor(ping: bool, production: bool, as_json: bool, wide: bool, config_path: str | None,
            environment: str | None) -> None:
     """Check config, environment and keys; exit 1 when something needs fixing."""
     from .doctor import run_checks
@@ -129,7 +132,7 @@ def doctor(ping: bool, production: bool, as_json: bool, config_path: str | None,
     except LLMAdapterError as exc:
         checks = [{"check": "config", "ok": False, "detail": str(exc), "fix": "edit the file"}]
     else:
-        checks = run_checks(config, ping=ping)
+        checks = run_checks(config, ping=ping, production=production)
         if production:
             from .production_checks import production_checks
 
@@ -137,7 +140,7 @@ def doctor(ping: bool, production: bool, as_json: bool, config_path: str | None,
     if as_json:
         click.echo(json.dumps(checks, indent=2))
     else:
-        _console().print(checks_table(checks))
+        print_fit(_console(), checks_table(checks), wide=wide)
     sys.exit(0 if all(c["ok"] for c in checks) else 1)
 
 
