@@ -159,6 +159,7 @@ def test_examples_run_in_simulation(no_keys):
 
 
 def test_status_shows_cooldowns_limits_cache_and_budgets(no_keys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ADAPTER_HOME", str(tmp_path / "home"))   # no other test's calls
     config = tmp_path / "status.yaml"
     config.write_text(
         (ROOT / "config" / "litellm_config.yaml").read_text() +

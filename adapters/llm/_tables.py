@@ -88,8 +88,8 @@ class FitTable:
             hidden = [c.name for c in self.columns if c.name in dropped]
             note = f"{', '.join(hidden)} hidden; --wide shows all"
             title = f"{title} ({note})" if title else f"({note})"
-        table = Table(title=title, show_header=self.show_header,
-                      **({} if self.boxed else {"box": None, "padding": (0, 1)}))
+        table = Table(title=title, show_header=self.show_header) if self.boxed else \
+            Table(title=title, show_header=self.show_header, box=None, padding=(0, 1))
         for i in shown:
             col = self.columns[i]
             table.add_column(col.name, justify=col.justify, style=col.style, width=widths[i],
