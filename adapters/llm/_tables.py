@@ -54,6 +54,7 @@ class FitTable:
     show_header: bool = True
     boxed: bool = True
     rows: list[_Row] = field(default_factory=list)
+    width: int = 0                  # of the last render: its columns, padding and borders
     _section: bool = False
 
     def add_row(self, *cells: Any, style: str | None = None) -> None:
@@ -74,8 +75,11 @@ class FitTable:
         dropped: list[str] = []
         if not wide:
             while True:
-                widths = self._shrunk(shown, width - self._overhead(len(shown)))
-                if sum(widths.values()) <= width - self._overhead(len(shown)):
+                room = width - self._overhead(len(shown))
+                widths = self._shrunk(shown, room)
+                if sum(widths.values()) > room:     # long words in prose may fold, then
+                    widths = self._shrunk(shown, room, fold=True)
+                if sum(widths.values()) <= room:
                     break
                 candidates = [i for i in shown if self.columns[i].drop > 0]
                 if not candidates:
@@ -83,6 +87,7 @@ class FitTable:
                 victim = max(candidates, key=lambda i: (self.columns[i].drop, i))
                 shown.remove(victim)
                 dropped.append(self.columns[victim].name)
+        self.width = sum(widths[i] for i in shown) + self._overhead(len(shown))
         title = self.title
         if dropped:
             hidden = [c.name for c in self.columns if c.name in dropped]
@@ -105,14 +110,15 @@ class FitTable:
     def _overhead(self, n: int) -> int:
         return 3 * n + 1 if self.boxed else 2 * n
 
-    def _floor(self, i: int) -> int:
-        """The narrowest column ``i`` may get: a figure's widest cell, else its minimum."""
+    def _floor(self, i: int, fold: bool = False) -> int:
+        """The narrowest column ``i`` may get: a figure's widest cell, else its minimum (for
+        prose, its longest word unless ``fold``)."""
         col = self.columns[i]
         header = max((len(w) for w in col.name.split()), default=0) if self.show_header else 0
         cells = max((r.cells[i].cell_len for r in self.rows), default=0)
         if col.kind == "figure":
             return max(header, cells, 1)
-        if col.kind == "prose":         # whole words where they are not absurdly long
+        if col.kind == "prose" and not fold:    # whole words where they are not too long
             longest = max((len(w) for r in self.rows for w in r.cells[i].plain.split()),
                           default=0)
             return max(header, min(cells, max(col.min_width, min(longest, _LONG_WORD))), 1)
@@ -126,12 +132,12 @@ class FitTable:
             out[i] = max(header, cells, self._floor(i), 1)
         return out
 
-    def _shrunk(self, shown: list[int], room: int) -> dict[int, int]:
+    def _shrunk(self, shown: list[int], room: int, *, fold: bool = False) -> dict[int, int]:
         """Natural widths, the widest flexible columns lowered to one level until they fit."""
         natural = self._natural(shown)
         if sum(natural.values()) <= room:
             return natural
-        floors = {i: self._floor(i) for i in shown}
+        floors = {i: self._floor(i, fold) for i in shown}
         flexible = [i for i in shown if self.columns[i].kind != "figure"]
         fixed = sum(natural[i] for i in shown if i not in flexible)
 
@@ -176,8 +182,12 @@ def print_fit(console: Any, table: FitTable, *, wide: bool = False) -> None:
     """Print ``table`` fitted to ``console``; with ``wide`` (or a table that cannot fit), the
     lines are printed whole, longer than the console, rather than cut."""
     rendered = table.render(console.width, wide=wide)
-    needed = console.measure(rendered).maximum
-    if needed > console.width:
-        console.print(rendered, width=needed, crop=False)
-    else:
+    if table.width <= console.width:
         console.print(rendered)
+        return
+    narrow = console.width             # print() caps its width at the console's: widen it
+    console.width = table.width
+    try:
+        console.print(rendered, crop=False)
+    finally:
+        console.width = narrow
