@@ -487,6 +487,10 @@ class LangfuseServer:
         self._keys = {public_key: secret_key}
         self._down = False
         self._forced_status: int | None = None
+        self._retry_after: int | None = None
+        self._reject_marker: tuple[str, int] | None = None
+        self._max_body: int | None = None
+        self._rejected: list[ReceivedSpan] = []
         self._spans: list[ReceivedSpan] = []
         self._exports: list[ReceivedExport] = []
         self._scores: list[dict[str, Any]] = []
@@ -568,12 +572,31 @@ class LangfuseServer:
                 self._down = not down
             raise
 
-    def set_status(self, status: int | None) -> None:
-        """Answer the ingestion endpoints (OTLP traces, scores) with ``status``; None = normal."""
+    def set_status(self, status: int | None, *, retry_after: int | None = None) -> None:
+        """Answer the ingestion endpoints (OTLP traces, scores) with ``status`` (and a
+        ``Retry-After`` header when given); None = normal."""
         if status is not None and not 100 <= status <= 599:
             raise ValueError(f"not an HTTP status: {status}")
         with self._lock:
             self._forced_status = status
+            self._retry_after = retry_after
+
+    def reject_marked(self, marker: str | None, status: int = 413) -> None:
+        """Refuse with ``status`` (e.g. 413, 400) every OTLP batch holding a span with an
+        attribute whose text contains ``marker``, as Langfuse refuses a batch for its content;
+        None: accept again."""
+        with self._lock:
+            self._reject_marker = None if marker is None else (marker, status)
+
+    def set_max_body(self, limit: int | None) -> None:
+        """Answer 413 to OTLP bodies over ``limit`` bytes once decompressed (None: 64 MiB)."""
+        with self._lock:
+            self._max_body = limit
+
+    def rejected_spans(self) -> list[ReceivedSpan]:
+        """Spans of the batches refused by ``reject_marked`` / ``set_max_body``."""
+        with self._lock:
+            return list(self._rejected)
 
     def add_key(self, public_key: str, secret_key: str) -> None:
         """Accept another key pair (the SDK keeps one client per public key)."""
@@ -617,6 +640,7 @@ class LangfuseServer:
             self._exports.clear()
             self._scores.clear()
             self._requests.clear()
+            self._rejected.clear()
 
     # -- prompt store -------------------------------------------------------------------
 
@@ -668,10 +692,12 @@ class LangfuseServer:
             raise RequestRejected(405, f"Method {request.method} not allowed", "MethodNotAllowedError")
         with self._lock:
             forced = self._forced_status if route.ingestion else None
+            retry_after = self._retry_after
             keys = dict(self._keys)
         if forced is not None:
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
             return web.json_response({"message": f"Forced status {forced}", "error": HTTPStatus(forced).phrase},
-                                     status=forced)
+                                     status=forced, headers=headers)
         if route.auth:
             _authenticate(request, keys)
         return await handler(request)
@@ -711,6 +737,19 @@ class LangfuseServer:
     async def _otel_traces(self, request: web.Request) -> web.Response:
         body = await _read_body(request)
         spans = _decode_spans(_parse_otlp(body, request.content_type))
+        with self._lock:
+            marker, limit = self._reject_marker, self._max_body
+        refused = None
+        if limit is not None and len(body) > limit:
+            refused = RequestRejected(413, f"Request body of {len(body)} bytes exceeds {limit}",
+                                      "PayloadTooLarge")
+        elif marker is not None and any(marker[0] in str(value) for span in spans
+                                        for value in span.attributes.values()):
+            refused = RequestRejected(marker[1], "Batch holds a span this server refuses")
+        if refused is not None:
+            with self._lock:
+                self._rejected.extend(spans)
+            raise refused
         received = ReceivedExport(
             content_type=request.content_type,
             content_encoding=request.headers.get("Content-Encoding", "").strip().lower(),

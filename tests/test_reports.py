@@ -382,7 +382,7 @@ def test_cli_traces_sync(tmp_path: Path, monkeypatch):
     for var in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
         monkeypatch.delenv(var, raising=False)
     code, out = run("traces", "--db", str(store.path), "sync")     # the group's --db counts
-    assert code == 1 and "sent 0 batch(es); 1 still spooled" in out and "LANGFUSE_" in out
+    assert code == 1 and "pending: 0 call(s), 1 span batch(es)" in out and "LANGFUSE_" in out
     monkeypatch.setitem(sys.modules, "adapters.llm.tracing", None)  # as if it were missing
     code, out = run("traces", "sync", "--db", str(store.path))
     assert code == 1 and "Langfuse delivery is not available" in out

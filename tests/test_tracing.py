@@ -149,13 +149,12 @@ def test_langfuse_down_spools_and_delivers_exactly_once(llm, server, keys):
     try:
         answers = [llm.generate(prompt=f"while down {i}") for i in range(3)]
         assert not llm.flush_langfuse(timeout=15), "nothing could be delivered"
-        store = llm.telemetry.store
-        assert store.spool_count() >= 1
+        assert llm.telemetry.langfuse.state().pending == 3, "kept in the store's outbox"
         assert generations(server, keys[0]) == []
     finally:
         server.set_down(False)
     assert llm.flush_langfuse(timeout=15)
-    assert llm.telemetry.store.spool_count() == 0
+    assert llm.telemetry.langfuse.state().ok
     llm.generate(prompt="after recovery")
     assert llm.flush_langfuse(timeout=15)
     ids = [json.loads(g.attr("langfuse.observation.metadata.call_id"))
@@ -170,7 +169,9 @@ def test_refused_keys_keep_traces_spooled(llm, server, keys, monkeypatch):
     llm.generate(prompt="refused")
     assert not llm.flush_langfuse(timeout=15)
     assert any(status == 401 for _, _, status in server.requests())
-    assert llm.telemetry.store.spool_count() >= 1
+    state = llm.telemetry.langfuse.state()
+    assert state.pending == 1 and state.quarantined == 0, "kept, never quarantined"
+    assert "keys" in state.last_error
 
 
 def test_enabled_without_keys_warns_once_and_calls_go_on(make_adapter, monkeypatch, caplog):
@@ -243,7 +244,7 @@ def test_every_call_is_in_the_local_store(llm, keys):
 
 def test_spool_drains_by_itself_when_langfuse_returns(llm, server, keys):
     sink = llm.telemetry.langfuse
-    sink.exporter._retry_interval = 0.2          # the production default is 10 s
+    sink.delivery.retry_interval = 0.2          # the longest backoff; the default is 10 s
     server.set_down(True)
     try:
         llm.generate(prompt="while down")
@@ -251,9 +252,9 @@ def test_spool_drains_by_itself_when_langfuse_returns(llm, server, keys):
     finally:
         server.set_down(False)
     deadline = time.monotonic() + 10
-    while llm.telemetry.store.spool_count() and time.monotonic() < deadline:
+    while not sink.state().ok and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert llm.telemetry.store.spool_count() == 0, "no call, no flush: the idle retry sent it"
+    assert sink.state().ok, "no call, no flush: the retry timer sent it"
     assert len(generations(server, keys[0])) == 1
 
 

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from functools import cache
 from typing import Any, TypeVar
 
+from ._fork import reset_in_child
 from .errors import UsageError
 
 T = TypeVar("T")
@@ -23,6 +24,13 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        reset_in_child(self, LoopThread._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the loop's thread did not survive; the next call starts anew."""
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

@@ -33,11 +33,20 @@ def _console() -> Any:
 
 
 def _load_litellm() -> None:
-    """Import litellm (seconds) under a spinner on a terminal, before the command's work."""
+    """Import litellm (seconds) under a spinner on a terminal, before the command's work.
+
+    The import runs on the adapter's own loop thread, where every call runs: litellm binds
+    module-level HTTP clients to the loop that first imports it, and a client bound to the
+    main thread's (absent) loop stalls the interpreter's exit.
+    """
     from ._litellm import litellm
+    from ._loop import default_loop
+
+    async def load() -> None:
+        litellm()
 
     with waiting("loading litellm…"):
-        litellm()
+        default_loop().run(load())
 
 
 def _load(config_path: str | None, environment: str | None) -> Config:

@@ -24,12 +24,13 @@ from ._tables import Col, FitTable, print_fit, wide_option
 from .errors import UsageError
 from .reports import (DIMENSIONS, CostRow, DailyCost, SessionTree, Sort, TraceGroup,
                       cost_report, daily_costs, list_traces, session_tree, stats, trace_detail)
-from .store import LocalStore, StoreError, default_path
+from .store import SIMULATION_DIR, LocalStore, StoreError, default_path
 from .views import fmt_cost
 
 __all__ = ["register"]
 
 _BLOCKS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
+SIMULATION_ENV = "simulation"       # the shipped simulated profile: --env of it reads its store
 
 
 class _Moment(click.ParamType):
@@ -62,6 +63,11 @@ class _Moment(click.ParamType):
 _db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
                           help="The store (default: $LLM_ADAPTER_HOME/calls.sqlite3, else the "
                                "user data directory's).")
+_simulated_option = click.option(
+    "--simulated", is_flag=True,
+    help="Read the simulated calls (the demo's, simulator profiles'), kept in their own store "
+         f"beside the real one: <home>/{SIMULATION_DIR}/calls.sqlite3. Implied by --env "
+         f"{SIMULATION_ENV}.")
 _since_option = click.option("--since", type=_Moment(end=False),
                              help="From this date or span back (2026-11-01, 7d, 24h); UTC.")
 _until_option = click.option("--until", type=_Moment(end=True),
@@ -77,11 +83,24 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-def _open(db: Path | None) -> sqlite3.Connection | None:
+def _store_path(db: Path | None, simulated: bool = False,
+                environment: str | None = None) -> Path:
+    """``--db``, else the simulated calls' store (``--simulated``, ``--env simulation``), else
+    the real one."""
+    if db is not None:
+        return db
+    return default_path(simulated=simulated or environment == SIMULATION_ENV)
+
+
+def _open(db: Path | None, simulated: bool = False,
+          environment: str | None = None) -> sqlite3.Connection | None:
     """A read connection, or None (after saying so) when nothing was recorded there yet."""
-    path = db if db is not None else default_path()
+    path = _store_path(db, simulated, environment)
     if not path.exists():
-        click.echo(f"no calls recorded yet at {path}", err=True)
+        apart = db is None and path != default_path(simulated=True) and \
+            default_path(simulated=True).exists()
+        click.echo(f"no calls recorded yet at {path}"
+                   + (" (simulated calls are apart: add --simulated)" if apart else ""), err=True)
         return None
     try:
         return LocalStore(path).connect()
@@ -117,13 +136,15 @@ def _echo_json(data: Any) -> None:
 @_json_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per group (no totals).")
 @_db_option
+@_simulated_option
 @wide_option
 def costs(by: str, since: datetime | None, until: datetime | None, environment: str | None,
-          chart: bool, as_json: bool, as_csv: bool, db: Path | None, wide: bool) -> None:
+          chart: bool, as_json: bool, as_csv: bool, db: Path | None, simulated: bool,
+          wide: bool) -> None:
     """What the calls cost, by group, with their share of calls and of cost."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    conn = _open(db)
+    conn = _open(db, simulated, environment)
     if conn is None:
         return
     with closing(conn):
@@ -205,16 +226,17 @@ def _daily_chart(days: list[DailyCost], width: int = 40) -> Any:
               show_default=True, help="time: the latest; cost, latency: the highest first.")
 @_json_option
 @_db_option
+@_simulated_option
 @click.pass_context
 def traces(ctx: click.Context, session: str | None, user: str | None, agent: str | None,
-           last: int, sort: str, as_json: bool, db: Path | None) -> None:
+           last: int, sort: str, as_json: bool, db: Path | None, simulated: bool) -> None:
     """Recent traces and their calls (``traces show ID`` for one, ``traces sync`` to send)."""
     if ctx.invoked_subcommand is not None:
-        ctx.obj = db                # `traces --db X show ID` reads X too
-        return
+        ctx.obj = db or (default_path(simulated=True) if simulated else None)
+        return                      # `traces --db X show ID` reads X too
     if sum(v is not None for v in (session, user, agent)) > 1:
         raise click.UsageError("choose one of --session, --user and --agent")
-    conn = _open(db)
+    conn = _open(db, simulated)
     if conn is None:
         return
     with closing(conn):
@@ -364,28 +386,60 @@ def _call_table(call: dict[str, Any]) -> Any:
 
 
 @traces.command("sync")
+@click.option("--retry-quarantined", is_flag=True,
+              help="Send again the calls Langfuse refused earlier (e.g. after fixing its limits).")
+@click.option("--drop", is_flag=True, help="Delete the quarantined calls for good.")
 @_db_option
 @click.pass_obj
-def sync(group_db: Path | None, db: Path | None) -> None:
-    """Send the traces Langfuse did not acknowledge earlier, now."""
+def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | None) -> None:
+    """Send to Langfuse now what it has not acknowledged; list what it refused.
+
+    Exits non-zero while anything is still pending or quarantined.
+    """
+    if retry_quarantined and drop:
+        raise click.UsageError("choose one of --retry-quarantined and --drop")
     path = db or group_db or default_path()
     if not path.exists():
         click.echo(f"nothing to send: no store at {path}")
         return
     try:
-        from .tracing import sync_spool
+        from .delivery_report import dropped, langfuse_status, quarantine_lines
+        from .tracing import langfuse_credentials
+        from .tracing import sync as deliver
 
-        sent, remaining = sync_spool(LocalStore(path))
+        store = LocalStore(path)
+        if drop:
+            click.echo(f"dropped {dropped(store)} quarantined row(s)")
+        credentials = langfuse_credentials()
+        if credentials is None:
+            held = langfuse_status(store, None)
+            click.echo(f"sent nothing; pending: {held['pending']} call(s), "
+                       f"{held['spool_pending']} span batch(es)")
+            raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not "
+                                       "set: set them (and LANGFUSE_BASE_URL) to send to "
+                                       "Langfuse")
+        state = deliver(store, credentials, retry_quarantined=retry_quarantined)
     except ImportError as exc:
         raise click.ClickException(f"Langfuse delivery is not available in this installation "
                                    f"({exc}); reinstall with `pip install -r requirements.txt`"
                                    ) from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"sent {sent} batch(es); {remaining} still spooled")
-    if remaining:
-        click.echo("some traces are still waiting: check LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY "
-                   "and LANGFUSE_BASE_URL, and that Langfuse is reachable", err=True)
+    if state is None:               # keys unset meanwhile
+        raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not set")
+    click.echo(f"sent {state.sent} span(s); pending: {state.pending} call(s), "
+               f"{state.spool_pending} span batch(es); "
+               f"quarantined: {state.quarantined + state.spool_quarantined}")
+    for line in quarantine_lines(store, credentials.public_key):
+        click.echo(line)
+    if state.pending or state.spool_pending:
+        click.echo(f"some traces are still waiting: {state.last_error or 'Langfuse is busy'}",
+                   err=True)
+    if state.quarantined or state.spool_quarantined:
+        click.echo("Langfuse refused the quarantined calls for their content: "
+                   "`traces sync --retry-quarantined` sends them again, `--drop` deletes them",
+                   err=True)
+    if not state.ok:
         sys.exit(1)
 
 
@@ -396,10 +450,11 @@ def sync(group_db: Path | None, db: Path | None) -> None:
 @_env_filter
 @_json_option
 @_db_option
+@_simulated_option
 def stats_command(since: datetime | None, until: datetime | None, environment: str | None,
-                  as_json: bool, db: Path | None) -> None:
+                  as_json: bool, db: Path | None, simulated: bool) -> None:
     """Calls, success rate, mean and p95 latency, cost, fallback and cache-hit rates."""
-    conn = _open(db)
+    conn = _open(db, simulated, environment)
     if conn is None:
         return
     with closing(conn):

@@ -145,6 +145,37 @@ def m007_hedging(conn: sqlite3.Connection) -> None:
          "ALTER TABLE attempts ADD COLUMN cost REAL")
 
 
+def m008_langfuse_outbox(conn: sqlite3.Connection) -> None:
+    """The Langfuse outbox: a call's masked record, written with its ``calls`` row, until
+    Langfuse acknowledges it. ``lease_until``/``lease_owner``: a process delivering rows holds
+    them so no other sends them at the same time; a dead process's lease expires. A row
+    Langfuse rejects for its content is quarantined (``quarantined_at``, ``last_error``)
+    instead of blocking the rows behind it. The spool gets the same lease and quarantine."""
+    _run(conn, """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            tries INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            lease_until REAL NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            quarantined_at REAL
+        )""",
+         "CREATE INDEX outbox_ready ON outbox(destination, quarantined_at, id)",
+         "ALTER TABLE spool ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
+         "ALTER TABLE spool ADD COLUMN lease_owner TEXT",
+         "ALTER TABLE spool ADD COLUMN quarantined_at REAL")
+
+
+def m009_answered_group(conn: sqlite3.Connection) -> None:
+    """The model group that answered a call, beside ``model_group`` (the one asked for): they
+    differ when a fallback group answered. Older rows keep NULL (not known then)."""
+    _run(conn, "ALTER TABLE calls ADD COLUMN answered_group TEXT")
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_calls,
     m002_call_tags,
@@ -153,6 +184,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     m005_scores,
     m006_prompt_source,
     m007_hedging,
+    m008_langfuse_outbox,
+    m009_answered_group,
 )
 
 

@@ -24,7 +24,11 @@ log = logging.getLogger("adapters.llm")
 
 
 class Sink(Protocol):
-    """Where records go. ``emit`` must be quick and thread-safe (enqueue, do the work later)."""
+    """Where records go. ``emit`` must be quick and thread-safe (enqueue, do the work later).
+
+    A sink that also needs the masked record beside the one it chose (the store, writing the
+    Langfuse outbox row with the call's row) has ``emit_pair(record, masked)``, used instead.
+    """
 
     name: str
     wants_masked: bool              # False: only secrets are removed (e.g. store with store: false)
@@ -71,7 +75,11 @@ class Recorder:
                 _masked(record, self.secrets_only)
             for sink in self.sinks:
                 chosen = masked if sink.wants_masked else plain
-                self._guard(sink, lambda s=sink, r=chosen: s.emit(r))
+                pair = getattr(sink, "emit_pair", None)
+                if pair is not None:
+                    self._guard(sink, lambda p=pair, r=chosen, m=masked: p(r, m))
+                else:
+                    self._guard(sink, lambda s=sink, r=chosen: s.emit(r))
 
     def _guard(self, sink: Sink, action: object) -> object:
         try:
@@ -84,8 +92,16 @@ class Recorder:
 
 
 def _masked(record: CallRecord, masker: Masker) -> CallRecord:
+    """``record`` as a sink may see it; identifiers that hold patient data become pseudonyms, so
+    what is grouped by them (costs by user, session trees) still groups."""
+    def ident(value: Any) -> Any:
+        return masker.identifier(value) if isinstance(value, str) and value else value
+
     return dataclasses.replace(
         record,
+        session_id=ident(record.session_id), user_id=ident(record.user_id),
+        agent=ident(record.agent), stage=ident(record.stage),
+        trace_name=ident(record.trace_name), tags=tuple(ident(t) for t in record.tags),
         input=masker(record.input),
         output=masker.text(record.output) if record.output is not None else None,
         tool_calls=masker(record.tool_calls),
@@ -130,6 +146,7 @@ def build_record(*, call_id: str, group: str, environment: str, messages: list[d
     if response is not None:
         record.deployment, record.provider = response.deployment, response.provider
         record.provider_model, record.ttft_ms = response.provider_model, response.ttft_ms
+        record.answered_group = response.answered_group
         record.usage, record.cost, record.cost_details = response.usage, response.cost, \
             response.cost_details
         record.output, record.attempts = response.content, list(response.attempts)

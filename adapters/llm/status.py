@@ -43,6 +43,7 @@ def collect_status(llm: Any, *, alerts_env: str | None = None,
             "cache": _cache(llm, conn),
             "budgets": _budgets(llm, conn, moment, shared=shared),
             "alerts": _alerts(config, conn, moment, alerts_env),
+            "langfuse": _langfuse(llm),
         }
     finally:
         if conn is not None:
@@ -146,6 +147,17 @@ def _stored_spend(rule: Any, base: dict[str, Any], conn: sqlite3.Connection | No
     return [{**base, "id": who, "spent": amount, "reserved": None}
             for who, amount in spent.items()] or [{**base, "id": None, "spent": 0.0,
                                                    "reserved": None}]
+
+
+def _langfuse(llm: Any) -> dict[str, Any] | None:
+    """What the store holds for Langfuse: pending, quarantined, and why."""
+    store = llm.telemetry.store
+    if store is None:
+        return None
+    from .delivery_report import langfuse_status
+
+    sink = llm.telemetry.langfuse
+    return langfuse_status(store, sink.credentials.public_key if sink is not None else None)
 
 
 def _alerts(config: Any, conn: sqlite3.Connection | None, now: float,
@@ -255,7 +267,39 @@ def status_tables(status: dict[str, Any]) -> list[Any]:
             table.add_row(str(a["rule"]), str(a["shown"]), format_value(a["metric"], a["above"]),
                           f"{a['calls']:,}", state)
         out.append(table)
+    out += _langfuse_tables(status.get("langfuse"))
     return out
+
+
+def _langfuse_tables(langfuse: dict[str, Any] | None) -> list[Any]:
+    from ._tables import Col, FitTable
+
+    if not langfuse:
+        return []
+    table = FitTable([Col("pending calls", "figure", "right"),
+                      Col("quarantined", "figure", "right"),
+                      Col("spooled batches", "figure", "right"),
+                      Col("last error", "prose", min_width=16)],
+                     title="Langfuse delivery (from the local store)")
+    quarantined = langfuse["quarantined"] + langfuse["spool_quarantined"]
+    table.add_row(str(langfuse["pending"]), f"[red]{quarantined}[/]" if quarantined else "0",
+                  str(langfuse["spool_pending"]), escape(str(langfuse["last_error"] or "")))
+    out = [table]
+    if langfuse["quarantine"]:
+        table = FitTable([Col("since", "figure"), Col("count", "figure", "right"),
+                          Col("reason", "prose", min_width=16)],
+                         title="quarantined: Langfuse refused them for their content "
+                               "(`llm-adapter traces sync --retry-quarantined` or --drop)")
+        for q in langfuse["quarantine"]:
+            table.add_row(str(q["since"]), str(q["count"]), escape(str(q["reason"])))
+        out.append(table)
+    return out
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _cooldown_words(status: dict[str, Any]) -> str:

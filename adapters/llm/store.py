@@ -1,9 +1,10 @@
-"""The local store: every call, the Langfuse spool and scores, in one SQLite file.
+"""The local store: every call, the Langfuse outbox and spool, and scores, in one SQLite file.
 
 Calls are recorded off the calling path: ``write`` only enqueues, and one writer thread per store
-commits what is queued, a batch per transaction. WAL mode and a busy timeout let readers and
-other processes share the file. It holds prompts and answers, so it is created private (file
-0600, directory 0700).
+commits what is queued, a batch per transaction. A call's Langfuse outbox row is written in the
+same transaction as its ``calls`` row, so what reached the store can always reach Langfuse.
+WAL mode and a busy timeout let readers and other processes share the file. It holds prompts
+and answers, so it is created private (file 0600, directory 0700).
 """
 
 from __future__ import annotations
@@ -27,18 +28,21 @@ from .errors import LLMAdapterError, UsageError
 from .migrations import migrate
 from .records import Attempt, CallRecord, Usage
 
-__all__ = ["FILENAME", "LocalStore", "SpoolItem", "StoreError", "default_path", "read_calls"]
+__all__ = ["FILENAME", "SIMULATION_DIR", "LocalStore", "OutboxEntry", "SpoolItem", "StoreError",
+           "default_path", "read_calls"]
 
 log = logging.getLogger("adapters.llm")
 
 FILENAME = "calls.sqlite3"
+SIMULATION_DIR = "simulation"
 _BATCH = 500                # records per transaction at most
 _LOCK_TRIES = 6             # each waits busy_timeout (5 s): ~30 s before giving up
 _T = TypeVar("_T")
 
 # CallRecord fields stored as they are, one column each (the other columns are derived below).
 _SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "ended_at",
-            "environment", "model_group", "deployment", "provider", "provider_model", "status",
+            "environment", "model_group", "answered_group", "deployment", "provider",
+            "provider_model", "status",
             "error_kind", "error_message", "latency_ms", "ttft_ms", "cost", "cost_saved",
             "prompt_name", "prompt_version", "prompt_variant", "prompt_source", "session_id",
             "user_id", "agent",
@@ -72,6 +76,24 @@ class SpoolItem:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """What Langfuse is to get for one call (JSON text), kept until it acknowledges it."""
+
+    call_id: str
+    destination: str                # the Langfuse public key
+    payload: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _WithOutbox:
+    """A call's row (None: the store keeps no calls) and its outbox row: one transaction."""
+
+    record: CallRecord | None
+    entry: OutboxEntry
+
+
+@dataclass(frozen=True, slots=True)
 class _Score:
     trace_id: str | None
     call_id: str | None
@@ -84,17 +106,24 @@ class _Score:
 
 # What the writer thread takes from the queue: a record or score to store, an Event to set once
 # everything before it is committed (flush), None to stop.
-_Item = Union[CallRecord, _Score, threading.Event, None]
+_Item = Union[CallRecord, _WithOutbox, _Score, threading.Event, None]
 
 
-def default_path() -> Path:
-    """``$LLM_ADAPTER_HOME/calls.sqlite3``, else ``calls.sqlite3`` in the user data directory."""
+def default_path(*, simulated: bool = False) -> Path:
+    """``$LLM_ADAPTER_HOME/calls.sqlite3``, else ``calls.sqlite3`` in the user data directory.
+
+    ``simulated``: ``<that directory>/simulation/calls.sqlite3``, where calls answered by the
+    built-in simulator (the demo, a ``simulator: true`` profile) go, so their made-up spend
+    never mixes with real calls in the reports.
+    """
     home = os.environ.get("LLM_ADAPTER_HOME")
     if home:
-        return Path(home).expanduser() / FILENAME
-    import platformdirs
+        base = Path(home).expanduser()
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_data_dir("llm-adapter")) / FILENAME
+        base = Path(platformdirs.user_data_dir("llm-adapter"))
+    return (base / SIMULATION_DIR if simulated else base) / FILENAME
 
 
 class LocalStore:
@@ -113,12 +142,21 @@ class LocalStore:
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._closed = False
+        self._outbox_listeners: list[Callable[[], None]] = []
         _prepare(self.path)
 
     # -- calls and scores, through the writer thread -----------------------------------------
     def write(self, record: CallRecord) -> None:
         """Queue ``record`` to be committed by the writer thread (idempotent on ``call_id``)."""
         self._enqueue(record)
+
+    def write_with_outbox(self, record: CallRecord | None, entry: OutboxEntry) -> None:
+        """Queue ``record`` (if any) and its Langfuse outbox row, committed together."""
+        self._enqueue(_WithOutbox(record, entry))
+
+    def on_outbox_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (quick; from the writer thread) after outbox rows are committed."""
+        self._outbox_listeners.append(listener)
 
     def add_score(self, *, name: str, value: float | str, trace_id: str | None,
                   call_id: str | None = None, comment: str | None = None,
@@ -212,14 +250,27 @@ class LocalStore:
     def _commit(self, conn: sqlite3.Connection, items: list[_Item]) -> None:
         records = [i for i in items if isinstance(i, CallRecord)]
         scores = [i for i in items if isinstance(i, _Score)]
-        if not records and not scores:
+        paired = [i for i in items if isinstance(i, _WithOutbox)]
+        records += [i.record for i in paired if i.record is not None]
+        outbox = [i.entry for i in paired]
+        if not records and not scores and not outbox:
             return
         try:
-            _retrying(lambda: _transaction(conn, lambda: _insert(conn, records, scores)))
+            _retrying(lambda: _transaction(conn, lambda: _insert(conn, records, scores, outbox)))
         except (sqlite3.Error, TypeError, ValueError) as exc:   # the writer must live on
-            self._drop(_explain(self.path, "writing calls", exc), len(records) + len(scores))
+            self._drop(_explain(self.path, "writing calls", exc),
+                       max(len(records), len(outbox)) + len(scores))
             return
         self.written += len(records)
+        if outbox:
+            self._outbox_committed()
+
+    def _outbox_committed(self) -> None:
+        for listener in self._outbox_listeners:
+            try:
+                listener()
+            except Exception:  # a listener only wakes a thread; the writer must live on
+                log.exception("llm-adapter: outbox commit listener failed")
 
     # -- the spool: synchronous, each on its own short-lived connection -----------------------
     def spool_add(self, kind: str, payload: bytes, *, created_at: float | None = None) -> int:
@@ -234,7 +285,8 @@ class LocalStore:
         """The oldest ``limit`` payloads of ``kind``, oldest first."""
         with self._session("reading the spool") as conn:
             rows = conn.execute("SELECT id, kind, payload, created_at, tries, last_error "
-                                "FROM spool WHERE kind = ? ORDER BY id LIMIT ?",
+                                "FROM spool WHERE kind = ? AND quarantined_at IS NULL "
+                                "ORDER BY id LIMIT ?",
                                 (kind, limit)).fetchall()
         return [SpoolItem(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
 
@@ -254,10 +306,10 @@ class LocalStore:
                 (error, item_id)))
 
     def spool_count(self, kind: str | None = None) -> int:
-        """How many payloads wait (of ``kind``, or of every kind)."""
+        """How many payloads wait (of ``kind``, or of every kind); quarantined ones do not."""
         with self._session("counting the spool") as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM spool WHERE ? IS NULL OR kind = ?",
-                                    (kind, kind)).fetchone()[0])
+            return int(conn.execute("SELECT COUNT(*) FROM spool WHERE (? IS NULL OR kind = ?) "
+                                    "AND quarantined_at IS NULL", (kind, kind)).fetchone()[0])
 
     def spool_bytes(self) -> int:
         """Total size of the waiting payloads, to watch the spool's growth."""
@@ -333,7 +385,8 @@ def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
                       hedged=bool(values["hedged"]), attempts=attempts)
 
 
-def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_Score]) -> None:
+def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_Score],
+            outbox: Sequence[OutboxEntry] = ()) -> None:
     records = list({r.call_id: r for r in records}.values())    # the last write of a call wins
     ids = [(r.call_id,) for r in records]
     conn.executemany("DELETE FROM attempts WHERE call_id = ?", ids)
@@ -351,6 +404,9 @@ def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_S
         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(s.trace_id, s.call_id, s.name, s.value_num, s.value_text, s.comment, s.created_at)
          for s in scores])
+    conn.executemany("INSERT INTO outbox (call_id, destination, payload, created_at) "
+                     "VALUES (?, ?, ?, ?)",
+                     [(e.call_id, e.destination, e.payload, e.created_at) for e in outbox])
 
 
 def _dumps(value: Any) -> str:

@@ -1,0 +1,379 @@
+"""A call's outbox payload and the Langfuse generation span built from it.
+
+The payload is the masked ``CallRecord`` as JSON plus what the sink added when it was recorded
+(environment, default tags, release). Spans are built from it at delivery time, as often as a
+delivery is tried, and always come out the same: span id = ``call_id[:16]``, the record's trace
+id, parent and timestamps. A re-send therefore upserts the generation in Langfuse.
+
+The span's attributes are the SDK's own: ``LangfuseGeneration`` and ``propagate_attributes``
+write them, on spans of a private ``TracerProvider`` whose only processor is
+``_Collecting``. That processor subclasses the SDK's ``LangfuseSpanProcessor`` to keep its
+``on_start`` (propagated trace attributes, the app-root mark) and replaces its batch queue by
+a list; ``__init__`` sets only the fields ``on_start`` reads. This was chosen over re-implementing
+the attribute logic (it would drift from the SDK's) and over the SDK's own provider (its
+2,048-span queue is what dropped generations); an SDK that renamed those fields fails every
+tracing test at the first span, not silently.
+
+Fields over Langfuse's size limits are cut before export (``FIELD_CAP``), with a visible
+marker, so a huge prompt arrives truncated instead of getting its batch refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .records import Attempt, CallRecord, Usage
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan, Span
+
+__all__ = ["FIELD_CAP", "TRUNCATED", "SpanBuilder", "payload_of"]
+
+log = logging.getLogger("adapters.llm")
+
+# Langfuse's OTLP endpoint refuses (413) bodies over its configured maximum and warns above
+# 16 MB per request; deployments behind a proxy often stop at a few MB, and inputs or outputs
+# over 1 MB are where users report truncation and "Body exceeded 1mb limit" refusals. So each of
+# input, output, metadata and status message is cut to 1 MB (UTF-8 of its JSON) and a request
+# carries at most 4 MB of payload (see ``delivery``).
+FIELD_CAP = 1_000_000
+TRUNCATED = "[truncated by llm-adapter"
+_PAYLOAD_VERSION = 1
+_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(CallRecord))
+_RECORD_FIELDS = frozenset(_FIELD_ORDER)
+_USAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Usage))
+_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))
+
+
+def payload_of(record: CallRecord, *, environment: str, default_tags: Sequence[str],
+               release: str | None) -> str:
+    """The outbox payload of a (masked) record: JSON text SQLite always stores."""
+    body = {"v": _PAYLOAD_VERSION, "environment": environment,
+            "default_tags": list(default_tags), "release": release,
+            "record": _plain(record)}
+    text = json.dumps(body, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:      # a lone surrogate: kept visible as its escape, not lost
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _plain(record: CallRecord) -> dict[str, Any]:
+    """The record as JSON-ready values; ``dataclasses.asdict`` would deep-copy every message."""
+    out = {name: getattr(record, name) for name in _FIELD_ORDER}
+    out["usage"] = {name: getattr(record.usage, name) for name in _USAGE_FIELDS}
+    out["attempts"] = [{name: getattr(a, name) for name in _ATTEMPT_FIELDS}
+                       for a in record.attempts]
+    return out
+
+
+def _record_from(data: Mapping[str, Any]) -> CallRecord:
+    values = {k: v for k, v in data.items() if k in _RECORD_FIELDS}
+    values["usage"] = Usage(**values.get("usage") or {})
+    values["attempts"] = [Attempt(**a) for a in values.get("attempts") or []]
+    values["tags"] = tuple(values.get("tags") or ())
+    return CallRecord(**values)
+
+
+def _make_collecting_processor(public_key: str) -> Any:
+    """The SDK's span processor with a list instead of its batch queue (see the docstring)."""
+    from langfuse._client.span_filter import is_default_export_span
+    from langfuse._client.span_processor import LangfuseSpanProcessor
+
+    class _Collecting(LangfuseSpanProcessor):
+        def __init__(self) -> None:       # not super().__init__(): no queue, no thread
+            self.public_key = public_key
+            self._should_export_span = is_default_export_span
+            self._app_root_lock = threading.Lock()
+            self._span_export_expectation_by_id: dict[str, bool] = {}
+            self.spans: list[ReadableSpan] = []
+
+        def on_end(self, span: ReadableSpan) -> None:
+            self.spans.append(span)
+            self._cleanup_app_root_state(span)
+
+        def shutdown(self) -> None:
+            self.spans.clear()
+
+        def force_flush(self, timeout_millis: int | None = None) -> bool:
+            return True
+
+    return _Collecting()
+
+
+class _NextIds:
+    """Span ids chosen by the builder (the call's own), trace ids never needed: every span
+    is started under a parent carrying the record's trace id."""
+
+    def __init__(self) -> None:
+        import random
+
+        self.span_id = 0
+        self._random = random.Random()
+
+    def generate_span_id(self) -> int:
+        return self.span_id or self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._random.getrandbits(128) or 1
+
+
+class SpanBuilder:
+    """Builds the generation span of outbox payloads; thread-safe (one span at a time)."""
+
+    def __init__(self, client: Any, public_key: str) -> None:
+        self.client = client                # the Langfuse client LangfuseGeneration writes for
+        self.public_key = public_key
+        self._lock = threading.Lock()
+        self._tracers: dict[tuple[str, str | None], tuple[Any, Any, _NextIds]] = {}
+        self._unpriced_warned: set[str] = set()
+
+    def build(self, payload: str | bytes) -> ReadableSpan:
+        """The span of one payload; raises ValueError (or the SDK's error) when it cannot."""
+        data = json.loads(payload)
+        if not isinstance(data, dict) or not isinstance(data.get("record"), dict):
+            raise ValueError("not an outbox payload")
+        record = _record_from(data["record"])
+        environment = str(data.get("environment") or record.environment)
+        with self._lock:
+            tracer, processor, ids = self._tracer(environment, data.get("release"))
+            ids.span_id = int(record.span_id or record.call_id[:16], 16)
+            try:
+                self._write(tracer, record, environment, data.get("default_tags") or (),
+                            data.get("release"))
+            finally:
+                ids.span_id = 0
+            spans, processor.spans = processor.spans, []
+        if len(spans) != 1:
+            raise ValueError(f"building the generation gave {len(spans)} spans")
+        return spans[0]
+
+    def _tracer(self, environment: str, release: str | None) -> tuple[Any, Any, _NextIds]:
+        found = self._tracers.get((environment, release))
+        if found is None:
+            from langfuse._client.attributes import LangfuseOtelSpanAttributes as Attr
+            from langfuse._client.constants import LANGFUSE_TRACER_NAME
+            from langfuse._version import __version__
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+
+            ids = _NextIds()
+            processor = _make_collecting_processor(self.public_key)
+            resource = {Attr.ENVIRONMENT: environment, Attr.RELEASE: release}
+            provider = TracerProvider(
+                resource=Resource.create({k: v for k, v in resource.items() if v is not None}),
+                id_generator=ids, shutdown_on_exit=False)  # type: ignore[arg-type]
+            provider.add_span_processor(processor)
+            tracer = provider.get_tracer(LANGFUSE_TRACER_NAME, __version__,
+                                         attributes={"public_key": self.public_key})
+            found = self._tracers[(environment, release)] = (tracer, processor, ids)
+        return found
+
+    def _write(self, tracer: Any, r: CallRecord, environment: str, default_tags: Sequence[str],
+               release: str | None) -> None:
+        from langfuse import LangfuseGeneration, propagate_attributes
+        from opentelemetry import trace
+
+        truncated: list[str] = []
+        attributes = trace_attributes(environment, default_tags, r.user_id, r.session_id,
+                                       r.tags, r.trace_name, _trace_metadata(r))
+        # The parent of a call made outside any span is nobody's: its id is derived from the
+        # call id so every re-send carries the same one.
+        parent = trace.NonRecordingSpan(trace.SpanContext(
+            trace_id=int(r.trace_id, 16),
+            span_id=int(r.parent_span_id, 16) if r.parent_span_id
+            else int(r.call_id[16:32] or "1", 16) or 1,
+            is_remote=False, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
+        with propagate_attributes(**attributes), trace.use_span(parent):
+            span: Span = tracer.start_span(name=f"llm {r.model_group}",
+                                           start_time=int(r.started_at * 1e9))
+        if r.parent_span_id is None:
+            span.set_attribute("langfuse.internal.as_root", True)
+        if r.prompt_source == "langfuse" and r.prompt_name and r.prompt_version:
+            # Links the generation to the prompt version (only prompts Langfuse served).
+            span.set_attribute("langfuse.observation.prompt.name", r.prompt_name)
+            span.set_attribute("langfuse.observation.prompt.version", r.prompt_version)
+        metadata = _generation_metadata(r)
+        inputs, output = _fit_json(r.input, "input", truncated), \
+            _fit_json(_output(r), "output", truncated)
+        status = _fit(f"{r.error_kind}: {r.error_message}", "status_message", truncated) \
+            if r.status != "ok" else None
+        metadata = _fit(metadata, "metadata", truncated)
+        if truncated:
+            metadata = {**metadata, "truncated": truncated}
+        generation = LangfuseGeneration(
+            otel_span=span, langfuse_client=self.client, environment=r.environment,
+            release=release, input=inputs, output=output, metadata=metadata,
+            model=r.provider_model or r.deployment or r.model_group,
+            model_parameters=_parameters(r.model_parameters),
+            usage_details=_usage(r), cost_details=self._cost(r),
+            completion_start_time=_at(r.started_at + r.ttft_ms / 1000) if r.ttft_ms else None,
+            level="ERROR" if r.status != "ok" else None,
+            status_message=status)
+        generation.end(end_time=int(r.ended_at * 1e9))
+
+    def _cost(self, r: CallRecord) -> dict[str, float] | None:
+        if r.cost_details is None:
+            if r.status == "ok" and not r.cache_hit:
+                model = r.provider_model or r.deployment or r.model_group
+                if model not in self._unpriced_warned:
+                    self._unpriced_warned.add(model)
+                    log.warning("llm-adapter: no price known for %s; its calls are sent to "
+                                "Langfuse without cost (set input_cost_per_token and "
+                                "output_cost_per_token in its model_info)", model)
+            return None
+        d = r.cost_details
+        cost = {"input": d["input"], "input_cached_tokens": d["cached"],
+                "input_cache_creation": d["cache_write"], "output": d["output"],
+                "total": d["total"]}
+        if d.get("hedge"):                          # lost hedges, billed apart from the answer
+            cost["hedge"] = d["hedge"]
+        return cost
+
+
+def trace_attributes(environment: str, default_tags: Sequence[str], user_id: str | None,
+                      session_id: str | None, tags: Sequence[str], name: str | None,
+                      metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``propagate_attributes`` arguments: trace-level fields of a call or an ``llm.trace``."""
+    out: dict[str, Any] = {"environment": environment}
+    if user_id:
+        out["user_id"] = user_id
+    if session_id:
+        out["session_id"] = session_id
+    merged = list(dict.fromkeys([*default_tags, *tags]))
+    if merged:
+        out["tags"] = merged
+    if name:
+        out["trace_name"] = name
+    if metadata:
+        out["metadata"] = {k: v if isinstance(v, str) else str(v) for k, v in metadata.items()}
+    return out
+
+
+# -- fitting Langfuse's limits ------------------------------------------------------------------
+def _fit(value: Any, name: str, truncated: list[str], cap: int = FIELD_CAP) -> Any:
+    """``value`` with its longest strings cut (each with a marker) so its JSON fits ``cap``
+    bytes; ``name`` is added to ``truncated`` when anything was cut."""
+    if value is None or _size(value) <= cap:
+        return value
+    truncated.append(name)
+    longest = _longest(value)
+    limit = max(cap // 2, 1)
+    while longest > 0:
+        limit = min(limit, longest)
+        fitted = _cut(value, limit)
+        if _size(fitted) <= cap or limit <= 64:
+            return fitted
+        limit = int(limit * 0.7)
+    return value
+
+
+def _fit_json(value: Any, name: str, truncated: list[str]) -> Any:
+    """``_as_json(value)``, fitted to ``FIELD_CAP`` when it is over it."""
+    text = _as_json(value)
+    if isinstance(text, str) and len(text) > FIELD_CAP // 4 and _size(text) > FIELD_CAP:
+        return _as_json(_fit(value, name, truncated))
+    return text
+
+
+def _size(value: Any) -> int:
+    """Bytes of ``value`` as sent: a string as UTF-8, anything else as ASCII JSON."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "replace"))
+    return len(json.dumps(value, default=str))
+
+
+def _longest(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Mapping):
+        return max((_longest(v) for v in value.values()), default=0)
+    if isinstance(value, (list, tuple)):
+        return max((_longest(v) for v in value), default=0)
+    return 0
+
+
+def _cut(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return (f"{value[:limit]} …{TRUNCATED}: {len(value) - limit:,} of {len(value):,} "
+                f"characters cut to fit Langfuse's size limit]")
+    if isinstance(value, Mapping):
+        return {k: _cut(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cut(v, limit) for v in value]
+    return value
+
+
+# -- the generation's fields ----------------------------------------------------------------------
+def _usage(r: CallRecord) -> dict[str, int]:
+    u = r.usage
+    usage = {"input": u.input_tokens, "output": u.output_tokens - u.reasoning_tokens}
+    if u.cached_tokens:
+        usage["input_cached_tokens"] = u.cached_tokens
+    if u.cache_write_tokens:
+        usage["input_cache_creation"] = u.cache_write_tokens
+    if u.reasoning_tokens:
+        usage["output_reasoning_tokens"] = u.reasoning_tokens
+    return usage
+
+
+def _output(r: CallRecord) -> Any:
+    if r.tool_calls:
+        return {"role": "assistant", "content": r.output, "tool_calls": r.tool_calls}
+    return r.output
+
+
+def _trace_metadata(r: CallRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v for k, v in (("agent", r.agent), ("stage", r.stage)) if v}
+    out.update({k: v for k, v in r.metadata.items() if isinstance(v, (str, int, float, bool))})
+    return out
+
+
+def _generation_metadata(r: CallRecord) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "call_id": r.call_id, "model_group": r.model_group, "deployment": r.deployment,
+        "provider": r.provider, "latency_ms": round(r.latency_ms, 2),
+        "attempts": [{"deployment": a.deployment, "outcome": a.outcome, "error": a.error_kind,
+                      "status": a.status, "latency_ms": None if a.latency_ms is None
+                      else round(a.latency_ms, 1), **({"cost": a.cost} if a.cost else {})}
+                     for a in r.attempts],
+    }
+    for key, value in (("agent", r.agent), ("stage", r.stage), ("prompt_name", r.prompt_name),
+                       ("prompt_version", r.prompt_version), ("prompt_variant", r.prompt_variant),
+                       ("cache_hit", r.cache_hit or None), ("cost_saved", r.cost_saved),
+                       ("hedged", r.hedged or None)):
+        if value is not None:
+            meta[key] = value
+    meta.update(r.metadata)
+    return meta
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as the JSON text the SDK would make of it, made by the C encoder: the SDK's
+    serializer visits every object in Python, the costliest step of writing a generation (a
+    string passes through it unchanged). Left to the SDK when it holds base64 media, which the
+    SDK uploads apart, or what plain JSON cannot carry."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return value
+    return value if ";base64," in text or '"base64"' in text else text
+
+
+def _parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
