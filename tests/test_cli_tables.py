@@ -51,6 +51,8 @@ CONFIG = textwrap.dedent("""\
         - {name: daily-cost, metric: cost, above: 1000, window: day}
     prompts:
       dir: PROMPTS
+    store:
+      path: STORE
     environments:
       simulation: {default_model: claude-sonnet, simulator: true, langfuse: {enabled: false}}
       production: {default_model: claude-sonnet, langfuse: {enabled: false}}
@@ -103,7 +105,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             labels: [latest]
             prompt: "{long_line}v2 {{{{skills}}}}"
         """))
-    (root / "config.yaml").write_text(CONFIG.replace("PROMPTS", str(root / "prompts")))
+    (root / "config.yaml").write_text(CONFIG.replace("PROMPTS", str(root / "prompts"))
+                                      .replace("STORE", str(root / "home" / "calls.sqlite3")))
     store = LocalStore(root / "home" / "calls.sqlite3")
     now = time.time()
     for n, call in enumerate(CALLS):
@@ -206,7 +209,8 @@ def test_status_models_and_doctor_fit(env: Path, width: int):
     assert len(fixes) == 3 and "…" not in out
     words = set(out.replace("│", " ").split())
     assert all(w in words for fix in fixes for w in fix.split()), "every fix shown whole"
-    out = show(width, "alerts", "check", "--config", config, "--env", "simulation")
+    out = show(width, "alerts", "check", "--config", config, "--env", "simulation", "--db",
+               str(env / "home" / "calls.sqlite3"))
     assert_fits(out, width)
     assert "20 %" in out and "FIRING" in out and "$12.85" in out
 
