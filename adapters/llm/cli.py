@@ -35,9 +35,8 @@ def _console() -> Any:
 def _load_litellm() -> None:
     """Import litellm (seconds) under a spinner on a terminal, before the command's work.
 
-    The import runs on the adapter's own loop thread, where every call runs: litellm binds
-    module-level HTTP clients to the loop that first imports it, and a client bound to the
-    main thread's (absent) loop stalls the interpreter's exit.
+    The import runs on the adapter's own loop thread, where every call (and so every lazy
+    import of litellm's) runs anyway; the calling thread only waits for it.
     """
     from ._litellm import litellm
     from ._loop import default_loop
