@@ -125,8 +125,9 @@ def _budgets(llm: Any, conn: sqlite3.Connection | None, now: float, *,
                 "source": "live counters" if shared else "from the store"}
         if shared:
             found = [u for (key, _), u in live.items() if key == rule.key]
+            idle = rule.id or (llm.config.environment if rule.scope == "environment" else None)
             out += [{**base, "id": u["id"], "spent": u["spent"], "reserved": u["reserved"]}
-                    for u in found] or [{**base, "id": rule.id, "spent": 0.0, "reserved": 0.0}]
+                    for u in found] or [{**base, "id": idle, "spent": 0.0, "reserved": 0.0}]
             continue
         out += _stored_spend(rule, base, conn, now, llm.config.environment)
     return out
