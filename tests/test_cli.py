@@ -93,7 +93,11 @@ def test_doctor_ping_in_simulation(no_keys):
     checks = json.loads(out)
     pings = [c for c in checks if c["check"].startswith("ping ")]
     assert code == 0, out
-    assert len(pings) == 4 and all(c["ok"] for c in pings)
+    assert len(pings) == 3 and all(c["ok"] for c in pings)
+    assert {c["check"] for c in pings} == {"ping claude-sonnet-primary", "ping gpt-4-fallback-1",
+                                           "ping gemini-fallback-1"}, "the profile's chain"
+    unused = [c for c in checks if c["check"] == "ping"]
+    assert unused[0]["level"] == "info" and "ollama-local-1" in unused[0]["detail"]
 
 
 def test_chat_json_and_stream(no_keys):
@@ -155,6 +159,7 @@ def test_examples_run_in_simulation(no_keys):
 
 
 def test_status_shows_cooldowns_limits_cache_and_budgets(no_keys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ADAPTER_HOME", str(tmp_path / "home"))   # no other test's calls
     config = tmp_path / "status.yaml"
     config.write_text(
         (ROOT / "config" / "litellm_config.yaml").read_text() +

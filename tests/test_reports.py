@@ -329,7 +329,7 @@ def test_cli_costs_table_and_daily_chart(db: Path):
     assert "█" in out and "2026-11-07" in out and "2026-12-01" not in out
     assert "of it hedges" in out, "call 13 (Nov 3) lost a hedge"
     code, out = run("costs", "--env", "development", "--db", str(db))
-    assert code == 0 and "unknown price" in out and "$0.000000" not in out
+    assert code == 0 and "unknown price" in out and "$0.00 " not in out
     assert "of it hedges" not in out, "no column where nothing was hedged"
 
 
@@ -346,7 +346,7 @@ def test_cli_traces_session_tree_and_show(db: Path):
     code, out = run("traces", "show", call_id(2), "--json", "--db", str(db))
     assert code == 0 and json.loads(out)["kind"] == "call"
     code, out = run("traces", "show", call_id(13), "--db", str(db))
-    assert code == 0 and "hedge_lost" in out and "$0.010000" in out, out
+    assert code == 0 and "hedge_lost" in out and "$0.01" in out, out
     code, out = run("traces", "show", "c00000", "--db", str(db))
     assert code == 1 and "give more characters" in out
     code, out = run("traces", "--user", "carol", "--last", "2", "--json", "--db", str(db))

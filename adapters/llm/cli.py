@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from ._cli_feedback import Main, waiting
+from ._tables import print_fit, wide_option
 from .config import Config, load_config
 from .errors import LLMAdapterError
 
@@ -30,6 +32,22 @@ def _console() -> Any:
     return Console()
 
 
+def _load_litellm() -> None:
+    """Import litellm (seconds) under a spinner on a terminal, before the command's work.
+
+    The import runs on the adapter's own loop thread, where every call (and so every lazy
+    import of litellm's) runs anyway; the calling thread only waits for it.
+    """
+    from ._litellm import litellm
+    from ._loop import default_loop
+
+    async def load() -> None:
+        litellm()
+
+    with waiting("loading litellm…"):
+        default_loop().run(load())
+
+
 def _load(config_path: str | None, environment: str | None) -> Config:
     try:
         return load_config(config_path, environment=environment)
@@ -37,9 +55,11 @@ def _load(config_path: str | None, environment: str | None) -> Config:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llm-adapter")
-def main() -> None:
+@click.option("--debug", is_flag=True,
+              help="Show the traceback of an error (also LLM_ADAPTER_DEBUG=1).")
+def main(debug: bool) -> None:
     """Reliable, observable, cost-controlled LLM calls (LiteLLM routing + Langfuse)."""
 
 
@@ -71,21 +91,21 @@ def chat(prompt: str, model: str | None, system: str | None, stream: bool, as_js
 
     config = _load(config_path, environment)
     console = _console()
-    try:
-        llm = LiteLLMAdapter(model=model, config=config)
-        if stream and not as_json:
+    llm = LiteLLMAdapter(model=model, config=config)
+    _load_litellm()
+    if stream and not as_json:
+        with waiting(f"waiting for {llm.model}…"):
             chunks = llm.generate(prompt=prompt, system=system, max_tokens=max_tokens,
                                   timeout=timeout, stream=True)
-            for text in chunks:
-                console.print(text, end="", markup=False, highlight=False)
-            console.print()
-            if chunks.response is not None:
-                console.print(response_table(chunks.response, title="call"))
-            return
+        for text in chunks:
+            console.print(text, end="", markup=False, highlight=False)
+        console.print()
+        if chunks.response is not None:
+            console.print(response_table(chunks.response, title="call"))
+        return
+    with waiting(f"waiting for {llm.model}…"):
         response = llm.generate(prompt=prompt, system=system, max_tokens=max_tokens,
                                 timeout=timeout)
-    except LLMAdapterError as exc:
-        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(response_dict(response), indent=2))
     else:
@@ -95,9 +115,10 @@ def chat(prompt: str, model: str | None, system: str | None, stream: bool, as_js
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
+@wide_option
 @_config_option
 @_env_option
-def models(as_json: bool, config_path: str | None, environment: str | None) -> None:
+def models(as_json: bool, wide: bool, config_path: str | None, environment: str | None) -> None:
     """Model groups, their deployments, and which keys are present or missing."""
     from .views import models_rows, models_table
 
@@ -105,7 +126,7 @@ def models(as_json: bool, config_path: str | None, environment: str | None) -> N
     if as_json:
         click.echo(json.dumps(models_rows(config), indent=2))
     else:
-        _console().print(models_table(config))
+        print_fit(_console(), models_table(config), wide=wide)
 
 
 @main.command()
@@ -114,9 +135,10 @@ def models(as_json: bool, config_path: str | None, environment: str | None) -> N
               help="Walk the production checklist: Langfuse keys, prompts in Langfuse, rate "
                    "limits, cache, alerts, masking (implies --env production unless --env).")
 @click.option("--json", "as_json", is_flag=True)
+@wide_option
 @_config_option
 @_env_option
-def doctor(ping: bool, production: bool, as_json: bool, config_path: str | None,
+def doctor(ping: bool, production: bool, as_json: bool, wide: bool, config_path: str | None,
            environment: str | None) -> None:
     """Check config, environment and keys; exit 1 when something needs fixing."""
     from .doctor import run_checks
@@ -129,38 +151,42 @@ def doctor(ping: bool, production: bool, as_json: bool, config_path: str | None,
     except LLMAdapterError as exc:
         checks = [{"check": "config", "ok": False, "detail": str(exc), "fix": "edit the file"}]
     else:
-        checks = run_checks(config, ping=ping)
-        if production:
-            from .production_checks import production_checks
+        with waiting("loading litellm and pinging…" if ping else "checking…"):
+            checks = run_checks(config, ping=ping, production=production)
+            if production:
+                from .production_checks import production_checks
 
-            checks.extend(production_checks(config))
+                checks.extend(production_checks(config))
     if as_json:
         click.echo(json.dumps(checks, indent=2))
     else:
-        _console().print(checks_table(checks))
+        print_fit(_console(), checks_table(checks), wide=wide)
     sys.exit(0 if all(c["ok"] for c in checks) else 1)
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
+@wide_option
 @_config_option
 @_env_option
-def status(as_json: bool, config_path: str | None, environment: str | None) -> None:
+def status(as_json: bool, wide: bool, config_path: str | None, environment: str | None) -> None:
     """Cooldowns, rate-limit use, cache hit rate, budgets and alerts, right now."""
+    from ._tables import FitTable
     from .litellm_adapter import LiteLLMAdapter
     from .status import collect_status, status_tables
 
     config = _load(config_path, environment)
-    try:
-        current = collect_status(LiteLLMAdapter(config=config))
-    except LLMAdapterError as exc:
-        raise click.ClickException(str(exc)) from None
+    _load_litellm()
+    current = collect_status(LiteLLMAdapter(config=config), alerts_env=environment)
     if as_json:
         click.echo(json.dumps(current, indent=2, default=str))
         return
     console = _console()
-    for table in status_tables(current):
-        console.print(table)
+    for part in status_tables(current):
+        if isinstance(part, FitTable):
+            print_fit(console, part, wide=wide)
+        else:
+            console.print(part, markup=False, highlight=False)
 
 
 @main.command()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from ._tables import Col, FitTable, print_fit, wide_option
 from .alert_rules import AlertSettings, Rule, describe_window, format_value
 from .alerts import Delivery, Notifier, Reading, reading_dict, store_readings
 from .cli_reports import _console, _db_option, _echo_json, _esc, _json_option, _open
@@ -69,8 +70,9 @@ def _settings(config_path: str | None, environment: str | None) -> AlertSettings
 @_config_option
 @_json_option
 @click.option("--notify", is_flag=True, help="Also send the firing rules through the actions.")
+@wide_option
 def check(db: Path | None, environment: str | None, config_path: str | None, as_json: bool,
-          notify: bool) -> None:
+          notify: bool, wide: bool) -> None:
     """Apply the alert rules to the local store; exit 1 while one is firing (for cron)."""
     settings = _settings(config_path, environment)
     if settings is None or not settings.rules:
@@ -92,7 +94,7 @@ def check(db: Path | None, environment: str | None, config_path: str | None, as_
                     "rules": [reading_dict(r, firing=r.breaching) for r in readings],
                     "notified": [dataclasses.asdict(d) for d in sent]})
     else:
-        _console().print(_readings_table(readings, environment))
+        print_fit(_console(), _readings_table(readings, environment), wide=wide)
         _print_deliveries(sent)
     sys.exit(1 if firing else 0)
 
@@ -104,14 +106,13 @@ def _empty_store() -> sqlite3.Connection:
     return conn
 
 
-def _readings_table(readings: list[Reading], environment: str | None) -> object:
-    from rich.table import Table
-
-    table = Table(title=f"alert rules over the stored calls ({environment or 'every'} "
-                        f"environment)")
-    for name in ("rule", "metric", "window", "value", "threshold", "calls", "state"):
-        table.add_column(name, justify="right" if name in ("value", "threshold", "calls")
-                         else "left")
+def _readings_table(readings: list[Reading], environment: str | None) -> FitTable:
+    table = FitTable([Col("rule", ellipsis="middle", min_width=14),
+                      Col("metric", drop=2), Col("window", "prose", min_width=10, drop=1),
+                      Col("value", "figure", "right"), Col("threshold", "figure", "right"),
+                      Col("calls", "figure", "right"), Col("state", "prose", min_width=8)],
+                     title=f"alert rules over the stored calls ({environment or 'every'} "
+                           f"environment)")
     for r in readings:
         rule = r.rule
         state = "[bold red]FIRING[/]" if r.breaching else \

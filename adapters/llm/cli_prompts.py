@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ._tables import Col, FitTable, print_fit, wide_option
 from .errors import LLMAdapterError
 from .prompt_sources import (PromptMissing, PromptRecord, SourceUnreachable, merge_pulled,
                              same_content)
+
+from .views import fmt_cost
 
 if TYPE_CHECKING:
     from .prompt_sources import LangfuseSource
@@ -127,9 +130,10 @@ def _render(p: Prompt) -> list[str]:
 @prompts.command("list")
 @_local_option
 @_json_option
+@wide_option
 @_config_option
 @_env_option
-def list_command(local: bool, as_json: bool, config_path: str | None,
+def list_command(local: bool, as_json: bool, wide: bool, config_path: str | None,
                  environment: str | None) -> None:
     """Every prompt, local and in Langfuse, with versions, labels and A/B experiments."""
     registry = _registry(config_path, environment, local=local)
@@ -159,13 +163,11 @@ def list_command(local: bool, as_json: bool, config_path: str | None,
     if as_json:
         _echo_json(ordered)
         return
-    from rich.table import Table
-
-    table = Table(title=f"prompts ({registry.local.searched()}"
-                        f"{', ' + registry.langfuse.base_url if registry.langfuse else ''})")
-    table.add_column("name", no_wrap=True)
-    for column in ("type", "local", "langfuse", "A/B"):
-        table.add_column(column)
+    table = FitTable([Col("name", ellipsis="middle", min_width=20), Col("type", drop=1),
+                      Col("local", "prose", min_width=12), Col("langfuse", "prose", min_width=12),
+                      Col("A/B", "prose", min_width=12, drop=2)],
+                     title=f"prompts ({registry.local.searched()}"
+                           f"{', ' + registry.langfuse.base_url if registry.langfuse else ''})")
     for r in ordered:
         local_text = f"v{', v'.join(map(str, r['local_versions']))}  {r['local_labels']}" \
             if "local_versions" in r else "—"
@@ -174,7 +176,7 @@ def list_command(local: bool, as_json: bool, config_path: str | None,
         ab = " / ".join(f"{k} {v:.0%}" for k, v in r.get("experiment", {}).items())
         table.add_row(_esc(r["name"]), r.get("type", "?"), _esc(local_text), _esc(remote),
                       _esc(ab))
-    _console().print(table)
+    print_fit(_console(), table, wide=wide)
 
 
 @prompts.command()
@@ -211,7 +213,8 @@ def show(name: str, version: int | None, label: str | None, local: bool, as_json
         console.print("A/B: " + ", ".join(f"{k} {v:.0%}" for k, v in experiment.shares.items())
                       + f" (sticky by {experiment.sticky_by})")
     console.print(f"config: {_esc(json.dumps(dict(p.config), sort_keys=True, default=str))}\n")
-    console.print("\n".join(_template_lines(p)), markup=False)
+    for line in _template_lines(p):         # as written: never re-wrapped to the terminal
+        console.print(line, markup=False, soft_wrap=True)
 
 
 @prompts.command()
@@ -236,9 +239,9 @@ def diff(name: str, a: str, b: str, local: bool, config_path: str | None,
         return
     colours = {"+": "green", "-": "red", "@": "cyan"}
     console = _console()
-    for line in lines:
+    for line in lines:      # one output line per diff line, never wrapped: each keeps its +/-
         colour = colours.get(line[:1]) if not line.startswith(("+++", "---")) else "bold"
-        console.print(f"[{colour}]{_esc(line)}[/]" if colour else _esc(line))
+        console.print(f"[{colour}]{_esc(line)}[/]" if colour else _esc(line), soft_wrap=True)
 
 
 # -- push, pull, promote ---------------------------------------------------------------------
@@ -340,11 +343,8 @@ def _report(results: list[dict[str, Any]], as_json: bool, title: str) -> None:
     if as_json:
         _echo_json(results)
     else:
-        from rich.table import Table
-
-        table = Table(title=title)
-        for column in ("prompt", "result", "detail"):
-            table.add_column(column)
+        table = FitTable([Col("prompt", ellipsis="middle", min_width=20), Col("result"),
+                          Col("detail", "prose", min_width=20)], title=title)
         colours = {"created": "green", "updated": "green", "error": "red"}
         for r in results:
             detail = r.get("detail") or ""
@@ -353,7 +353,7 @@ def _report(results: list[dict[str, Any]], as_json: bool, title: str) -> None:
                     (f" [{', '.join(r['labels'])}]" if r.get("labels") else "")
             colour = colours.get(r["result"], "dim")
             table.add_row(_esc(r["name"]), f"[{colour}]{r['result']}[/]", _esc(detail))
-        _console().print(table)
+        print_fit(_console(), table)
     if failed:
         sys.exit(1)
 
@@ -380,7 +380,8 @@ def promote(name: str, version: int, label: str, local: bool, config_path: str |
                 before: int | None = lf.fetch(name, label=label)["version"]
             except PromptMissing:
                 before = None
-            lf.set_labels(name, version, [label])
+            if before != version:
+                lf.set_labels(name, version, [label])
             where = f"Langfuse ({lf.base_url})"
         else:
             versions = registry.local.versions(name)
@@ -389,11 +390,17 @@ def promote(name: str, version: int, label: str, local: bool, config_path: str |
                                            f"{registry.local.path(name)} (it has "
                                            f"{', '.join(str(v['version']) for v in versions)})")
             before = next((v["version"] for v in versions if label in v["labels"]), None)
-            for v in versions:
-                v["labels"] = [x for x in v["labels"] if x != label] + \
-                    ([label] if v["version"] == version else [])
-            registry.local.write(name, versions, description=registry.local.description(name))
+            moved = [[x for x in v["labels"] if x != label] +
+                     ([label] if v["version"] == version else []) for v in versions]
+            if [set(m) for m in moved] != [set(v["labels"]) for v in versions]:   # else untouched
+                for v, labels in zip(versions, moved):
+                    v["labels"] = labels
+                registry.local.write(name, versions,
+                                     description=registry.local.description(name))
             where = str(registry.local.path(name))
+    if before == version:
+        click.echo(f"{name}: {label} is already on v{version} in {where}; nothing changed")
+        return
     was = f"v{before}" if before is not None else "nothing"
     click.echo(f"{name}: {label} → v{version} (was {was}) in {where}")
 
@@ -407,9 +414,10 @@ def promote(name: str, version: int, label: str, local: bool, config_path: str |
 @click.option("--score", "score_name", help="Only scores with this name (default: every "
                                             "numeric score).")
 @_json_option
+@wide_option
 @_config_option
 @_env_option
-def stats(name: str, db: Path | None, score_name: str | None, as_json: bool,
+def stats(name: str, db: Path | None, score_name: str | None, as_json: bool, wide: bool,
           config_path: str | None, environment: str | None) -> None:
     """Compare the variants of NAME's A/B test: calls, errors, latency, cost, score."""
     from .prompt_stats import compare, variant_stats, winner
@@ -436,24 +444,25 @@ def stats(name: str, db: Path | None, score_name: str | None, as_json: bool,
     if not rows:
         click.echo(f"no calls of prompt {name!r} in {path}")
         return
-    from rich.table import Table
-
-    table = Table(title=f"{name}: variants ({total} calls, {path})")
-    for column in ("variant", "versions", "calls", "share", "errors", "latency mean / p95",
-                   "mean cost", "mean score"):
-        table.add_column(column, justify="left" if column in ("variant", "versions") else "right")
+    table = FitTable([Col("variant", ellipsis="middle"), Col("versions", "prose", drop=1),
+                      Col("calls", "figure", "right"), Col("share", "figure", "right"),
+                      Col("errors", "figure", "right"),
+                      Col("latency mean / p95", "figure", "right", drop=2),
+                      Col("mean cost", "figure", "right"),
+                      Col("mean score", "figure", "right")],
+                     title=f"{name}: variants ({total} calls, {path})")
     shares = experiment.shares if experiment else {}
     for r in rows:
         share = f"{r.calls / total:.0%}" + (f" (of {shares[r.variant]:.0%})"
                                             if r.variant in shares else "")
         latency = "—" if r.latency_mean_ms is None else \
-            f"{r.latency_mean_ms:.0f} / {r.latency_p95_ms or 0:.0f} ms"
-        table.add_row(_esc(r.variant), ", ".join(f"v{v}" for v in r.versions), str(r.calls),
+            f"{r.latency_mean_ms:,.0f} / {r.latency_p95_ms or 0:,.0f} ms"
+        table.add_row(_esc(r.variant), ", ".join(f"v{v}" for v in r.versions), f"{r.calls:,}",
                       share, f"{100 * (r.error_rate or 0):.1f}%", latency,
-                      "—" if r.cost_mean is None else f"${r.cost_mean:.6f}",
+                      "—" if r.cost_mean is None else fmt_cost(r.cost_mean),
                       "—" if r.score_mean is None else f"{r.score_mean:.3f} (n={r.scores})")
     console = _console()
-    console.print(table)
+    print_fit(console, table, wide=wide)
     for c in comparisons:
         console.print(f"  {c.metric}: {_esc(c.best)} vs {_esc(c.runner_up)}: {c.verdict}")
     console.print(f"[bold]best: {_esc(best or '—')}[/] ({_esc(why)})")

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import click
 
+from ._tables import Col, FitTable, print_fit, wide_option
 from .errors import UsageError
 from .reports import (DIMENSIONS, CostRow, DailyCost, SessionTree, Sort, TraceGroup,
                       cost_report, daily_costs, list_traces, session_tree, stats, trace_detail)
@@ -136,8 +137,10 @@ def _echo_json(data: Any) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per group (no totals).")
 @_db_option
 @_simulated_option
+@wide_option
 def costs(by: str, since: datetime | None, until: datetime | None, environment: str | None,
-          chart: bool, as_json: bool, as_csv: bool, db: Path | None, simulated: bool) -> None:
+          chart: bool, as_json: bool, as_csv: bool, db: Path | None, simulated: bool,
+          wide: bool) -> None:
     """What the calls cost, by group, with their share of calls and of cost."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
@@ -159,24 +162,27 @@ def costs(by: str, since: datetime | None, until: datetime | None, environment: 
         click.echo(out.getvalue(), nl=False)
     else:
         console = _console()
-        console.print(_costs_table(by, report.rows, report.total, since, until, environment))
+        print_fit(console, _costs_table(by, report.rows, report.total, since, until,
+                                        environment), wide=wide)
         if daily:
             console.print(_daily_chart(daily))
 
 
 def _costs_table(by: str, rows: list[CostRow], total: CostRow, since: datetime | None,
-                 until: datetime | None, environment: str | None) -> Any:
-    from rich.table import Table
-
+                 until: datetime | None, environment: str | None) -> FitTable:
     window = " ".join(part for part in (
         f"from {since:%Y-%m-%d %H:%M}" if since else "", f"until {until:%Y-%m-%d %H:%M}"
         if until else "", f"env {environment}" if environment else "") if part)
-    table = Table(title=f"costs by {by}" + (f" ({window} UTC)" if window else ""),
-                  show_footer=False)
     hedges = total.hedge_cost > 0                   # a column only where hedging cost something
-    for name in (by, "calls", "calls %", "cost", *(("of it hedges",) if hedges else ()),
-                 "cost %", "unknown price", "tokens in/cached/out", "mean latency"):
-        table.add_column(name, justify="left" if name == by else "right")
+    columns = [Col(by, "text", ellipsis="middle", min_width=14),
+               Col("calls", "figure", "right"), Col("calls %", "figure", "right", drop=4),
+               Col("cost", "figure", "right"),
+               *((Col("of it hedges", "figure", "right", drop=2),) if hedges else ()),
+               Col("cost %", "figure", "right", drop=3),
+               Col("unknown price", "figure", "right", drop=1),
+               Col("tokens in/cached/out", "figure", "right", drop=6),
+               Col("mean latency", "figure", "right", drop=5)]
+    table = FitTable(columns, title=f"costs by {by}" + (f" ({window} UTC)" if window else ""))
 
     def cells(row: CostRow, key: str) -> list[str]:
         hedge = [fmt_cost(row.hedge_cost) if row.hedge_cost else "-"] if hedges else []

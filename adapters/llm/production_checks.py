@@ -16,7 +16,8 @@ __all__ = ["production_checks"]
 
 
 def _check(name: str, ok: bool, detail: str, fix: str = "") -> dict[str, Any]:
-    return {"check": name, "ok": ok, "detail": detail, "fix": fix}
+    return {"check": name, "ok": ok, "level": "ok" if ok else "fail", "detail": detail,
+            "fix": fix}
 
 
 def production_checks(config: Config) -> list[dict[str, Any]]:
@@ -59,6 +60,8 @@ def _langfuse(config: Config) -> dict[str, Any]:
 
 
 def _prompts(config: Config) -> list[dict[str, Any]]:
+    """Each declared prompt in Langfuse, every A/B variant of it: one check per label, so the
+    report is the same whichever variant a random draw would pick."""
     from .prompts import build_registry
 
     wanted = list((config.sections.get("prompts") or {}).get("prefetch") or [])
@@ -68,16 +71,18 @@ def _prompts(config: Config) -> list[dict[str, Any]]:
     registry = build_registry(config, enable_langfuse=True, prefetch=False)
     out = []
     for name in wanted:
-        try:
-            prompt = registry.get(name)
-        except Exception as exc:  # each prompt is one check: its failure is the detail shown
-            out.append(_check(f"prompt {name}", False, str(exc), "create it in prompts/ and "
-                              "`llm-adapter prompts push`"))
-            continue
-        in_langfuse = prompt.source == "langfuse"
-        out.append(_check(f"prompt {name} in Langfuse", in_langfuse,
-                          f"v{prompt.version} from {prompt.source}",
-                          f"llm-adapter prompts push {name}"))
+        experiment = registry.experiments.get(name)
+        for label in experiment.labels if experiment else ("production",):
+            shown = name if experiment is None else f"{name} [{label}]"
+            try:
+                prompt = registry.get(name, label=label)
+            except Exception as exc:  # each prompt is one check: its failure is the detail
+                out.append(_check(f"prompt {shown}", False, str(exc),
+                                  "create it in prompts/ and `llm-adapter prompts push`"))
+                continue
+            out.append(_check(f"prompt {shown} in Langfuse", prompt.source == "langfuse",
+                              f"v{prompt.version} from {prompt.source}",
+                              f"llm-adapter prompts push {name}"))
     return out
 
 

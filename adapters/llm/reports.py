@@ -21,9 +21,9 @@ from typing import Any, Final, Literal, NamedTuple
 from .errors import UsageError
 from .store import read_calls
 
-__all__ = ["DIMENSIONS", "CostRow", "DailyCost", "Report", "SessionTree", "Sort", "TraceCall",
-           "TraceGroup", "cost_report", "daily_costs", "list_traces", "percentile",
-           "session_tree", "stats", "trace_detail"]
+__all__ = ["DIMENSIONS", "CostRow", "DailyCost", "RecentFailures", "Report", "SessionTree", "Sort",
+           "TraceCall", "TraceGroup", "cost_report", "daily_costs", "list_traces", "percentile",
+           "recent_failures", "recent_use", "session_tree", "spend", "stats", "trace_detail"]
 
 # --by NAME -> the SQL expression grouped by (``c`` is calls, ``t`` is call_tags).
 DIMENSIONS: Final[Mapping[str, str]] = MappingProxyType({
@@ -222,6 +222,75 @@ def percentile(ordered: list[float], p: float) -> float | None:
     if not ordered:
         return None
     return ordered[max(math.ceil(p / 100 * len(ordered)) - 1, 0)]
+
+
+# -- what the store knows of the present (for ``llm-adapter status``) --------------------------
+_SCOPE_COLUMNS: Final[Mapping[str, str]] = MappingProxyType({
+    "user": "c.user_id", "session": "c.session_id", "agent": "c.agent", "tag": "t.tag",
+    "environment": "c.environment"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecentFailures:
+    """Failed attempts of one deployment since a moment, and the latest of them."""
+
+    deployment: str
+    failures: int
+    last_at: float                  # when the call holding the latest failure ended
+    kinds: tuple[str, ...]
+
+
+def recent_failures(conn: sqlite3.Connection, since: float, env: str | None = None
+                    ) -> dict[str, RecentFailures]:
+    """Per deployment, its failed attempts in calls that ended at or after ``since``."""
+    where, params = _where(None, None, env)
+    rows = conn.execute(
+        "SELECT a.deployment, COUNT(*), MAX(COALESCE(c.ended_at, c.started_at)), "
+        "GROUP_CONCAT(DISTINCT a.error_kind) FROM attempts a JOIN calls c "
+        f"ON c.call_id = a.call_id WHERE {where} AND a.outcome = 'error' "
+        "AND a.deployment IS NOT NULL AND COALESCE(c.ended_at, c.started_at) >= ? "
+        "GROUP BY a.deployment", [*params, since]).fetchall()
+    return {d: RecentFailures(d, n, last, tuple(sorted((kinds or "").split(",")) if kinds else ()))
+            for d, n, last, kinds in rows}
+
+
+def recent_use(conn: sqlite3.Connection, since: float, env: str | None = None
+               ) -> dict[str | None, tuple[int, int]]:
+    """(requests, tokens) sent to providers since ``since``: ``None`` for every deployment
+    together, else per deployment (cache hits sent nothing)."""
+    where, params = _where(None, None, env)
+    tokens = "c.input_tokens + c.cached_tokens + c.cache_write_tokens + c.output_tokens"
+    total = conn.execute(f"SELECT COUNT(*), COALESCE(SUM({tokens}), 0) FROM calls c "
+                         f"WHERE {where} AND c.cache_hit = 0 AND c.started_at >= ?",
+                         [*params, since]).fetchone()
+    out: dict[str | None, tuple[int, int]] = {None: (total[0], total[1])}
+    for deployment, n, used in conn.execute(
+            f"SELECT c.deployment, COUNT(*), COALESCE(SUM({tokens}), 0) FROM calls c "
+            f"WHERE {where} AND c.cache_hit = 0 AND c.started_at >= ? AND c.deployment IS "
+            "NOT NULL GROUP BY c.deployment", [*params, since]):
+        out[deployment] = (n, used)
+    return out
+
+
+def spend(conn: sqlite3.Connection, scope: str, since: float | None, env: str | None = None,
+          value: str | None = None) -> dict[str, float]:
+    """Known cost per value of a budget scope (user, session, agent, tag, environment) since
+    ``since`` (None: ever), highest first; only ``value`` when given."""
+    column = _SCOPE_COLUMNS.get(scope)
+    if column is None:
+        raise UsageError(f"no budget scope {scope!r}; choose one of {', '.join(_SCOPE_COLUMNS)}")
+    where, params = _where(None, None, env)
+    join = "JOIN call_tags t ON t.call_id = c.call_id" if scope == "tag" else ""
+    clauses = [where, f"{column} IS NOT NULL"]
+    if since is not None:
+        clauses.append("c.started_at >= ?")
+        params.append(since)
+    if value is not None:
+        clauses.append(f"{column} = ?")
+        params.append(value)
+    return {str(k): total for k, total in conn.execute(
+        f"SELECT {column}, COALESCE(SUM(c.cost), 0) FROM calls c {join} WHERE "
+        f"{' AND '.join(clauses)} GROUP BY {column} ORDER BY 2 DESC, 1", params)}
 
 
 # -- traces -----------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
+from ._tables import Col, FitTable
 from .config import Config
 from .records import LLMResponse
 
@@ -13,7 +15,23 @@ __all__ = ["checks_table", "fmt_cost", "models_rows", "models_table", "response_
 
 
 def fmt_cost(cost: float | None) -> str:
-    return "unknown price" if cost is None else f"${cost:.6f}"
+    """USD with the precision its size needs: $12.34, $0.50, $0.0123, $0.000123.
+
+    Amounts of a dollar or more get cents; smaller ones three significant digits (trailing
+    zeros dropped down to cents), so a fraction of a cent is never shown as $0.00.
+    """
+    if cost is None:
+        return "unknown price"
+    if cost == 0:
+        return "$0.00"
+    size = abs(cost)
+    if size >= 1:
+        return f"{'-' if cost < 0 else ''}${size:,.2f}"
+    decimals = max(2 - math.floor(math.log10(size)), 2)
+    digits = f"{size:.{decimals}f}"
+    whole, _, frac = digits.partition(".")
+    frac = frac.rstrip("0").ljust(2, "0")
+    return f"{'-' if cost < 0 else ''}${whole}.{frac}"
 
 
 def response_dict(response: LLMResponse) -> dict[str, Any]:
@@ -73,47 +91,61 @@ def response_table(response: LLMResponse, *, title: str | None = None) -> Any:
 
 
 def models_rows(config: Config) -> list[dict[str, Any]]:
+    """One row per deployment; ``key_present`` is the truth about the environment, and
+    ``key_needed`` is false where the simulator serves the deployment."""
     chains = dict(config.fallbacks) if config.profile.fallbacks_enabled else {}
     rows = []
     for d in config.deployments:
         rows.append({
             "group": d.model_name, "deployment": d.id, "provider": d.provider,
             "model": d.litellm_params.get("model"), "api_base": d.litellm_params.get("api_base"),
-            "key_env": d.key_env, "key_present": d.key_present or config.profile.simulated,
+            "key_env": d.key_env, "key_present": d.key_present,
+            "key_needed": d.key_env is not None and not config.profile.simulated,
             "fallbacks": list(chains.get(d.model_name, ())),
             "default": d.model_name == config.default_model,
         })
     return rows
 
 
-def models_table(config: Config) -> Any:
-    from rich.table import Table
-
+def models_table(config: Config) -> FitTable:
     sim = " (simulated: every deployment served by the provider simulator)" \
         if config.profile.simulated else ""
-    table = Table(title=f"environment {config.environment}{sim}")
-    for column in ("group", "deployment", "model", "key", "falls back to"):
-        table.add_column(column)
+    table = FitTable([Col("group", "prose", min_width=14), Col("deployment", ellipsis="middle"),
+                      Col("model", ellipsis="middle", drop=2), Col("key", "prose", min_width=14),
+                      Col("falls back to", "prose", min_width=14, drop=1)],
+                     title=f"environment {config.environment}{sim}")
     for row in models_rows(config):
         if row["key_env"] is None:
             key = "[dim]not needed[/]"
+        elif not row["key_needed"]:
+            key = "[dim]not needed (simulated)[/]"
         elif row["key_present"]:
             key = f"[green]{row['key_env']} set[/]"
         else:
             key = f"[red]{row['key_env']} missing[/]"
         group = f"[bold]{row['group']}[/] (default)" if row["default"] else row["group"]
-        table.add_row(group, row["deployment"], str(row["model"]), key,
+        table.add_row(group, row["deployment"], escape(str(row["model"])), key,
                       " → ".join(row["fallbacks"]) or "-")
     return table
 
 
-def checks_table(checks: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
+_MARKS = {"ok": "[green]✓[/]", "fail": "[red]✗[/]", "info": "[blue]i[/]"}
 
-    table = Table(title="llm-adapter doctor")
-    for column in ("", "check", "detail", "fix"):
-        table.add_column(column)
+
+def checks_table(checks: list[dict[str, Any]]) -> FitTable:
+    """Doctor's checks; details and fixes wrap at word boundaries rather than being cut."""
+    table = FitTable([Col("", "figure"), Col("check", "prose", min_width=16),
+                      Col("detail", "prose", min_width=20), Col("fix", "prose", min_width=20)],
+                     title="llm-adapter doctor (✓ ok, ✗ to fix, i for information)")
     for c in checks:
-        table.add_row("[green]✓[/]" if c["ok"] else "[red]✗[/]", c["check"], c.get("detail", ""),
-                      "" if c["ok"] else c.get("fix", ""))
+        level = c.get("level") or ("ok" if c["ok"] else "fail")
+        table.add_row(_MARKS.get(level, level), escape(c["check"]),
+                      escape(c.get("detail", "")),
+                      "" if level != "fail" else escape(c.get("fix", "")))
     return table
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
