@@ -15,6 +15,8 @@ import pytest
 from adapters.llm import LiteLLMAdapter, load_config
 from adapters.llm.simulator import Simulator
 
+from .redis_support import RUN, drop_run_keys
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -27,6 +29,7 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         if key != "LLM_ADAPTER_HOME":
             os.environ.pop(key, None)
     yield
+    drop_run_keys()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -42,7 +45,7 @@ def sim() -> Iterator[Simulator]:
 
 def unique(prefix: str) -> str:
     """A scenario name no other test uses (scenarios and cooldowns are per name)."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return f"{prefix}-{RUN}{uuid.uuid4().hex[:8]}"   # RUN: this run's Redis keys are found
 
 
 @pytest.fixture

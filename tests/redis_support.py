@@ -1,6 +1,9 @@
 """Real-Redis helpers for the limiter and budget tests: a backend per test key prefix.
 
-Redis tests fail (never skip) when no server listens on 127.0.0.1:6379: `.ci/run` starts one.
+The shared server is ``$LLM_ADAPTER_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``).
+Every key a test run makes there carries the run's id (``RUN``: in key prefixes, environment
+names and deployment ids), and the session deletes them at its end. Without a server, a test
+that needs it fails with the reason under CI (``.ci/run`` starts one) and is skipped elsewhere.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import signal
 import socket
 import subprocess
 import time
+import os
 import uuid
+from functools import cache
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -19,35 +24,71 @@ import pytest_asyncio
 from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend
 from adapters.llm._backend_redis import RedisBackend
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("LLM_ADAPTER_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+RUN = uuid.uuid4().hex[:6]          # in every name a run gives Redis, so its keys can be found
+
+
+@cache
+def _unreachable(url: str) -> str | None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def shared_redis_url() -> str:
+    """The shared test Redis; without one the test fails under CI and is skipped elsewhere."""
+    problem = _unreachable(REDIS_URL)
+    if problem is not None:
+        message = (f"needs a Redis server at {REDIS_URL} ({problem}): start one with "
+                   "`redis-server --daemonize yes`, or set LLM_ADAPTER_TEST_REDIS_URL")
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (.ci/run starts one)")
+        pytest.skip(message)
+    return REDIS_URL
 
 
 def redis_backend(prefix: str) -> RedisBackend:
-    backend = RedisBackend(REDIS_URL, prefix=prefix)
+    backend = RedisBackend(shared_redis_url(), prefix=prefix)
     try:
         backend.ping()
     except BackendUnavailable as exc:
-        pytest.fail(f"these tests need a Redis server on 127.0.0.1:6379 ({exc}); start one with "
-                    "`redis-server --daemonize yes` or run .ci/run")
+        pytest.fail(f"the Redis server at {REDIS_URL} stopped answering: {exc}")
     return backend
 
 
-def drop_keys(prefix: str) -> None:
+def drop_keys(pattern: str) -> int:
+    """Delete the shared server's keys matching ``pattern``; how many were deleted."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    try:
+        keys = list(client.scan_iter(pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
+def drop_run_keys() -> None:
+    """What this run left in the shared server (nothing to do where there is none)."""
+    if _unreachable(REDIS_URL) is None:
+        drop_keys(f"*{RUN}*")
 
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
     """A key prefix of this test's own, its keys deleted afterwards."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
+    name = f"test-{RUN}-{uuid.uuid4().hex[:8]}"
     yield name
-    drop_keys(name)
+    drop_keys(f"{name}:*")
 
 
 @pytest_asyncio.fixture(params=["memory", "redis"], loop_scope="function")

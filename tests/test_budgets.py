@@ -1,4 +1,5 @@
-"""Budgets over both backends: the in-process one and a real Redis on 127.0.0.1:6379.
+"""Budgets over both backends: the in-process one and a real Redis
+($LLM_ADAPTER_TEST_REDIS_URL, default 127.0.0.1:6379).
 
 Redis tests fail (never skip) when no server listens. Each test uses its own key prefix and
 deletes its keys afterwards.
@@ -20,7 +21,8 @@ from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend
 from adapters.llm._backend_redis import RedisBackend
 from adapters.llm.budgets import BudgetRule, Budgets
 
-from .redis_support import REDIS_URL, backend, prefix, redis_backend  # noqa: F401 (fixtures)
+from .redis_support import (backend, prefix, redis_backend,  # noqa: F401 (fixtures)
+                            shared_redis_url)
 
 CALL = {"user": "alice", "session": "s1", "agent": "matching", "tags": ["urgent"],
         "environment": "production"}
@@ -248,7 +250,7 @@ def test_unreachable_redis_fails_closed_or_open_with_one_warning(
 
 def _spend(prefix: str, barrier: object, results: object) -> None:
     """One process: ten reservations of $0.10 against a shared $1.00 budget."""
-    b = Budgets([BudgetRule("user", 1.0, "total")], RedisBackend(REDIS_URL, prefix=prefix),
+    b = Budgets([BudgetRule("user", 1.0, "total")], RedisBackend(shared_redis_url(), prefix=prefix),
                 namespace="ns")
     barrier.wait()  # type: ignore[attr-defined]
     ok = 0
@@ -274,6 +276,6 @@ def test_processes_sharing_redis_share_one_budget(prefix: str) -> None:
         w.join(timeout=10)
         assert w.exitcode == 0
     assert sum(counts) == 10, counts
-    b = Budgets([BudgetRule("user", 1.0, "total")], RedisBackend(REDIS_URL, prefix=prefix),
+    b = Budgets([BudgetRule("user", 1.0, "total")], RedisBackend(shared_redis_url(), prefix=prefix),
                 namespace="ns")
     assert balance(b, "user", "alice") == (1.0, 0)

@@ -12,6 +12,7 @@ import pytest
 from adapters.llm.policies import PolicyPool
 
 from .conftest import unique
+from .redis_support import RUN, shared_redis_url
 
 CONFIG = """
 model_list:
@@ -21,7 +22,6 @@ model_list:
 router_settings:
   cache: {cache}
 """
-REDIS = "redis://127.0.0.1:6379/0"
 
 
 def adapter(make_adapter, name: str, cache: str, *, key: str = "sk-test-cache-0001",
@@ -82,8 +82,9 @@ def test_streams_are_cached_and_replayed_as_streams(make_adapter, sim):
 
 
 def test_redis_cache_is_shared_and_never_keyed_by_api_key(make_adapter, sim, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", REDIS)
-    name, namespace = unique("cache-redis"), uuid.uuid4().hex
+    redis_url = shared_redis_url()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    name, namespace = unique("cache-redis"), f"{RUN}{uuid.uuid4().hex}"
     settings = f"{{type: redis, ttl: 60, namespace: {namespace}}}"
     one = adapter(make_adapter, name, settings, key="sk-test-process-one-0001")
     two = adapter(make_adapter, name, settings, key="sk-test-process-two-0002")
@@ -94,7 +95,7 @@ def test_redis_cache_is_shared_and_never_keyed_by_api_key(make_adapter, sim, mon
     assert requests(sim, name) == 1
     import redis
 
-    keys = redis.Redis.from_url(REDIS).keys(f"llm-adapter:{namespace}:*")
+    keys = redis.Redis.from_url(redis_url).keys(f"llm-adapter:{namespace}:*")
     assert keys and all(b"sk-test" not in k for k in keys)
 
 

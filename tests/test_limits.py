@@ -1,4 +1,5 @@
-"""Rate limits over both backends: the in-process one and a real Redis on 127.0.0.1:6379.
+"""Rate limits over both backends: the in-process one and a real Redis
+($LLM_ADAPTER_TEST_REDIS_URL, default 127.0.0.1:6379).
 
 Redis tests fail (never skip) when no server listens: `.ci/run` starts one. Each test uses its
 own key prefix and deletes its keys afterwards.
@@ -23,7 +24,8 @@ from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend, Ta
 from adapters.llm._backend_redis import RedisBackend
 from adapters.llm.limits import DEFAULT_OUTPUT_TOKENS, Limits, RateLimiter
 
-from .redis_support import REDIS_URL, backend, prefix, redis_backend  # noqa: F401 (fixtures)
+from .redis_support import (REDIS_URL, backend, prefix,  # noqa: F401 (fixtures)
+                            redis_backend, shared_redis_url)
 
 
 def limiter(backend: Backend, window_s: float = 60.0, **limits: object) -> RateLimiter:
@@ -197,7 +199,7 @@ def test_estimate_tokens_counts_the_prompt_and_the_answer() -> None:
 
 def _hammer(prefix: str, attempts: int, barrier: object, results: object) -> None:
     """One process: ``attempts`` acquires over about a second, counting the successes."""
-    rl = RateLimiter(Limits(rpm=50), RedisBackend(REDIS_URL, prefix=prefix), namespace="ns")
+    rl = RateLimiter(Limits(rpm=50), RedisBackend(shared_redis_url(), prefix=prefix), namespace="ns")
 
     async def run() -> int:
         ok = 0

@@ -18,14 +18,14 @@ import pytest
 from adapters.llm import BudgetExceeded, RateLimited
 
 from .conftest import unique
+from .redis_support import RUN, shared_redis_url
 
-REDIS = "redis://127.0.0.1:6379/0"
 
 
 def write_config(tmp_path: Path, sim_url: str, body: str) -> tuple[Path, str]:
     """A config whose only environment has a unique name: limits and budgets are namespaced by
     environment, so tests sharing one Redis never share counters."""
-    environment = f"t{uuid.uuid4().hex[:10]}"
+    environment = f"t{RUN}{uuid.uuid4().hex[:6]}"
     path = tmp_path / f"{environment}.yaml"
     path.write_text(textwrap.dedent(body).replace("{sim}", sim_url) +
                     f"environments:\n  {environment}: {{default_model: main}}\n")
@@ -59,7 +59,7 @@ def run_processes(n: int, config: Path, environment: str, calls: int, home: Path
                   ) -> list[tuple[int, int, int, float]]:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(config), environment, calls, REDIS,
+    procs = [ctx.Process(target=_worker, args=(str(config), environment, calls, shared_redis_url(),
                                                str(home), out)) for _ in range(n)]
     for p in procs:
         p.start()
