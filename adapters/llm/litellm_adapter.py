@@ -7,6 +7,7 @@ config: litellm is imported on the first call, so building an adapter is cheap.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from ._lifecycle import default_lifecycle
 from ._loop import default_loop
 from .caching import CacheControl
 from .config import Config, load_config
@@ -69,6 +71,31 @@ class LiteLLMAdapter:
         self._last_trace = threading.local()          # for score() without a trace id
         self._prompts = build_registry(self.config, enable_langfuse=bool(self.enable_langfuse),
                                        local_dir=Path(prompts_dir) if prompts_dir else None)
+        self._closed = False
+        default_lifecycle().install()     # the process's records are drained at its end
+
+    # -- the adapter's own end ----------------------------------------------------------------
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write down every call this adapter made: its records reach the local store and the
+        other sinks (Langfuse: delivered, or kept in the store for later) within ``timeout``.
+        Later calls raise ``UsageError``. Never raises; safe to call twice; True when all was
+        delivered. The process's store writer, event loop and Langfuse exporter are shared by
+        every adapter and stop at the end of the process, which drains them whether or not
+        ``close`` was called."""
+        self._closed = True
+        return self.flush_langfuse(timeout)
+
+    def __enter__(self) -> LiteLLMAdapter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LiteLLMAdapter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.close)      # waits on threads: not on the event loop
 
     # -- calls --------------------------------------------------------------------------------
     def generate(self, prompt: str | None = None, *, system: str | Sequence[Mapping[str, Any]] | None = None,
@@ -119,6 +146,9 @@ class LiteLLMAdapter:
                     response_format: Any, timeout: Any, stream: bool, model: str | None,
                     kwargs: dict[str, Any], parent: tuple[str, str | None],
                     cache: Mapping[str, Any] | None = None) -> LLMResponse | ResponseStream:
+        if self._closed:
+            raise errors.UsageError("this LiteLLMAdapter is closed (close() or the end of its "
+                                    "with block); make a new one for more calls")
         gateway = self.gateway              # the first call imports litellm: not the call's time
         self.telemetry                      # noqa: B018 - and opens the store
         started = time.monotonic()

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from ._lifecycle import RECORDS, default_lifecycle
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
 from .tracing import LangfuseSink, langfuse_credentials
@@ -25,6 +27,9 @@ __all__ = ["Telemetry", "TelemetryPool", "default_telemetry"]
 log = logging.getLogger("adapters.llm")
 
 
+LANGFUSE_EXIT_TIMEOUT = 5.0     # Langfuse's share at exit: what it did not take stays stored
+
+
 @dataclass
 class Telemetry:
     recorder: Recorder
@@ -32,6 +37,32 @@ class Telemetry:
     langfuse: LangfuseSink | None
     store: Any | None                    # LocalStore
     alerts: Any | None = None            # AlertEvaluator
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Every record so far handed to the sinks and delivered by them; True when done."""
+        return self.recorder.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """The end of this telemetry, in order: the recorder hands over what is queued and
+        stops; each sink is flushed with the time left (Langfuse with at most
+        ``LANGFUSE_EXIT_TIMEOUT`` of it) and closed if it has ``close()``; then the store
+        commits and stops its writer (it gets at least a second, whatever the sinks took).
+        True when everything finished in time. Safe to call twice; records made later are
+        dropped and counted. Shared parts (a store, a sink) are closed for everyone using them:
+        this is for the end of the process (``LiteLLMAdapter.close`` only flushes)."""
+        deadline = time.monotonic() + timeout
+        ok = self.recorder.close(timeout)
+        for sink in self.recorder.sinks:
+            left = max(deadline - time.monotonic(), 0.0)
+            if sink is self.langfuse:
+                left = min(left, LANGFUSE_EXIT_TIMEOUT)
+            ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
+            closer = getattr(sink, "close", None)
+            if callable(closer):
+                ok = _step(sink.name, "close", closer) and ok
+        if self.store is not None:
+            ok = bool(self.store.close(max(deadline - time.monotonic(), 1.0))) and ok
+        return ok
 
 
 class TelemetryPool:
@@ -45,6 +76,27 @@ class TelemetryPool:
         self._langfuse: dict[tuple[str, str, str], LangfuseSink] = {}
         self._alerts: dict[str, Any] = {}
         self._warned_keys = False
+        self._closed = False
+        lifecycle = default_lifecycle()
+        lifecycle.install()
+        lifecycle.add(self.close, stage=RECORDS)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Close every telemetry of the pool (``Telemetry.close``): all recorders first, so
+        each sink and store is flushed and closed once, after everything reached it. Run at
+        the end of the process; safe to call twice."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+            items = list(self._items.values())
+        ok = True
+        for telemetry in items:
+            ok = telemetry.recorder.close(max(deadline - time.monotonic(), 0.0)) and ok
+        for telemetry in items:
+            ok = telemetry.close(max(deadline - time.monotonic(), 0.0)) and ok
+        return ok
 
     def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
         creds = langfuse_credentials() if enable_langfuse else None
@@ -53,6 +105,9 @@ class TelemetryPool:
         with self._lock:
             telemetry = self._items.get(key)
             if telemetry is None:
+                if self._closed:
+                    raise UsageError("the process is ending: its call records were already "
+                                     "written and closed, so no new adapter can record calls")
                 telemetry = self._items[key] = self._build(config, enable_langfuse)
             return telemetry
 
@@ -116,6 +171,7 @@ class TelemetryPool:
         existing = self._stores.setdefault(str(store.path), store)
         if existing is not store:
             store.close()
+        existing.start()            # the first record does not wait for the writer's start
         return existing
 
     def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
@@ -147,6 +203,15 @@ class _StoreSink:
 
     def flush(self, timeout: float) -> bool:
         return bool(self.store.flush(timeout))
+
+
+def _step(sink: str, what: str, action: Any) -> bool:
+    """One sink's flush or close at the end: logged, never raised (the others still run)."""
+    try:
+        return action() is not False
+    except Exception:  # a sink failing at exit must not keep the store from closing; logged
+        log.exception("llm-adapter: the %s sink failed to %s at exit", sink, what)
+        return False
 
 
 def _section(config: Config, name: str) -> dict[str, Any]:
