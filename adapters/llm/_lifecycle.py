@@ -73,6 +73,17 @@ class Lifecycle:
                 except ValueError:           # not the main interpreter
                     log.debug("llm-adapter: no SIGTERM handler in a sub-interpreter")
 
+    def run_first(self) -> None:
+        """Move the ``atexit`` hook before every hook registered so far (``atexit`` runs the
+        last registered first). Libraries that shut down at exit (the Langfuse SDK and
+        OpenTelemetry, litellm's logging worker and client clean-up) register their hooks when
+        first used, after ours: they would shut down before the records still to be handed
+        to them were, and clean litellm's clients up on a loop that does not own them."""
+        with self._lock:
+            if self._atexit:
+                atexit.unregister(self._at_exit)
+                atexit.register(self._at_exit)
+
     def add(self, closer: Closer, *, stage: int) -> None:
         """Run ``closer(seconds_left)`` at the end of the process, in ``stage``.
 

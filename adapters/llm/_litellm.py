@@ -28,6 +28,13 @@ def litellm() -> ModuleType:
     if not os.environ.get("LITELLM_LOG"):
         # Its warnings repeat what the adapter reports itself (e.g. unknown prices).
         logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    # litellm registers its at-exit client clean-up on the first read of a lazily imported
+    # attribute (any name it does not define): have that happen now, then put the process's
+    # drain before it and before its logging worker's at-exit flush (see _lifecycle).
+    hasattr(_litellm, "_llm_adapter_registers_cleanup")
+    from ._lifecycle import default_lifecycle
+
+    default_lifecycle().run_first()
     return _litellm
 
 

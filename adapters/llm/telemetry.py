@@ -109,6 +109,7 @@ class TelemetryPool:
                     raise UsageError("the process is ending: its call records were already "
                                      "written and closed, so no new adapter can record calls")
                 telemetry = self._items[key] = self._build(config, enable_langfuse)
+                default_lifecycle().run_first()     # before the SDK's own at-exit shutdown
             return telemetry
 
     def _build(self, config: Config, enable_langfuse: bool) -> Telemetry:
