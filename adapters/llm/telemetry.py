@@ -27,7 +27,7 @@ __all__ = ["Telemetry", "TelemetryPool", "default_telemetry"]
 log = logging.getLogger("adapters.llm")
 
 
-LANGFUSE_EXIT_TIMEOUT = 5.0     # Langfuse's share at exit: what it did not take stays stored
+SINK_EXIT_TIMEOUT = 5.0     # a sink's share at exit (Langfuse: what it did not take stays stored)
 
 
 @dataclass
@@ -44,8 +44,8 @@ class Telemetry:
 
     def close(self, timeout: float = 10.0) -> bool:
         """The end of this telemetry, in order: the recorder hands over what is queued and
-        stops; each sink is flushed with the time left (Langfuse with at most
-        ``LANGFUSE_EXIT_TIMEOUT`` of it) and closed if it has ``close()``; then the store
+        stops; each sink is flushed with the time left (at most ``SINK_EXIT_TIMEOUT`` each, the
+        store's own sink first) and closed if it has ``close()``; then the store
         commits and stops its writer (it gets at least a second, whatever the sinks took).
         True when everything finished in time. Safe to call twice; records made later are
         dropped and counted. Shared parts (a store, a sink) are closed for everyone using them:
@@ -53,9 +53,7 @@ class Telemetry:
         deadline = time.monotonic() + timeout
         ok = self.recorder.close(timeout)
         for sink in self.recorder.sinks:
-            left = max(deadline - time.monotonic(), 0.0)
-            if sink is self.langfuse:
-                left = min(left, LANGFUSE_EXIT_TIMEOUT)
+            left = min(max(deadline - time.monotonic(), 0.0), SINK_EXIT_TIMEOUT)
             ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
             closer = getattr(sink, "close", None)
             if callable(closer):
