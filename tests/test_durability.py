@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.llm import LLMAdapterError, LLMResponse
+from adapters.llm import LLMAdapterError, LLMResponse, UsageError
 from adapters.llm.simulator import Scenario, Simulator
 
 from .conftest import unique
@@ -367,3 +367,44 @@ def test_the_cli_and_a_two_line_script_always_exit(tmp_path, program):
         assert "Simulated answer" in out
         assert "Task was destroyed" not in err, err
         assert rows == 1, err
+
+
+# -- close(), with, async with ----------------------------------------------------------------
+CLOSE_CONFIG = """
+    model_list:
+      - model_name: main
+        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-x}}
+    environments: {{development: {{default_model: main, langfuse: {{enabled: false}}}}}}
+    store: {{path: "{path}"}}
+"""
+
+
+def test_with_block_writes_every_call_down_and_closes_the_adapter(make_adapter, tmp_path):
+    path = tmp_path / "with" / "calls.sqlite3"
+    with make_adapter(CLOSE_CONFIG.format(name=unique("with"), path=path)) as llm:
+        ids = [llm.generate(prompt=f"q{i}").call_id for i in range(5)]
+        stream = llm.stream(prompt="streamed")
+        assert "".join(stream)
+        ids.append(stream.response.call_id)
+    assert set(ids) <= set(stored_ids(path.parent))           # no flush: the block's end
+    with pytest.raises(UsageError, match="closed"):
+        llm.generate(prompt="after")
+    assert llm.close() is True                                  # twice: harmless
+
+
+def test_async_with_block_writes_every_call_down(make_adapter, tmp_path):
+    path = tmp_path / "async-with" / "calls.sqlite3"
+    llm = make_adapter(CLOSE_CONFIG.format(name=unique("awith"), path=path))
+
+    async def main() -> list[str]:
+        async with llm:
+            answers = await asyncio.gather(*(llm.agenerate(prompt=f"q{i}") for i in range(5)))
+            chunks = await llm.agenerate(prompt="streamed", stream=True)
+            text = "".join([c async for c in chunks])
+            assert text
+        return [a.call_id for a in answers] + [chunks.response.call_id]
+
+    ids = asyncio.run(main())
+    assert len(ids) == 6 and set(ids) <= set(stored_ids(path.parent))
+    with pytest.raises(UsageError, match="closed"):
+        asyncio.run(llm.agenerate(prompt="after"))

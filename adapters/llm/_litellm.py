@@ -32,9 +32,12 @@ def litellm() -> ModuleType:
     # attribute (any name it does not define): have that happen now, then put the process's
     # drain before it and before its logging worker's at-exit flush (see _lifecycle).
     hasattr(_litellm, "_llm_adapter_registers_cleanup")
-    from ._lifecycle import default_lifecycle
+    from ._lifecycle import LOOPS, default_lifecycle
 
-    default_lifecycle().run_first()
+    lifecycle = default_lifecycle()
+    lifecycle.run_first()
+    # After the private loop closed its own clients: those of the application's loops too.
+    lifecycle.add(lambda _timeout: forget_clients(), stage=LOOPS + 1)
     return _litellm
 
 
