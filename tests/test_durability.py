@@ -33,7 +33,7 @@ from .conftest import unique
 from .langfuse_server import LangfuseServer
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 120.0          # per script: a hang is forever, a slow import on a busy machine is not
+TIMEOUT = 240.0          # per script: a hang is forever, a slow import on a busy machine is not
 WINDOW_S = 0.5           # SIGKILL: what may be lost, generously over the measured window
 
 CONFIG = """
@@ -111,6 +111,7 @@ class Env:
         public, secret = f"pk-lf-{uuid.uuid4().hex[:12]}", f"sk-lf-{uuid.uuid4().hex[:12]}"
         self.langfuse.add_key(public, secret)
         env = {**os.environ, "PYTHONPATH": _pythonpath(), "LLM_ADAPTER_HOME": str(home),
+               "PYTHONFAULTHANDLER": "1",
                "LLM_ADAPTER_CONFIG": str(config), "ENVIRONMENT": "production",
                "LANGFUSE_PUBLIC_KEY": public, "LANGFUSE_SECRET_KEY": secret,
                "LANGFUSE_BASE_URL": self.langfuse.url, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -127,7 +128,7 @@ class Env:
                 line = proc.stdout.readline()          # blocks until the calls are answered
                 assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
                 proc.send_signal(signal.SIGINT if end == "sigint" else signal.SIGTERM)
-            out, err = proc.communicate(timeout=TIMEOUT)
+            out, err = finished(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -138,6 +139,18 @@ class Env:
         return {s.span_id for s in self.langfuse.spans()
                 if s.scope_attributes.get("public_key") == public_key
                 and s.attr("langfuse.observation.type") == "generation"}
+
+
+def finished(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """stdout and stderr of ``proc`` once it exited; one that does not within TIMEOUT is a
+    hang: its threads' stacks (faulthandler, on SIGABRT) are in the failure."""
+    try:
+        return proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"the process did not exit within {TIMEOUT} s; stdout: "
+                             f"{out[-500:]!r}; stderr:\n{err[-6000:]}") from None
 
 
 def _pythonpath() -> str:
@@ -351,12 +364,13 @@ def test_the_cli_and_a_two_line_script_always_exit(tmp_path, program):
                    "ENVIRONMENT": "simulation", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         for key in ("LLM_ADAPTER_CONFIG", "LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
             environ.pop(key, None)
+        proc = subprocess.Popen(command, env={**environ, "PYTHONFAULTHANDLER": "1"}, cwd=home,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            done = subprocess.run(command, env=environ, cwd=home, capture_output=True,
-                                  text=True, timeout=TIMEOUT)
-        except subprocess.TimeoutExpired as exc:
-            return None, str(exc.stdout), str(exc.stderr), 0
-        return done.returncode, done.stdout, done.stderr, len(stored_ids(home))
+            out, err = finished(proc)
+        except AssertionError as exc:       # a hang: the stacks are in the message
+            return None, "", str(exc), 0
+        return proc.returncode, out, err, len(stored_ids(home))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(once, range(EXIT_RUNS)))
