@@ -52,15 +52,7 @@ class Telemetry:
         this is for the end of the process (``LiteLLMAdapter.close`` only flushes)."""
         deadline = time.monotonic() + timeout
         ok = self.recorder.close(timeout)
-        for sink in self.recorder.sinks:
-            left = min(max(deadline - time.monotonic(), 0.0), SINK_EXIT_TIMEOUT)
-            ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
-            closer = getattr(sink, "close", None)
-            if callable(closer):
-                ok = _step(sink.name, "close", closer) and ok
-        if self.store is not None:
-            ok = bool(self.store.close(max(deadline - time.monotonic(), 1.0))) and ok
-        return ok
+        return _close_parts(self.recorder.sinks, [self.store], deadline) and ok
 
 
 class TelemetryPool:
@@ -80,9 +72,9 @@ class TelemetryPool:
         lifecycle.add(self.close, stage=RECORDS)
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Close every telemetry of the pool (``Telemetry.close``): all recorders first, so
-        each sink and store is flushed and closed once, after everything reached it. Run at
-        the end of the process; safe to call twice."""
+        """Close every telemetry of the pool as ``Telemetry.close`` does, all recorders first,
+        then each sink and store once (several telemetries share them). Run at the end of the
+        process; safe to call twice."""
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._closed:
@@ -92,9 +84,9 @@ class TelemetryPool:
         ok = True
         for telemetry in items:
             ok = telemetry.recorder.close(max(deadline - time.monotonic(), 0.0)) and ok
-        for telemetry in items:
-            ok = telemetry.close(max(deadline - time.monotonic(), 0.0)) and ok
-        return ok
+        sinks = {id(sink): sink for t in items for sink in t.recorder.sinks}
+        stores = {id(t.store): t.store for t in items}
+        return _close_parts(list(sinks.values()), list(stores.values()), deadline) and ok
 
     def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
         creds = langfuse_credentials() if enable_langfuse else None
@@ -202,6 +194,22 @@ class _StoreSink:
 
     def flush(self, timeout: float) -> bool:
         return bool(self.store.flush(timeout))
+
+
+def _close_parts(sinks: list[Sink], stores: list[Any], deadline: float) -> bool:
+    """Flush each sink (at most ``SINK_EXIT_TIMEOUT`` each) and close it if it has
+    ``close()``, then close each store (at least a second each, whatever the sinks took)."""
+    ok = True
+    for sink in sinks:
+        left = min(max(deadline - time.monotonic(), 0.0), SINK_EXIT_TIMEOUT)
+        ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
+        closer = getattr(sink, "close", None)
+        if callable(closer):
+            ok = _step(sink.name, "close", closer) and ok
+    for store in stores:
+        if store is not None:
+            ok = bool(store.close(max(deadline - time.monotonic(), 1.0))) and ok
+    return ok
 
 
 def _step(sink: str, what: str, action: Any) -> bool:
