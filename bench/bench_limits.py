@@ -5,8 +5,9 @@
 Measured round by round in one run, against a bare Redis ``PING`` of the same kind (sync or
 asyncio) as the baseline: ``RateLimiter.acquire`` (global rpm+tpm and the first of two limited
 deployments: six counters, one script), ``settle``, ``capacity``, and a budget
-``check_and_reserve`` + ``settle`` (three rules), each with Redis and in memory. Limits are
-high enough never to refuse. Target: acquire p50 ≤ 1 ms with Redis.
+``check_and_reserve`` + ``settle`` (three rules; sync, and the async path calls take), each
+with Redis and in memory; and a budget check refused while the breaker is open (Redis away).
+Limits are high enough never to refuse. Target: acquire p50 ≤ 1 ms with Redis.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.llm._backend import Backend, MemoryBackend  # noqa: E402
+from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend  # noqa: E402
 from adapters.llm._backend_redis import RedisBackend  # noqa: E402
 from adapters.llm.budgets import BudgetRule, Budgets  # noqa: E402
 from adapters.llm.limits import Limits, RateLimiter  # noqa: E402
@@ -59,6 +60,17 @@ def paths(url: str, prefix: str) -> tuple[dict[str, Call], dict[str, str]]:
     for name, backend in (("Redis", RedisBackend(url, prefix=prefix)),
                           ("memory", MemoryBackend())):
         add_backend(out, base, name, backend, limits, rules)
+    away = Budgets(rules, RedisBackend("redis://127.0.0.1:1/0", prefix=prefix), namespace="b")
+
+    async def refused() -> object:
+        try:
+            await away.acheck_and_reserve(**CALL, estimated_cost=0.01)
+        except BackendUnavailable:
+            return None
+        raise AssertionError("a budget check with Redis away must be refused")
+
+    out["budget refused, breaker open (Redis away)"] = refused
+    base["budget refused, breaker open (Redis away)"] = "bare PING (redis.asyncio)"
     return out, base
 
 
@@ -81,11 +93,16 @@ def add_backend(out: dict[str, Call], base: dict[str, str], name: str, backend: 
     async def budget() -> object:
         return budgets.settle(budgets.check_and_reserve(**CALL, estimated_cost=0.01), 0.005)
 
+    async def abudget() -> object:
+        return await budgets.asettle(
+            await budgets.acheck_and_reserve(**CALL, estimated_cost=0.01), 0.005)
+
     async_ping, sync_ping = "bare PING (redis.asyncio)", "bare PING (sync redis.Redis)"
     for label, call, ping in ((f"acquire ({name})", acquire, async_ping),
                               (f"acquire + settle ({name})", acquire_settle, async_ping),
                               (f"capacity, sync ({name})", capacity, sync_ping),
-                              (f"budget reserve + settle, sync ({name})", budget, sync_ping)):
+                              (f"budget reserve + settle, sync ({name})", budget, sync_ping),
+                              (f"budget reserve + settle, async ({name})", abudget, async_ping)):
         out[label], base[label] = call, ping
 
 
@@ -127,10 +144,10 @@ def main() -> None:
         for key in client.scan_iter(f"{prefix}:*", count=1000):
             client.delete(key)
     p50 = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"{'path':<42} {'p50 ms':>8} {'p99 ms':>8} {'× PING':>8}")
+    print(f"{'path':<44} {'p50 ms':>8} {'p99 ms':>8} {'× PING':>8}")
     for name, values in samples.items():
         ratio = p50[name] / p50[bases[name]] if name in bases else 1.0
-        print(f"{name:<42} {p50[name]:>8.3f} {pct(values, 0.99):>8.3f} {ratio:>8.2f}")
+        print(f"{name:<44} {p50[name]:>8.3f} {pct(values, 0.99):>8.3f} {ratio:>8.2f}")
     redis_acquire = p50["acquire (Redis)"]
     print(f"\nacquire with Redis: {redis_acquire:.3f} ms p50 "
           f"({'within' if redis_acquire <= 1.0 else 'OVER'} the 1 ms target)")

@@ -5,6 +5,11 @@ Redis tests fail (never skip) when no server listens on 127.0.0.1:6379: `.ci/run
 
 from __future__ import annotations
 
+import shutil
+import signal
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -55,3 +60,61 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     yield made
     await made.aclose()
     made.close()
+
+
+class PrivateRedis:
+    """A redis-server of one test's own, to kill, restart, stop (SIGSTOP) and continue."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is needed (apt-get install redis-server)"
+        self.binary = binary
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--save", "",
+                                      "--appendonly", "no", "--daemonize", "no"],
+                                     stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        try:
+            for _ in range(200):
+                try:
+                    client.ping()
+                    return
+                except redis.RedisError:
+                    time.sleep(0.025)
+            pytest.fail(f"redis-server on port {self.port} did not start")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def cont(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.kill()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.close()

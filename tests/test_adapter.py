@@ -34,7 +34,8 @@ def llm(make_adapter):
 
 def test_public_names_are_exactly_the_documented_ones():
     assert sorted(public.__all__) == sorted([
-        "AllProvidersFailed", "Attempt", "AuthenticationError", "BudgetExceeded", "Config",
+        "AllProvidersFailed", "Attempt", "AuthenticationError", "BackendUnavailable",
+        "BudgetExceeded", "Config",
         "ConfigError", "ContextWindowExceeded", "DeadlineExceeded", "LLMAdapterError",
         "LLMResponse", "LiteLLMAdapter", "Prompt", "ProviderError", "RateLimited",
         "ResponseStream", "ToolCall", "Usage", "UsageError", "load_config"])

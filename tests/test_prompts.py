@@ -120,8 +120,11 @@ def test_missing_variable_names_it_and_unused_ones_are_logged(server, creds, loc
         prompt.compile(therapist="Dr. Rivera")
     assert "'max_appointments'" in str(caught.value) and p in str(caught.value)
     with caplog.at_level(logging.DEBUG, logger="adapters.llm"):
-        assert prompt.compile(max_appointments=3, therapist=None, extra=1) == "At most 3 for "
+        assert prompt.compile(max_appointments=3, therapist="", extra=1) == "At most 3 for "
     assert "ignores variable(s) extra" in caplog.text
+    with pytest.raises(UsageError) as caught:
+        prompt.compile(max_appointments=3, therapist=None)
+    assert "'therapist'" in str(caught.value) and "None" in str(caught.value)
 
 
 def test_chat_prompt_with_placeholder(server, creds, local):

@@ -11,6 +11,7 @@ from .config import Config, load_config
 from .errors import (
     AllProvidersFailed,
     AuthenticationError,
+    BackendUnavailable,
     BudgetExceeded,
     ConfigError,
     ContextWindowExceeded,
@@ -31,6 +32,7 @@ __all__ = [
     "AllProvidersFailed",
     "Attempt",
     "AuthenticationError",
+    "BackendUnavailable",
     "BudgetExceeded",
     "Config",
     "ConfigError",

@@ -13,6 +13,7 @@ import uuid
 from functools import cache
 from typing import Any
 
+from ._fork import reset_in_child
 from ._litellm import litellm
 
 __all__ = ["CALL_KEY", "AttemptLog", "Tries", "attempt_log"]
@@ -25,6 +26,7 @@ class Tries:
         # (deployment id, start, (exception, end) | None)
         self.tries: list[tuple[str | None, float, tuple[BaseException, float] | None]] = []
         self.last_start: float | None = None
+        self.responded = False      # a provider response came back (so a request went out)
 
     def started(self, dep_id: str | None) -> None:
         self.last_start = time.monotonic()
@@ -60,6 +62,12 @@ class AttemptLog:
                 if tries is not None:
                     tries.started(dep_id)
 
+            def log_post_api_call(self, kwargs: Any, response_obj: Any, start_time: Any,
+                                  end_time: Any) -> None:
+                tries, _ = log._lookup(kwargs)
+                if tries is not None:
+                    tries.responded = True
+
             async def async_log_failure_event(self, kwargs: Any, response_obj: Any,
                                               start_time: Any, end_time: Any) -> None:
                 tries, dep_id = log._lookup(kwargs)
@@ -74,6 +82,12 @@ class AttemptLog:
         # Only the two events needed: no success hook to run on every call of the process.
         lt.input_callback.append(self.logger)
         lt._async_failure_callback.append(self.logger)
+        reset_in_child(self, AttemptLog._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's calls are not this process's; its lock may be held."""
+        self._lock = threading.Lock()
+        self._calls = {}
 
     def track(self) -> tuple[str, Tries]:
         key = uuid.uuid4().hex

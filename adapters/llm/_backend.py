@@ -8,13 +8,13 @@ Rate windows are exact sliding logs (one entry per take, plus a running sum), so
 there is room is exact, not a fixed-minute guess. Budget counters hold ``spent`` and
 reservations; each reservation has a hold time, so a process killed mid-call does not keep its
 reservation forever. By default Redis scripts use Redis's clock (``TIME``), so hosts with skewed
-clocks still agree; ``now`` arguments are for tests.
+clocks still agree; ``now`` arguments are for tests. The ``a...`` methods are for the event loop:
+there the Redis backend never blocks (``_redis_link``).
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
 import math
 import os
@@ -23,22 +23,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from ._config_schema import masked
-from .errors import LLMAdapterError
+from .errors import BackendUnavailable
 
 if TYPE_CHECKING:
+    from ._redis_link import RedisLink
     from .config import Config
 
 __all__ = ["Backend", "BackendUnavailable", "Hold", "MemoryBackend", "Outage", "Reserved",
            "Settled", "Soft", "Take", "Taken", "backend_for"]
 
 log = logging.getLogger(__name__)
-
-
-class BackendUnavailable(LLMAdapterError):
-    """The shared counter store (Redis) cannot be reached; nothing was counted."""
 
 
 class Take(NamedTuple):
@@ -108,10 +104,23 @@ class Backend(abc.ABC):
                 now: float | None = None) -> Reserved:
         """Reserve every hold if ``spent + reserved + amount <= limit`` for all, else none."""
 
+    async def areserve(self, holds: Sequence[Hold], *, token: str, hold_s: float,
+                       now: float | None = None) -> Reserved:
+        return self.reserve(holds, token=token, hold_s=hold_s, now=now)
+
     @abc.abstractmethod
     def settle(self, keys: Sequence[tuple[str, float | None]], *, token: str, actual: float,
-               softs: Sequence[Soft] = ()) -> Settled:
-        """Drop ``token``'s reservation on each (key, expires_at); add ``actual`` to spent."""
+               softs: Sequence[Soft] = (), held_only: bool = False) -> Settled:
+        """Drop ``token``'s reservation on each (key, expires_at); add ``actual`` to spent.
+
+        ``held_only``: add only to counters still holding the reservation (a retry of a settle
+        that timed out, which Redis may have run already).
+        """
+
+    async def asettle(self, keys: Sequence[tuple[str, float | None]], *, token: str,
+                      actual: float, softs: Sequence[Soft] = (),
+                      held_only: bool = False) -> Settled:
+        return self.settle(keys, token=token, actual=actual, softs=softs, held_only=held_only)
 
     @abc.abstractmethod
     def balances(self, keys: Sequence[str]) -> list[tuple[float, float]]:
@@ -122,6 +131,13 @@ class Backend(abc.ABC):
         """The members ``reserve`` recorded in a roster."""
 
     @abc.abstractmethod
+    def enroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        """Record (roster, member, expires_at) as ``reserve`` does (for a late settlement)."""
+
+    async def aenroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        self.enroll(entries)
+
+    @abc.abstractmethod
     def ping(self) -> float:
         """Round-trip seconds."""
 
@@ -129,14 +145,18 @@ class Backend(abc.ABC):
         """Release connections."""
 
 
-def backend_for(config: Config, env: Mapping[str, str] | None = None) -> Backend:
-    """Redis when ``router_settings.redis_url`` or ``REDIS_URL`` is set, else this process."""
+def backend_for(config: Config, env: Mapping[str, str] | None = None, *,
+                link: Callable[[str], RedisLink] | None = None) -> Backend:
+    """Redis when ``router_settings.redis_url`` or ``REDIS_URL`` is set, else this process.
+
+    ``link`` gives the shared connection (and breaker) for a URL; by default one of its own.
+    """
     url = config.router_settings.redis_url or (os.environ if env is None else env).get("REDIS_URL")
     if not url:
         return MemoryBackend()
     from ._backend_redis import RedisBackend
 
-    return RedisBackend(url)
+    return RedisBackend(url, link=None if link is None else link(url))
 
 
 def _decide(waits: Sequence[tuple[float, int]]) -> tuple[bool, int, float, int]:
@@ -254,13 +274,13 @@ class MemoryBackend(Backend):
         return Reserved(True, -1, spent, reserved)
 
     def settle(self, keys: Sequence[tuple[str, float | None]], *, token: str, actual: float,
-               softs: Sequence[Soft] = ()) -> Settled:
+               softs: Sequence[Soft] = (), held_only: bool = False) -> Settled:
         now = time.time()
         with self._lock:
             accounts = [self._account(key, now) for key, _ in keys]
             for account, (_, expires_at) in zip(accounts, keys):
-                account.holds.pop(token, None)
-                if actual:
+                held = account.holds.pop(token, None) is not None
+                if actual and (held or not held_only):
                     account.spent += actual
                     account.expires_at = expires_at
             crossed = []
@@ -281,6 +301,12 @@ class MemoryBackend(Backend):
             members, expires_at = self._rosters.get(roster, (set(), None))
             return [] if expires_at is not None and expires_at <= time.time() else sorted(members)
 
+    def enroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        with self._lock:
+            for roster, member, expires_at in entries:
+                members = self._rosters.get(roster, (set(), None))[0]
+                self._rosters[roster] = (members | {member}, expires_at)
+
     def ping(self) -> float:
         return 0.0
 
@@ -299,27 +325,26 @@ class MemoryBackend(Backend):
 class Outage:
     """How a limiter or budget goes on when its backend is away: fail closed (raise), or open.
 
-    Failing open, it warns once per outage and then skips the backend for ``retry_s`` seconds,
-    so a Redis that hangs costs one socket timeout every few seconds, not one per call.
+    The backend's breaker makes every call during an outage fail at once, so going on costs
+    nothing; this only decides whether to raise, and warns once per outage.
     """
 
-    def __init__(self, fail_open: bool, consequence: str, *, retry_s: float = 5.0) -> None:
+    def __init__(self, fail_open: bool, consequence: str) -> None:
         self.fail_open = fail_open
         self.consequence = consequence
-        self.retry_s = retry_s
-        self._failed_at: float | None = None
-
-    def skipping(self) -> bool:
-        """Whether to go on without the backend now (failing open, it failed just before)."""
-        return self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_s
+        self._warned = False
 
     def failed(self, exc: BackendUnavailable) -> None:
         """Raise ``exc`` when failing closed; else warn (once per outage) and return."""
         if not self.fail_open:
             raise exc
-        if self._failed_at is None:
-            log.warning("%s; %s until it is back", exc, self.consequence)
-        self._failed_at = time.monotonic()
+        self.warn(f"{exc}; {self.consequence} until it is back")
+
+    def warn(self, message: str) -> None:
+        """Log ``message`` unless this outage was already reported."""
+        if not self._warned:
+            self._warned = True
+            log.warning("%s", message)
 
     def answered(self) -> None:
-        self._failed_at = None
+        self._warned = False

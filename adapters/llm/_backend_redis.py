@@ -1,29 +1,18 @@
 """The Redis ``Backend``: every check-and-take is one Lua script, so processes never race.
 
-Scripts run by EVALSHA (loaded on a miss) with Redis's own clock; the client does not retry
-(a retried script that timed out could count twice), so an unreachable Redis fails in about a
-millisecond and the caller's ``Outage`` policy decides what happens next.
+Scripts run by EVALSHA (loaded on a miss) with Redis's own clock, through a ``RedisLink``: short
+timeouts, no retries (a retried script that timed out could count twice), and a breaker shared
+with everything else using the same Redis, so an unreachable Redis fails at once and the
+caller's ``Outage`` policy decides what happens next.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
-from ._backend import (
-    Backend,
-    BackendUnavailable,
-    Hold,
-    Reserved,
-    Settled,
-    Soft,
-    Take,
-    Taken,
-)
-from ._config_schema import masked
+from ._backend import Backend, Hold, Reserved, Settled, Soft, Take, Taken
+from ._redis_link import RedisLink
 
 __all__ = ["RedisBackend"]
 
@@ -152,10 +141,11 @@ table.insert(out, 1, fail)
 return out
 """
 
-# KEYS: hash, holds zset per counter. ARGV: token, actual, expire-at ms ('' = never) per
-# counter, then (counter number, threshold, flag) per soft threshold.
+# KEYS: hash, holds zset per counter. ARGV: token, actual, held_only ('1': add only where the
+# reservation is still held), expire-at ms ('' = never) per counter, then (counter number,
+# threshold, flag) per soft threshold.
 _SETTLE = """
-local token, actual, n, out = ARGV[1], tonumber(ARGV[2]), #KEYS / 2, {}
+local token, actual, held_only, n, out = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', #KEYS / 2, {}
 for i = 1, n do
   local h, z = KEYS[2 * i - 1], KEYS[2 * i]
   local a = redis.call('HGET', h, 'r:' .. token)
@@ -163,13 +153,13 @@ for i = 1, n do
     redis.call('HINCRBYFLOAT', h, 'reserved', string.format('%.17g', -a))
     redis.call('HDEL', h, 'r:' .. token); redis.call('ZREM', z, token)
   end
-  if actual ~= 0 then
+  if actual ~= 0 and (a or not held_only) then
     redis.call('HINCRBYFLOAT', h, 'spent', ARGV[2])
-    if ARGV[2 + i] ~= '' then redis.call('PEXPIREAT', h, ARGV[2 + i]) end
+    if ARGV[3 + i] ~= '' then redis.call('PEXPIREAT', h, ARGV[3 + i]) end
   end
   out[i] = redis.call('HGET', h, 'spent') or '0'
 end
-for j = 3 + n, #ARGV, 3 do
+for j = 4 + n, #ARGV, 3 do
   local k, crossed = tonumber(ARGV[j]), 0
   if tonumber(out[k]) >= tonumber(ARGV[j + 1]) then
     crossed = redis.call('HSETNX', KEYS[2 * k - 1], ARGV[j + 2], 1)
@@ -188,83 +178,24 @@ def _ms(at: float | None) -> str:
     return "" if at is None else str(int(at * 1000))
 
 
-class _Conn(NamedTuple):
-    """A redis client and its registered scripts (each runs by EVALSHA, loading on a miss)."""
-
-    client: Any
-    scripts: dict[str, Any]
-
-    def script(self, source: str) -> Any:
-        if source not in self.scripts:
-            self.scripts[source] = self.client.register_script(source)
-        return self.scripts[source]
-
-
 class RedisBackend(Backend):
     """Counters in Redis, shared by every process using the same server and prefix.
 
-    Each operation is one ``EVALSHA`` (scripts load on first use). Clients are made lazily: one
-    sync, one async per event loop (asyncio connections belong to their loop). No retries: a
-    script that timed out may have run, and running it again would count twice.
+    Each operation is one ``EVALSHA`` (scripts load on first use) through ``link``: by default
+    one of its own; the policy pool passes the one shared by everything using this URL.
     """
 
-    def __init__(self, url: str, *, prefix: str = "llm-adapter", timeout: float = 0.5) -> None:
-        self.url, self.prefix, self.timeout = url, prefix, timeout
-        self.description = f"Redis at {masked(url)}"
-        self._lock = threading.Lock()
-        self._sync: _Conn | None = None
-        self._async: dict[asyncio.AbstractEventLoop, _Conn] = {}
-
-    def _new(self, module: Any, retry: Any) -> _Conn:
-        from redis.backoff import NoBackoff
-        client = module.Redis.from_url(self.url, retry=retry(NoBackoff(), 0),
-                                       decode_responses=True, socket_timeout=self.timeout,
-                                       socket_connect_timeout=self.timeout)
-        return _Conn(client, {})
-
-    def _conn(self) -> _Conn:
-        with self._lock:
-            if self._sync is None:
-                import redis
-                import redis.retry
-                self._sync = self._new(redis, redis.retry.Retry)
-            return self._sync
-
-    def _aconn(self) -> _Conn:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if loop not in self._async:
-                for closed in [old for old in self._async if old.is_closed()]:
-                    del self._async[closed]     # their connections died with their loop
-                import redis.asyncio
-                import redis.asyncio.retry
-                self._async[loop] = self._new(redis.asyncio, redis.asyncio.retry.Retry)
-            return self._async[loop]
-
-    @staticmethod
-    def _errors() -> tuple[type[Exception], ...]:
-        """What means "the server is away" (evaluated only when something was raised)."""
-        import redis
-        return (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, OSError)
-
-    def _unavailable(self, exc: Exception) -> BackendUnavailable:
-        return BackendUnavailable(
-            f"{self.description} is unavailable ({type(exc).__name__}: {exc}); start Redis or "
-            "fix router_settings.redis_url / REDIS_URL")
+    def __init__(self, url: str, *, prefix: str = "llm-adapter", timeout: float = 0.5,
+                 link: RedisLink | None = None) -> None:
+        self.link = link or RedisLink(url, timeout=timeout)
+        self.url, self.prefix, self.timeout = url, prefix, self.link.timeout
+        self.description = self.link.description
 
     def _eval(self, source: str, keys: list[str], args: list[str]) -> Any:
-        conn = self._conn()
-        try:
-            return conn.script(source)(keys, args)
-        except self._errors() as exc:
-            raise self._unavailable(exc) from exc
+        return self.link.run(lambda conn: conn.script(source)(keys, args))
 
     async def _aeval(self, source: str, keys: list[str], args: list[str]) -> Any:
-        conn = self._aconn()
-        try:
-            return await conn.script(source)(keys, args)
-        except self._errors() as exc:
-            raise self._unavailable(exc) from exc
+        return await self.link.arun(lambda conn: conn.script(source)(keys, args))
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -299,54 +230,81 @@ class RedisBackend(Backend):
         await self._aeval(_WINDOW_ADJUST, [self._k(f"{k}:h") for k in keys],
                           [token, _num(delta)])
 
-    def reserve(self, holds: Sequence[Hold], *, token: str, hold_s: float,
-                now: float | None = None) -> Reserved:
+    def _holds(self, holds: Sequence[Hold], token: str, hold_s: float, now: float | None
+               ) -> tuple[list[str], list[str]]:
         keys = [self._k(k) for h in holds for k in (h.key, f"{h.key}:holds", h.roster)]
         args = [_num(now), token, _num(hold_s), *(x for h in holds for x in (
             _num(h.limit), _num(h.amount), _ms(h.expires_at), h.member))]
-        raw = self._eval(_RESERVE, keys, args)
+        return keys, args
+
+    @staticmethod
+    def _reserved(raw: list[Any]) -> Reserved:
         values = [float(x) for x in raw[1:]]
         return Reserved(int(raw[0]) < 0, int(raw[0]), tuple(values[0::2]), tuple(values[1::2]))
 
-    def settle(self, keys: Sequence[tuple[str, float | None]], *, token: str, actual: float,
-               softs: Sequence[Soft] = ()) -> Settled:
-        raw = self._eval(_SETTLE, [self._k(k) for key, _ in keys for k in (key, f"{key}:holds")],
-                         [token, _num(actual), *(_ms(at) for _, at in keys),
-                          *(x for s in softs for x in (str(s.counter + 1), _num(s.at), s.flag))])
-        return Settled(tuple(float(x) for x in raw[:len(keys)]),
-                       tuple(bool(x) for x in raw[len(keys):]))
+    def reserve(self, holds: Sequence[Hold], *, token: str, hold_s: float,
+                now: float | None = None) -> Reserved:
+        return self._reserved(self._eval(_RESERVE, *self._holds(holds, token, hold_s, now)))
 
-    def _call(self, op: Callable[[Any], Any]) -> Any:
-        try:
-            return op(self._conn().client)
-        except self._errors() as exc:
-            raise self._unavailable(exc) from exc
+    async def areserve(self, holds: Sequence[Hold], *, token: str, hold_s: float,
+                       now: float | None = None) -> Reserved:
+        return self._reserved(await self._aeval(_RESERVE,
+                                                *self._holds(holds, token, hold_s, now)))
+
+    def _settling(self, keys: Sequence[tuple[str, float | None]], token: str, actual: float,
+                  softs: Sequence[Soft], held_only: bool) -> tuple[list[str], list[str]]:
+        return ([self._k(k) for key, _ in keys for k in (key, f"{key}:holds")],
+                [token, _num(actual), "1" if held_only else "0", *(_ms(at) for _, at in keys),
+                 *(x for s in softs for x in (str(s.counter + 1), _num(s.at), s.flag))])
+
+    @staticmethod
+    def _settled(raw: list[Any], n: int) -> Settled:
+        return Settled(tuple(float(x) for x in raw[:n]), tuple(bool(x) for x in raw[n:]))
+
+    def settle(self, keys: Sequence[tuple[str, float | None]], *, token: str, actual: float,
+               softs: Sequence[Soft] = (), held_only: bool = False) -> Settled:
+        return self._settled(self._eval(_SETTLE, *self._settling(keys, token, actual, softs,
+                                                                 held_only)), len(keys))
+
+    async def asettle(self, keys: Sequence[tuple[str, float | None]], *, token: str,
+                      actual: float, softs: Sequence[Soft] = (),
+                      held_only: bool = False) -> Settled:
+        return self._settled(await self._aeval(_SETTLE, *self._settling(
+            keys, token, actual, softs, held_only)), len(keys))
 
     def balances(self, keys: Sequence[str]) -> list[tuple[float, float]]:
-        def read(client: Any) -> list[Any]:
-            pipe = client.pipeline(transaction=False)
+        def read(conn: Any) -> list[Any]:
+            pipe = conn.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(self._k(key), "spent", "reserved")
             return list(pipe.execute())
-        return [(float(s or 0), float(r or 0)) for s, r in self._call(read)]
+        return [(float(s or 0), float(r or 0)) for s, r in self.link.run(read)]
 
     def members(self, roster: str) -> list[str]:
-        return sorted(self._call(lambda client: client.smembers(self._k(roster))))
+        return sorted(self.link.run(lambda conn: conn.client.smembers(self._k(roster))))
+
+    def _enrolling(self, entries: Sequence[tuple[str, str, float | None]]) -> Any:
+        def op(conn: Any) -> Any:
+            pipe = conn.client.pipeline(transaction=False)
+            for roster, member, expires_at in entries:
+                pipe.sadd(self._k(roster), member)
+                if expires_at is not None:
+                    pipe.pexpireat(self._k(roster), int(expires_at * 1000))
+            return pipe.execute()
+        return op
+
+    def enroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        self.link.run(self._enrolling(entries))
+
+    async def aenroll(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        await self.link.arun(self._enrolling(entries))
 
     def ping(self) -> float:
-        started = time.perf_counter()
-        self._call(lambda client: client.ping())
-        return time.perf_counter() - started
+        return self.link.ping()
 
     def close(self) -> None:
-        with self._lock:
-            conn, self._sync = self._sync, None
-        if conn is not None:
-            conn.client.close()
+        self.link.close()
 
     async def aclose(self) -> None:
         """Close this event loop's async client."""
-        with self._lock:
-            conn = self._async.pop(asyncio.get_running_loop(), None)
-        if conn is not None:
-            await conn.client.aclose()
+        await self.link.aclose()

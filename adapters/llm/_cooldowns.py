@@ -23,6 +23,7 @@ __all__ = ["Cooldowns", "reason"]
 
 SLOW_STATUS = 408                   # how litellm's cooldown record files a slow deployment
 _SLOW = "too slow: "                # prefix of the reason kept in the record
+_OWN = "rested: "                   # ... of a failure rested here that litellm does not rest
 
 
 class Cooldowns:
@@ -97,6 +98,24 @@ class Cooldowns:
             exception_status=SLOW_STATUS, cooldown_time=self._cooldown_time)
         return True
 
+    def rest(self, dep_id: str, why: str) -> bool:
+        """Cool ``dep_id`` down now for a failure litellm never cools (a local server that
+        refuses connections), unless it is the last way left to an answer."""
+        if dep_id not in self._deployments or not self._others_can_answer(dep_id):
+            return False
+        self._store.add_deployment_to_cooldown(
+            model_id=dep_id, original_exception=ConnectionError(_OWN + why),
+            exception_status=None, cooldown_time=self._cooldown_time)
+        return True
+
+    def lift(self, dep_ids: tuple[str, ...], since: float) -> None:
+        """Undo the cooldowns litellm set on ``dep_ids`` since ``since`` (wall clock): they were
+        for a request litellm could not build, which says nothing about the deployment."""
+        for dep_id, info in self._store.get_active_cooldowns(list(dep_ids), None):
+            if float(info.get("timestamp", 0.0)) >= since:
+                # An inactive record replaces the active one, in Redis too when there is one.
+                self._store.cooldown_store.put(dep_id, {**info, "cooldown_time": 0.0}, 1.0)
+
     def clear(self, dep_id: str) -> None:
         """``dep_id`` answered in time: its strikes start over."""
         if self._strikes:               # the common case is a read of an empty dict
@@ -112,8 +131,9 @@ class Cooldowns:
 def reason(info: Mapping[str, Any]) -> str:
     """Why a deployment rests, from litellm's cooldown record: "HTTP 503", or what was slow."""
     received = str(info.get("exception_received") or "")
-    if received.startswith(_SLOW):
-        return received[len(_SLOW):]
+    for prefix in (_SLOW, _OWN):
+        if received.startswith(prefix):
+            return received[len(prefix):]
     status = _int(info.get("status_code"))
     return f"HTTP {status}" if status else "a failure"
 

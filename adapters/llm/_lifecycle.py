@@ -28,6 +28,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from ._fork import reset_in_child
+
 __all__ = ["EXIT_TIMEOUT", "LOOPS", "RECORDS", "SERVERS", "SIGTERM_TIMEOUT", "STORES",
            "Lifecycle", "default_lifecycle"]
 
@@ -55,6 +57,13 @@ class Lifecycle:
         self._atexit = False
         self._sigterm = False
         self._running = threading.Lock()     # one drain at a time (atexit, SIGTERM)
+        reset_in_child(self, Lifecycle._forget_locks)
+
+    def _forget_locks(self) -> None:
+        """In a forked child: a lock a parent's thread held would stay locked for good. The
+        hooks stay (inherited by the child); its closers find their owners reset."""
+        self._lock = threading.Lock()
+        self._running = threading.Lock()
 
     def install(self) -> None:
         """Register the ``atexit`` hook (once) and, where SIGTERM has its default action and

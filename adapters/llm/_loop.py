@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from functools import cache
 from typing import Any, TypeVar
 
+from ._fork import reset_in_child
 from ._lifecycle import LOOPS, default_lifecycle
 from .errors import UsageError
 
@@ -29,6 +30,13 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        reset_in_child(self, LoopThread._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the loop's thread did not survive; the next call starts anew."""
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -89,9 +97,10 @@ def default_loop() -> LoopThread:
 
 
 async def _wind_down(grace: float) -> None:
-    """Let the loop's other tasks finish (``grace`` seconds), cancel the rest, close litellm's
-    clients of this loop, then the async generators and the default executor: at exit no
-    task is left pending ("Task was destroyed but it is pending") and no thread is left."""
+    """Let the loop's other tasks finish (``grace`` seconds: background settlements among
+    them), cancel the rest, close this loop's Redis clients and litellm's HTTP clients, then
+    the async generators and the default executor: at exit no task is left pending ("Task was
+    destroyed but it is pending") and no thread is left."""
     from ._litellm import close_clients, stop_logging_worker
 
     await stop_logging_worker(grace)
@@ -103,6 +112,7 @@ async def _wind_down(grace: float) -> None:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=grace)
+    await _close_redis_clients()
     await close_clients()
     for _ in range(3):                  # what the closes scheduled (litellm's close tasks)
         await asyncio.sleep(0)
@@ -112,3 +122,16 @@ async def _wind_down(grace: float) -> None:
     loop = asyncio.get_running_loop()
     await loop.shutdown_asyncgens()
     await asyncio.wait_for(loop.shutdown_default_executor(), timeout=grace)
+
+
+async def _close_redis_clients() -> None:
+    """The budget and rate-limit Redis clients of this loop (the process's policy pool, if
+    any was made), once the settlements that use them ended."""
+    from .policies import default_policies
+
+    if not default_policies.cache_info().currsize:
+        return
+    try:
+        await default_policies().aclose()
+    except Exception:  # closing at exit is best effort; the process ends regardless. Logged
+        log.exception("llm-adapter: closing the Redis clients at exit failed")

@@ -6,17 +6,21 @@ them into the few kinds the routing walk decides on, and into this package's err
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from . import errors
 from ._litellm import litellm
+from ._redact import clip
 
 # What the walk does after a failure of this kind.
 NEXT_GROUP = "next"            # try the next group in the fallback chain
 STOP = "stop"                  # the request itself is wrong: no fallback can help
 CONTEXT_WINDOW = "context"     # go to context_window_fallbacks, if any
+LOCAL = "local"                # litellm refused the request before sending it: a caller error
 
 _CONNECTION_LOST = re.compile(
     r"Connection error|Connection reset|Connection refused|Server disconnected|Errno 10[34]|"
@@ -32,16 +36,17 @@ class Failure:
     status: int | None
     retry_after: float | None
     action: str
-    message: str
+    message: str                # the provider's words, secrets out, then cut to a line
 
 
-def classify(exc: BaseException) -> Failure:
-    """The kind, status and next step for an exception raised by a litellm call."""
+def classify(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
+    """The kind, status and next step for an exception raised by a litellm call; ``secrets``
+    (the config's, by value) are taken out of its message before it is cut to length."""
     lt = litellm()
     ex = lt.exceptions
     status = _status(exc)
     retry_after = _retry_after(exc)
-    message = _first_line(exc)
+    message = clip(_first_line(exc), secrets)
     table: tuple[tuple[type[BaseException], str, str], ...] = (
         (ex.ContextWindowExceededError, "context_window", CONTEXT_WINDOW),
         (ex.ContentPolicyViolationError, "content_policy", NEXT_GROUP),
@@ -76,6 +81,65 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, (TimeoutError,)):
         return Failure("timeout", None, None, NEXT_GROUP, message)
     return Failure(type(exc).__name__, status, retry_after, NEXT_GROUP, message)
+
+
+def raised_locally(exc: BaseException, *, responded: bool) -> bool:
+    """Whether litellm failed to build or encode the request, so nothing reached the provider.
+
+    litellm wraps such a failure (a ``TypeError`` in its request transformation, a
+    ``UnicodeEncodeError`` while encoding the body) in the same classes as a provider's 500 or a
+    lost connection. The cause chain tells them apart: a request that went out fails through
+    the HTTP stack (an ``OSError``, an httpx, aiohttp or openai error somewhere in the chain),
+    one that came back was seen by the attempt logger (``responded``). What is left, a plain
+    Python error at the root of the chain, was raised in this process.
+    """
+    import aiohttp
+    import httpx
+    import openai
+
+    lt = litellm()
+    if isinstance(exc, lt.exceptions.UnsupportedParamsError):
+        return True
+    if responded:
+        return False
+    chain = _causes(exc)
+    sent = (OSError, httpx.HTTPError, aiohttp.ClientError, openai.APIError)
+    # litellm's own classes derive from openai's; a retry's error is chained to the first one.
+    if len(chain) < 2 or any(isinstance(e, sent) and not _from_litellm(e) for e in chain):
+        return False
+    root = chain[-1]
+    # litellm's own request validation raises a bare Exception; no HTTP library does.
+    return type(root) is Exception or \
+        isinstance(root, _LOCAL_ROOTS) and not isinstance(root, _RECEIVED_ROOTS)
+
+
+def local_failure(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
+    """A request litellm could not send: what it refused, and what to check."""
+    root = _causes(exc)[-1]
+    return Failure("invalid_request", None, None, LOCAL,
+                   f"litellm could not build the request and sent nothing "
+                   f"({type(root).__name__}: {clip(_first_line(root), secrets)}); check the messages, "
+                   "response_format and extra arguments passed to generate() (content types, "
+                   "parameters the provider does not take)")
+
+
+def _from_litellm(exc: BaseException) -> bool:
+    return type(exc).__module__.partition(".")[0] == "litellm"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain) and len(chain) < 20:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+# Roots of a failure raised while building a request; a body that came back unparseable fails
+# with the second (when the attempt logger did not see the response first).
+_LOCAL_ROOTS = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+_RECEIVED_ROOTS = (json.JSONDecodeError,)
 
 
 def to_error(failure: Failure, *, message: str, deployment: str | None, group: str | None,
@@ -127,5 +191,5 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc) or type(exc).__name__
-    return text.strip().splitlines()[0][:300]
+    text = str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -32,16 +32,19 @@ def tool_calls_of(message: Any) -> list[ToolCall]:
     return out
 
 
-def build_response(raw: Any, *, group: str, deployment_id: str, provider: str,
+def build_response(raw: Any, *, model: str, group: str, deployment_id: str, provider: str,
                    pricing: Pricing | None, attempts: list[Attempt], latency_ms: float,
                    call_id: str, ttft_ms: float | None = None) -> LLMResponse:
+    """``model``: the group the caller asked for; ``group``: the group that answered (another
+    one after a fallback)."""
     choice = (_get(raw, "choices") or [None])[0]
     message = _get(choice, "message")
     usage = usage_of(_get(raw, "usage"))
     costs = cost_breakdown(pricing, usage)
     return LLMResponse(
         content=str(_get(message, "content") or ""),
-        model=group,
+        model=model,
+        answered_group=group,
         deployment=deployment_id,
         provider=provider,
         provider_model=_get(raw, "model"),

@@ -14,6 +14,12 @@ exactly, where ten times $0.10 in floats is not $1.00.
         - {scope: agent, id: matching, limit: 50, period: month}   # only that agent
 
 Every rule that matches a call applies (a rule with an ``id`` can only tighten a general one).
+
+Redis away: a budgeted call is refused with ``BackendUnavailable`` (fail closed; at once while
+the breaker is open), or goes on unchecked with ``fail_open``. Settling never raises into a call
+that has its answer: what Redis did not take waits in this process (``_settle_later``) and is
+added when it answers again; a release that failed is retried alike, and until then the
+reservation's hold time bounds what it keeps reserved.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._backend import Backend, BackendUnavailable, Hold, Outage, Soft
+from ._backend import Backend, BackendUnavailable, Hold, Outage, Reserved, Settled, Soft
 from ._config_schema import Checker, Choice, Flag, Items, Num, Spec, Text, join_key
+from ._settle_later import Late, SettleLater
 from .errors import BudgetExceeded, UsageError
 
 if TYPE_CHECKING:
@@ -87,6 +94,7 @@ class Reservation:
     counters: tuple[_Counter, ...] = field(repr=False)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     done: bool = False
+    held: bool = False          # the backend holds it (False: no rule applied, or it was away)
 
     @property
     def budgets(self) -> list[str]:
@@ -123,14 +131,17 @@ class Budgets:
 
     def __init__(self, rules: Sequence[BudgetRule], backend: Backend, *, namespace: str,
                  soft_threshold: float = 0.8, fail_open: bool = False, hold_s: float = 900.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, max_late: int = 10_000) -> None:
         self.rules = tuple(rules)
         self.backend = backend
         self.namespace = namespace
         self.soft_threshold = soft_threshold
         self.hold_s = hold_s
         self._clock = clock
-        self._outage = Outage(fail_open, "calls are not checked against budgets")
+        self._outage = Outage(fail_open, "calls are not checked against budgets (their spend "
+                                         "is added when it answers again)")
+        self._later = SettleLater(backend, self._outage, max_late=max_late,
+                                  usd=lambda nano: _usd(nano / _NANO))
 
     @classmethod
     def from_config(cls, config: Config, backend: Backend, *,
@@ -168,29 +179,68 @@ class Budgets:
         """Reserve ``estimated_cost`` in every matching budget, or raise ``BudgetExceeded``.
 
         Nothing is reserved when any budget would be crossed. Budgets of a scope the call does
-        not name (no user, ...) do not apply.
+        not name (no user, ...) do not apply. The backend away: ``BackendUnavailable`` (failing
+        closed). ``acheck_and_reserve`` is the same for the event loop.
         """
+        reservation, holds = self._prepare(user, session, agent, tags, environment,
+                                           estimated_cost)
+        if not holds:
+            return reservation
+        try:
+            reserved = self.backend.reserve(holds, token=reservation.id, hold_s=self.hold_s)
+        except BackendUnavailable as exc:
+            return self._unreserved(reservation, exc)
+        self._answered(sync=True)
+        return self._reserved(reservation, reserved)
+
+    async def acheck_and_reserve(self, *, user: str | None, session: str | None,
+                                 agent: str | None, tags: Sequence[str], environment: str,
+                                 estimated_cost: float) -> Reservation:
+        reservation, holds = self._prepare(user, session, agent, tags, environment,
+                                           estimated_cost)
+        if not holds:
+            return reservation
+        try:
+            reserved = await self.backend.areserve(holds, token=reservation.id,
+                                                   hold_s=self.hold_s)
+        except BackendUnavailable as exc:
+            return self._unreserved(reservation, exc)
+        self._answered(sync=False)
+        return self._reserved(reservation, reserved)
+
+    def _prepare(self, user: str | None, session: str | None, agent: str | None,
+                 tags: Sequence[str], environment: str, estimated_cost: float
+                 ) -> tuple[Reservation, list[Hold]]:
         if not math.isfinite(estimated_cost) or estimated_cost < 0:
             raise UsageError(f"estimated_cost must be a number >= 0 (USD), got {estimated_cost!r}")
         values = {"user": [user or ""], "session": [session or ""], "agent": [agent or ""],
                   "tag": list(tags), "environment": [environment]}
         reservation = Reservation(estimated_cost, tuple(self._match(values, self._clock())))
-        if not reservation.counters or self._outage.skipping():
-            return reservation
         amount = round(estimated_cost * _NANO)
-        holds = [Hold(c.key, round(c.rule.limit * _NANO), amount, c.expires_at, c.roster,
-                      c.value) for c in reservation.counters]
-        try:
-            reserved = self.backend.reserve(holds, token=reservation.id, hold_s=self.hold_s)
-        except BackendUnavailable as exc:
-            self._outage.failed(exc)
-            return reservation
-        self._outage.answered()
+        return reservation, [Hold(c.key, round(c.rule.limit * _NANO), amount, c.expires_at,
+                                  c.roster, c.value) for c in reservation.counters]
+
+    def _reserved(self, reservation: Reservation, reserved: Reserved) -> Reservation:
         if not reserved.ok:
             reservation.done = True
             i = reserved.blocking
             raise self._exceeded(reservation.counters[i], reserved.spent[i] / _NANO,
-                                 reserved.reserved[i] / _NANO, estimated_cost)
+                                 reserved.reserved[i] / _NANO, reservation.estimate)
+        reservation.held = True
+        return reservation
+
+    def _unreserved(self, reservation: Reservation, exc: BackendUnavailable) -> Reservation:
+        """Refuse the call (failing closed) or let it go on unchecked (failing open)."""
+        if exc.maybe_applied:       # Redis may hold it after all: drop it when it answers
+            keys, _ = self._keys(reservation, soft=False)
+            self._later.defer(Late(tuple(keys), reservation.id, 0, True), exc, warn=False)
+        if not self._outage.fail_open:
+            reservation.done = True
+            raise BackendUnavailable(
+                f"{exc}; the call's budgets cannot be checked, so it was not sent (or set "
+                "budgets.fail_open: true to let calls go on unchecked, or remove the budgets "
+                "section)", maybe_applied=exc.maybe_applied) from exc
+        self._outage.failed(exc)
         return reservation
 
     def _exceeded(self, counter: _Counter, spent: float, reserved: float,
@@ -211,39 +261,106 @@ class Budgets:
         """Replace the estimate by ``actual_cost``; return soft thresholds newly crossed.
 
         ``actual_cost=None`` (the price is unknown) keeps the estimate as spent: an unpriced
-        model must not spend outside every budget.
+        model must not spend outside every budget. Never raises ``BackendUnavailable``: what
+        the backend did not take is added when it answers again. ``asettle``: the same on the
+        event loop.
         """
+        amount, keys, softs = self._settling(reservation, actual_cost)
+        if not keys:
+            return []
+        try:
+            settled = self.backend.settle(keys, token=reservation.id, actual=amount,
+                                          softs=[s for s, _ in softs])
+        except BackendUnavailable as exc:
+            self._later.defer(Late(tuple(keys), reservation.id, amount,
+                                   exc.maybe_applied and reservation.held,
+                                   self._rosters(reservation)), exc)
+            return []
+        self._answered(sync=True)
+        return self._crossings(softs, settled)
+
+    async def asettle(self, reservation: Reservation, actual_cost: float | None
+                      ) -> list[Crossing]:
+        amount, keys, softs = self._settling(reservation, actual_cost)
+        if not keys:
+            return []
+        try:
+            settled = await self.backend.asettle(keys, token=reservation.id, actual=amount,
+                                                 softs=[s for s, _ in softs])
+        except BackendUnavailable as exc:
+            self._later.defer(Late(tuple(keys), reservation.id, amount,
+                                   exc.maybe_applied and reservation.held,
+                                   self._rosters(reservation)), exc)
+            return []
+        self._answered(sync=False)
+        return self._crossings(softs, settled)
+
+    def _settling(self, reservation: Reservation, actual_cost: float | None
+                  ) -> tuple[int, list[tuple[str, float | None]], list[tuple[Soft, _Counter]]]:
         actual = reservation.estimate if actual_cost is None else actual_cost
         if not math.isfinite(actual) or actual < 0:
             raise UsageError(f"actual_cost must be a number >= 0 (USD) or None, got {actual!r}")
         keys, softs = self._keys(reservation, soft=True)
-        if not keys or self._outage.skipping():
-            reservation.done = True
-            return []
-        try:
-            settled = self.backend.settle(keys, token=reservation.id, actual=round(actual * _NANO),
-                                          softs=[s for s, _ in softs])
-        except BackendUnavailable as exc:
-            self._outage.failed(exc)        # failing closed, this raises: settle may be retried
-            reservation.done = True
-            return []
-        self._outage.answered()
         reservation.done = True
+        return round(actual * _NANO), keys, softs
+
+    @staticmethod
+    def _rosters(reservation: Reservation) -> tuple[tuple[str, str, float | None], ...]:
+        return tuple((c.roster, c.value, c.expires_at) for c in reservation.counters)
+
+    def _crossings(self, softs: list[tuple[Soft, _Counter]], settled: Settled) -> list[Crossing]:
         return [Crossing(c.rule, c.value, settled.spent[s.counter] / _NANO, c.rule.limit,
                          self.soft_threshold, c.resets_at)
                 for (s, c), crossed in zip(softs, settled.crossed) if crossed]
 
     def release(self, reservation: Reservation) -> None:
-        """Drop the reservation: the call failed before anything was billed."""
+        """Drop the reservation: the call failed before anything was billed.
+
+        Never raises ``BackendUnavailable``; ``arelease``: the same on the event loop.
+        """
         keys, _ = self._keys(reservation, soft=False)
-        if keys and not self._outage.skipping():
-            try:
-                self.backend.settle(keys, token=reservation.id, actual=0)
-            except BackendUnavailable as exc:
-                self._outage.failed(exc)    # failing closed, this raises: release may be retried
-            else:
-                self._outage.answered()
         reservation.done = True
+        if not keys or not reservation.held:
+            return
+        try:
+            self.backend.settle(keys, token=reservation.id, actual=0)
+        except BackendUnavailable as exc:
+            self._later.defer(Late(tuple(keys), reservation.id, 0, True), exc)
+        else:
+            self._answered(sync=True)
+
+    async def arelease(self, reservation: Reservation) -> None:
+        keys, _ = self._keys(reservation, soft=False)
+        reservation.done = True
+        if not keys or not reservation.held:
+            return
+        try:
+            await self.backend.asettle(keys, token=reservation.id, actual=0)
+        except BackendUnavailable as exc:
+            self._later.defer(Late(tuple(keys), reservation.id, 0, True), exc)
+        else:
+            self._answered(sync=False)
+
+    # ------------------------------------------------------------------------ late settling
+
+    @property
+    def late(self) -> tuple[int, float]:
+        """(settlements waiting for the backend, their spend in USD)."""
+        waiting, nano = self._later.waiting
+        return waiting, nano / _NANO
+
+    def reconcile(self) -> int:
+        """Retry the settlements waiting for the backend; how many still wait."""
+        return self._later.retry()
+
+    async def areconcile(self) -> int:
+        """``reconcile`` on the event loop."""
+        return await self._later.aretry()
+
+    def _answered(self, *, sync: bool) -> None:
+        """The backend answered: the outage is over; add what waited for it."""
+        self._outage.answered()
+        self._later.answered(sync=sync)
 
     def _keys(self, reservation: Reservation, *, soft: bool
               ) -> tuple[list[tuple[str, float | None]], list[tuple[Soft, _Counter]]]:

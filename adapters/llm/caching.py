@@ -8,7 +8,9 @@ environment's namespace, never a key or a base URL. ``router_settings.cache``::
     cache: {type: local | redis | disk, ttl: 3600, max_size: 1000, namespace: myapp}
 
 Per call: ``generate(..., cache={"no-cache": True, "no-store": True, "ttl": 60})``. A cache that
-cannot be reached (Redis down) gives one warning and the calls go on uncached.
+cannot be reached (Redis down) gives one warning and the calls go on uncached; the Redis cache
+shares its connection and breaker with the limits and budgets using the same URL, and on the
+event loop it is async (``aget``/``aset``), so a hung Redis never stalls calls.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import UsageError
 from .records import Usage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._redis_link import RedisLink
 
 __all__ = ["CacheControl", "CachedAnswer", "ResponseCache", "cache_from_config"]
 
@@ -49,6 +56,7 @@ class CachedAnswer:
     provider: str | None
     provider_model: str | None
     stored_at: float
+    answered_group: str | None = None   # the group that answered the original call
 
     def usage_object(self) -> Usage:
         return Usage(**self.usage)
@@ -86,6 +94,26 @@ class Backend(Protocol):
 
     def set(self, key: str, value: str, ttl: float) -> None: ...
 
+    async def aget(self, key: str) -> str | None: ...
+
+    async def aset(self, key: str, value: str, ttl: float) -> None: ...
+
+
+class _SyncBackend:
+    """``aget``/``aset`` for a backend whose I/O is local (memory, a SQLite file)."""
+
+    def get(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def set(self, key: str, value: str, ttl: float) -> None:
+        raise NotImplementedError
+
+    async def aget(self, key: str) -> str | None:
+        return self.get(key)
+
+    async def aset(self, key: str, value: str, ttl: float) -> None:
+        self.set(key, value, ttl)
+
 
 class ResponseCache:
     """Keys, serialisation and failure handling over one backend."""
@@ -111,6 +139,17 @@ class ResponseCache:
         except Exception as exc:  # an unreachable cache must not fail the call: warn, go on
             self._failed(exc)
             return None
+        return self._found(raw)
+
+    async def aget(self, key: str) -> CachedAnswer | None:
+        try:
+            raw = await self.backend.aget(key)
+        except Exception as exc:  # as in get()
+            self._failed(exc)
+            return None
+        return self._found(raw)
+
+    def _found(self, raw: str | None) -> CachedAnswer | None:
         if raw is None:
             self.misses += 1
             return None
@@ -120,6 +159,12 @@ class ResponseCache:
     def set(self, key: str, answer: CachedAnswer, ttl: float | None = None) -> None:
         try:
             self.backend.set(key, json.dumps(asdict(answer)), ttl or self.ttl)
+        except Exception as exc:  # as above: the answer is served, only not cached
+            self._failed(exc)
+
+    async def aset(self, key: str, answer: CachedAnswer, ttl: float | None = None) -> None:
+        try:
+            await self.backend.aset(key, json.dumps(asdict(answer)), ttl or self.ttl)
         except Exception as exc:  # as above: the answer is served, only not cached
             self._failed(exc)
 
@@ -135,7 +180,7 @@ class ResponseCache:
                         "uncached", type(exc).__name__, exc)
 
 
-class LocalBackend:
+class LocalBackend(_SyncBackend):
     """In-memory LRU with a size bound and per-entry expiry."""
 
     def __init__(self, max_size: int = 1000) -> None:
@@ -163,43 +208,33 @@ class LocalBackend:
 
 
 class RedisBackend:
-    """Shared by every process using the same Redis: ``SET key value PX ttl``."""
+    """Shared by every process using the same Redis: ``SET key value PX ttl``.
 
-    def __init__(self, url: str) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+    Through a ``RedisLink`` (short timeouts, no retries, the breaker): an unreachable cache
+    costs one short timeout, then is skipped until Redis answers a probe.
+    """
 
-        # No client retries: an unreachable cache costs one short timeout, then is skipped.
-        self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                            retry=Retry(NoBackoff(), 0))
-        self._retry_at = 0.0
+    def __init__(self, url: str, link: RedisLink | None = None) -> None:
+        from ._redis_link import RedisLink
+
+        self.link = link or RedisLink(url)
 
     def get(self, key: str) -> str | None:
-        self._check()
-        value = self._guard(lambda: self._client.get(key))
-        return None if value is None else bytes(value).decode()
+        value = self.link.run(lambda conn: conn.client.get(key))
+        return None if value is None else str(value)
 
     def set(self, key: str, value: str, ttl: float) -> None:
-        self._check()
-        self._guard(lambda: self._client.set(key, value, px=int(ttl * 1000)))
+        self.link.run(lambda conn: conn.client.set(key, value, px=int(ttl * 1000)))
 
-    def _check(self) -> None:
-        # After a failure, do not pay a connect timeout on every call: retry every 5 s.
-        if time.monotonic() < self._retry_at:
-            raise ConnectionError("Redis unreachable (retrying in a few seconds)")
+    async def aget(self, key: str) -> str | None:
+        value = await self.link.arun(lambda conn: conn.client.get(key))
+        return None if value is None else str(value)
 
-    def _guard(self, action: Any) -> Any:
-        import redis
-
-        try:
-            return action()
-        except redis.RedisError as exc:
-            self._retry_at = time.monotonic() + 5.0
-            raise ConnectionError(str(exc)) from None
+    async def aset(self, key: str, value: str, ttl: float) -> None:
+        await self.link.arun(lambda conn: conn.client.set(key, value, px=int(ttl * 1000)))
 
 
-class DiskBackend:
+class DiskBackend(_SyncBackend):
     """A SQLite file, for a cache that survives restarts on one machine."""
 
     def __init__(self, path: Path) -> None:
@@ -231,8 +266,12 @@ class DiskBackend:
 
 
 def cache_from_config(settings: Mapping[str, Any] | None, *, environment: str,
-                      redis_url: str | None) -> ResponseCache | None:
-    """The response cache ``router_settings.cache`` asks for, or None."""
+                      redis_url: str | None,
+                      link: Callable[[str], RedisLink] | None = None) -> ResponseCache | None:
+    """The response cache ``router_settings.cache`` asks for, or None.
+
+    ``link`` gives the shared connection (and breaker) for a Redis URL.
+    """
     if not settings:
         return None
     kind = settings.get("type", "local")
@@ -243,7 +282,7 @@ def cache_from_config(settings: Mapping[str, Any] | None, *, environment: str,
         backend = LocalBackend(int(settings.get("max_size", 1000)))
     elif kind == "redis":
         url = redis_url or _redis_url(settings)
-        backend = RedisBackend(url)
+        backend = RedisBackend(url, None if link is None else link(url))
     else:
         home = os.environ.get("LLM_ADAPTER_HOME")
         from .store import default_path

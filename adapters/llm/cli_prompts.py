@@ -105,7 +105,7 @@ def _label_map(versions: list[PromptRecord]) -> str:
 
 def _prompt_dict(p: Prompt) -> dict[str, Any]:
     return {"name": p.name, "version": p.version, "type": p.type, "labels": list(p.labels),
-            "source": p.source, "config": dict(p.config), "variables": list(p.variables),
+            "source": p.source, "location": p.location, "config": dict(p.config), "variables": list(p.variables),
             "placeholders": list(p.placeholders),
             "template": p.template if isinstance(p.template, str) else list(p.template)}
 
@@ -140,6 +140,7 @@ def list_command(local: bool, as_json: bool, config_path: str | None,
             rows[name] = {"name": name, "type": versions[0]["type"],
                           "local_versions": [v["version"] for v in versions],
                           "local_labels": _label_map(versions),
+                          "location": str(registry.local.file_of(name)),
                           "description": registry.local.description(name)}
     if registry.langfuse is not None:
         try:
@@ -160,7 +161,7 @@ def list_command(local: bool, as_json: bool, config_path: str | None,
         return
     from rich.table import Table
 
-    table = Table(title=f"prompts ({registry.local.directory}"
+    table = Table(title=f"prompts ({registry.local.searched()}"
                         f"{', ' + registry.langfuse.base_url if registry.langfuse else ''})")
     table.add_column("name", no_wrap=True)
     for column in ("type", "local", "langfuse", "A/B"):
@@ -199,6 +200,8 @@ def show(name: str, version: int | None, label: str | None, local: bool, as_json
     console = _console()
     console.print(f"[bold]{_esc(p.name)}[/] v{p.version} ({p.type}) from [cyan]{p.source}[/]"
                   f"  labels: {_esc(', '.join(p.labels) or '—')}")
+    if p.location:
+        console.print(f"read from {_esc(p.location)}")
     if p.variables or p.placeholders:
         console.print(f"variables: {_esc(', '.join(p.variables) or '—')}"
                       + (f"   placeholders: {_esc(', '.join(p.placeholders))}"

@@ -23,12 +23,13 @@ import click
 from .errors import UsageError
 from .reports import (DIMENSIONS, CostRow, DailyCost, SessionTree, Sort, TraceGroup,
                       cost_report, daily_costs, list_traces, session_tree, stats, trace_detail)
-from .store import LocalStore, StoreError, default_path
+from .store import SIMULATION_DIR, LocalStore, StoreError, default_path
 from .views import fmt_cost
 
 __all__ = ["register"]
 
 _BLOCKS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
+SIMULATION_ENV = "simulation"       # the shipped simulated profile: --env of it reads its store
 
 
 class _Moment(click.ParamType):
@@ -61,6 +62,11 @@ class _Moment(click.ParamType):
 _db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
                           help="The store (default: $LLM_ADAPTER_HOME/calls.sqlite3, else the "
                                "user data directory's).")
+_simulated_option = click.option(
+    "--simulated", is_flag=True,
+    help="Read the simulated calls (the demo's, simulator profiles'), kept in their own store "
+         f"beside the real one: <home>/{SIMULATION_DIR}/calls.sqlite3. Implied by --env "
+         f"{SIMULATION_ENV}.")
 _since_option = click.option("--since", type=_Moment(end=False),
                              help="From this date or span back (2026-11-01, 7d, 24h); UTC.")
 _until_option = click.option("--until", type=_Moment(end=True),
@@ -76,11 +82,24 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-def _open(db: Path | None) -> sqlite3.Connection | None:
+def _store_path(db: Path | None, simulated: bool = False,
+                environment: str | None = None) -> Path:
+    """``--db``, else the simulated calls' store (``--simulated``, ``--env simulation``), else
+    the real one."""
+    if db is not None:
+        return db
+    return default_path(simulated=simulated or environment == SIMULATION_ENV)
+
+
+def _open(db: Path | None, simulated: bool = False,
+          environment: str | None = None) -> sqlite3.Connection | None:
     """A read connection, or None (after saying so) when nothing was recorded there yet."""
-    path = db if db is not None else default_path()
+    path = _store_path(db, simulated, environment)
     if not path.exists():
-        click.echo(f"no calls recorded yet at {path}", err=True)
+        apart = db is None and path != default_path(simulated=True) and \
+            default_path(simulated=True).exists()
+        click.echo(f"no calls recorded yet at {path}"
+                   + (" (simulated calls are apart: add --simulated)" if apart else ""), err=True)
         return None
     try:
         return LocalStore(path).connect()
@@ -116,12 +135,13 @@ def _echo_json(data: Any) -> None:
 @_json_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per group (no totals).")
 @_db_option
+@_simulated_option
 def costs(by: str, since: datetime | None, until: datetime | None, environment: str | None,
-          chart: bool, as_json: bool, as_csv: bool, db: Path | None) -> None:
+          chart: bool, as_json: bool, as_csv: bool, db: Path | None, simulated: bool) -> None:
     """What the calls cost, by group, with their share of calls and of cost."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    conn = _open(db)
+    conn = _open(db, simulated, environment)
     if conn is None:
         return
     with closing(conn):
@@ -200,16 +220,17 @@ def _daily_chart(days: list[DailyCost], width: int = 40) -> Any:
               show_default=True, help="time: the latest; cost, latency: the highest first.")
 @_json_option
 @_db_option
+@_simulated_option
 @click.pass_context
 def traces(ctx: click.Context, session: str | None, user: str | None, agent: str | None,
-           last: int, sort: str, as_json: bool, db: Path | None) -> None:
+           last: int, sort: str, as_json: bool, db: Path | None, simulated: bool) -> None:
     """Recent traces and their calls (``traces show ID`` for one, ``traces sync`` to send)."""
     if ctx.invoked_subcommand is not None:
-        ctx.obj = db                # `traces --db X show ID` reads X too
-        return
+        ctx.obj = db or (default_path(simulated=True) if simulated else None)
+        return                      # `traces --db X show ID` reads X too
     if sum(v is not None for v in (session, user, agent)) > 1:
         raise click.UsageError("choose one of --session, --user and --agent")
-    conn = _open(db)
+    conn = _open(db, simulated)
     if conn is None:
         return
     with closing(conn):
@@ -391,10 +412,11 @@ def sync(group_db: Path | None, db: Path | None) -> None:
 @_env_filter
 @_json_option
 @_db_option
+@_simulated_option
 def stats_command(since: datetime | None, until: datetime | None, environment: str | None,
-                  as_json: bool, db: Path | None) -> None:
+                  as_json: bool, db: Path | None, simulated: bool) -> None:
     """Calls, success rate, mean and p95 latency, cost, fallback and cache-hit rates."""
-    conn = _open(db)
+    conn = _open(db, simulated, environment)
     if conn is None:
         return
     with closing(conn):

@@ -31,6 +31,7 @@ from .errors import ConfigError
 __all__ = ["Config", "Deployment", "LangfuseSettings", "Profile", "RouterSettings", "load_config"]
 
 CONFIG_ENV_VAR = "LLM_ADAPTER_CONFIG"
+PROMPTS_ENV_VAR = "LLM_ADAPTER_PROMPTS"
 ENVIRONMENT_ENV_VAR = "ENVIRONMENT"
 DEFAULT_ENVIRONMENT = "development"
 _FILE_NAME = "litellm_config.yaml"
@@ -170,6 +171,7 @@ class Config:
     profile: Profile
     profiles: Mapping[str, Profile]
     sections: Mapping[str, Any]     # uninterpreted top-level sections, interpolated
+    prompts_dir: Path | None = None  # $LLM_ADAPTER_PROMPTS as loaded (environment or .env)
 
     def groups(self) -> tuple[str, ...]:
         """The model groups (``model_name`` values) in file order."""
@@ -186,6 +188,11 @@ class Config:
     @property
     def default_model(self) -> str:
         return self.profile.default_model or self.groups()[0]
+
+    @property
+    def packaged(self) -> bool:
+        """Loaded from the default config shipped in the package (no project config found)."""
+        return self.path is not None and self.path.resolve() == _packaged_default()
 
     def fingerprint(self) -> str:
         """sha256 over everything that shapes a Router, to tell when one must be rebuilt."""
@@ -350,7 +357,9 @@ def _build(raw: Any, file: Path, environment: str, env_source: str,
         context_window_fallbacks=chains["context_window_fallbacks"],
         content_policy_fallbacks=chains["content_policy_fallbacks"],
         router_settings=_router({**base_router, **profile.router_settings}),
-        profile=profile, profiles=FrozenDict(profiles), sections=_freeze(sections))
+        profile=profile, profiles=FrozenDict(profiles), sections=_freeze(sections),
+        prompts_dir=Path(variables[PROMPTS_ENV_VAR]).expanduser()
+        if variables.get(PROMPTS_ENV_VAR) else None)
 
 
 def _deployments(check: Checker, model_list: Any, raw_list: Any,

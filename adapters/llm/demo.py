@@ -2,7 +2,7 @@
 
 The ``simulation`` environment of the config is served by the provider simulator; the demo
 then makes one request stall (a hedge answers it) and takes the primary provider down mid-run
-(the fallback answers).
+(the fallback answers). Its calls go to the simulated calls' own store, never the real one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .config import load_config
 from .errors import LLMAdapterError
 from .litellm_adapter import LiteLLMAdapter
 from .records import LLMResponse
+from .telemetry import store_path
 from .views import attempts_text, fmt_cost, response_table
 
 __all__ = ["run_demo"]
@@ -36,6 +37,11 @@ def run_demo(console: Any, *, fast: bool = False) -> int:
             llm = LiteLLMAdapter(config=config, simulator_url=sim.url)
         except LLMAdapterError as exc:
             console.print(f"[red]cannot start the demo:[/] {exc}")
+            return 1
+        if not config.profile.simulated:
+            console.print(f"[red]cannot start the demo:[/] the simulation environment of "
+                          f"{config.path} is not served by the simulator, so the demo would "
+                          f"call real providers; give it simulator: true")
             return 1
         primary = config.group(llm.model)[0].id
         console.print(f"config [cyan]{config.path or 'built-in'}[/], environment "
@@ -106,6 +112,11 @@ def run_demo(console: Any, *, fast: bool = False) -> int:
             console.print(f"[red]demo call failed:[/] {exc}")
             return 1
         console.print(_summary(calls))
+        llm.flush_langfuse()            # the message below says they are recorded: make it so
+    console.print(f"\nThese simulated calls were recorded apart from real ones, in "
+                  f"[cyan]{store_path(config)}[/]: [bold]llm-adapter costs --simulated[/] "
+                  f"(also traces, stats) shows them; the reports without it show real calls "
+                  f"only.")
     return 0
 
 

@@ -89,8 +89,8 @@ async def _ping(dep_id: str, entry: dict[str, Any]) -> dict[str, Any]:
         await litellm().acompletion(messages=[{"role": "user", "content": "ping"}], max_tokens=1,
                                     timeout=15, num_retries=0, **params)
     except Exception as exc:  # every failure is reported as a failed check
-        failure = classify(exc)
         secrets = [str(params.get("api_key") or "")]
+        failure = classify(exc, secrets)
         return _check(f"ping {dep_id}", False,
                       redact(f"{failure.kind} {failure.status or ''}: {failure.message}", secrets),
                       "see the detail; `llm-adapter models` shows keys and bases")

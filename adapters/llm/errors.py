@@ -5,9 +5,13 @@ Every error a caller can see is an ``LLMAdapterError``. The tree says who has to
     LLMAdapterError
     ├── ConfigError              the configuration is wrong: names file, key path, problem, fix
     ├── UsageError               the caller misused the API (bad argument, missing prompt
-    │                            variable, 400 from the provider): never retried
+    │                            variable, 400 from the provider, a request litellm could not
+    │                            build, an adapter used in a child forked after it made
+    │                            calls): nothing sent, never retried, no cooldown
     ├── BudgetExceeded           a budget would be crossed: scope, spent, limit
     ├── RateLimited              no capacity now: ``retry_after`` seconds
+    ├── BackendUnavailable       the shared counters (Redis) cannot be reached: start Redis, fix
+    │                            REDIS_URL, or run without budgets; nothing was sent
     └── ProviderError            one provider attempt failed (status, deployment, latency)
         ├── AuthenticationError    a key is missing or refused: names its env var, never its value
         ├── ContextWindowExceeded  the input does not fit the model and no larger model is configured
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllProvidersFailed",
     "AuthenticationError",
+    "BackendUnavailable",
     "BudgetExceeded",
     "ConfigError",
     "ContextWindowExceeded",
@@ -85,6 +90,20 @@ class RateLimited(LLMAdapterError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BackendUnavailable(LLMAdapterError):
+    """The shared counter store (Redis) cannot be reached; the call was not sent.
+
+    Raised before a budgeted call when its budgets cannot be checked (budgets fail closed unless
+    ``budgets.fail_open``), never after an answer: spend that could not be settled is kept and
+    added when Redis answers again. ``maybe_applied``: the command timed out, so Redis may have
+    run it anyway.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class ProviderError(LLMAdapterError):

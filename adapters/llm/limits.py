@@ -97,8 +97,9 @@ class RateLimiter:
 
     ``namespace`` separates counters: limiters share capacity only when they share a backend
     and a namespace (use the environment name so N processes of one deployment share limits).
-    ``fail_open``: when the backend is away, allow calls (warning once) instead of raising
-    ``BackendUnavailable``.
+    ``fail_open``: when the backend is away, allow calls (warning once per outage) instead of
+    raising ``BackendUnavailable``. Either way an outage costs a call at most one short timeout:
+    the backend's breaker refuses at once until Redis answers a probe again.
     """
 
     def __init__(self, limits: Limits, backend: Backend, *, namespace: str,
@@ -165,8 +166,6 @@ class RateLimiter:
         give_up = time.monotonic() + self.limits.max_wait
         unchecked = Permit(deployments[0] if limited else None, tokens, permit_id)
         while True:
-            if self._outage.skipping():
-                return unchecked
             try:
                 taken = await self.backend.awindow_take(takes, self.window_s, token=permit_id)
             except BackendUnavailable as exc:
@@ -207,7 +206,7 @@ class RateLimiter:
     def capacity(self, deployment: str) -> bool:
         """Whether one more request fits globally and on ``deployment`` now (takes nothing)."""
         groups = [[c.take for c in self._counters(None, 1) + self._counters(deployment, 1)]]
-        if not groups[0] or self._outage.skipping():
+        if not groups[0]:
             return True
         try:
             taken = self.backend.window_take(groups, self.window_s, token="peek", dry_run=True)
@@ -220,7 +219,7 @@ class RateLimiter:
     async def settle(self, permit: Permit, actual_tokens: int) -> None:
         """Replace the permit's token estimate by what the call really used."""
         delta = actual_tokens - permit.tokens
-        if not permit.tpm_keys or delta == 0 or self._outage.skipping():
+        if not permit.tpm_keys or delta == 0:
             return
         try:
             await self.backend.awindow_adjust(permit.tpm_keys, permit.id, delta)

@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from ._call_checks import (check_encodable, check_message, check_request,
+                           check_response_format, check_timeout, check_tools)
+from ._fork import fork_guard, reset_in_child
 from ._lifecycle import default_lifecycle
 from ._loop import default_loop
+from ._redact import redact
 from .caching import CacheControl
 from .config import Config, load_config
 from .pipeline import Call
@@ -71,8 +75,14 @@ class LiteLLMAdapter:
         self._last_trace = threading.local()          # for score() without a trace id
         self._prompts = build_registry(self.config, enable_langfuse=bool(self.enable_langfuse),
                                        local_dir=Path(prompts_dir) if prompts_dir else None)
+        reset_in_child(self, LiteLLMAdapter._after_fork)
         self._closed = False
         default_lifecycle().install()     # the process's records are drained at its end
+
+    def _after_fork(self) -> None:
+        """In a forked child the sinks and policies are the pools' new ones (see ``_fork``)."""
+        self._telemetry = None
+        self._policies = None
 
     # -- the adapter's own end ----------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> bool:
@@ -161,6 +171,7 @@ class LiteLLMAdapter:
         params = _params(tools=tools, tool_choice=tool_choice, temperature=temperature,
                          max_tokens=max_tokens, response_format=response_format, kwargs=kwargs)
         _check_metadata(metadata)
+        check_request(params, metadata)
         allowed_s = self.config.router_settings.timeout if timeout is None else _timeout(timeout)
         spec = CallSpec(group=group, messages=chat, params=params, deadline=started + allowed_s,
                         stream=stream, stream_timeout=self.config.router_settings.stream_timeout)
@@ -185,6 +196,10 @@ class LiteLLMAdapter:
 
     async def _warmup(self) -> None:
         from ._litellm import litellm
+
+        refused = fork_guard().refusal()
+        if refused is not None:     # litellm's router cannot run here: say what to do instead
+            raise refused
 
         lt = litellm()
         messages = [{"role": "user", "content": "warm-up"}]
@@ -215,6 +230,10 @@ class LiteLLMAdapter:
         ``version`` may be a number or a label name (``"latest"`` applies a configured A/B
         experiment); a call made with the result records which prompt version it used.
         """
+        if variables is not None and (not isinstance(variables, Mapping) or
+                                      not all(isinstance(k, str) for k in variables)):
+            raise errors.UsageError(f"variables must be a dict of names to values, e.g. "
+                                    f"{{'name': 'Ada'}}, not {type(variables).__name__}")
         return self.prompt(prompt_name, version=version, label=label,
                            sticky_key=sticky_key).compile(**(variables or {}))
 
@@ -223,7 +242,8 @@ class LiteLLMAdapter:
         """Group the calls made inside ``with``/``async with`` into one trace named ``name``."""
         telemetry = self.telemetry
         return TraceScope(name=name, session_id=session_id, user_id=user_id, tags=tuple(tags),
-                          metadata=dict(metadata or {}), sink=telemetry.langfuse)
+                          metadata=dict(metadata or {}), sink=telemetry.langfuse,
+                          masker=telemetry.masker)
 
     def score(self, name: str, value: float | str | bool, trace_id: str | None = None, *,
               comment: str | None = None) -> str:
@@ -242,8 +262,12 @@ class LiteLLMAdapter:
             raise errors.UsageError("no trace to score: make a call first, score inside "
                                     "llm.trace(...), or pass trace_id=response.trace_id")
         telemetry = self.telemetry
+        masker = telemetry.masker                   # feedback text may quote patient data
         if telemetry.store is not None:
-            telemetry.store.add_score(name=name, value=value, trace_id=target, comment=comment)
+            kept = masker.text(comment) if comment and masker.mask_store else \
+                (redact(comment, masker.secrets) if comment else comment)
+            telemetry.store.add_score(name=name, value=value, trace_id=target, comment=kept)
+        comment = masker.text(comment) if comment else comment
         if telemetry.langfuse is not None:
             client = telemetry.langfuse.client
             if isinstance(value, str):
@@ -310,8 +334,10 @@ def _messages(prompt: Any, system: Any, messages: Any) -> list[dict[str, Any]]:
     if prompt is not None and not isinstance(prompt, str):
         raise errors.UsageError(f"prompt must be a string, not {type(prompt).__name__}; "
                                 "for a conversation pass messages=[{'role': ..., 'content': ...}]")
+    check_encodable(prompt, "prompt")
     out: list[dict[str, Any]] = []
     if isinstance(system, str):
+        check_encodable(system, "system")
         out.append({"role": "system", "content": system})
     elif system is not None:
         if not isinstance(system, (list, tuple)):
@@ -336,6 +362,8 @@ def _checked(messages: Sequence[Any], name: str) -> list[dict[str, Any]]:
         if message["role"] not in ("system", "user", "assistant", "tool", "developer", "function"):
             raise errors.UsageError(f"{name}[{i}] has role {message['role']!r}; use system, user, "
                                     "assistant or tool")
+        check_message(message, f"{name}[{i}]")
+        check_encodable(message, f"{name}[{i}]")
         out.append(dict(message))
     return out
 
@@ -358,6 +386,8 @@ def _params(*, tools: Any, tool_choice: Any, temperature: Any, max_tokens: Any,
                               not all(isinstance(t, Mapping) for t in tools)):
         raise errors.UsageError("tools must be a list of OpenAI-style tool dicts "
                                 "({'type': 'function', 'function': {...}})")
+    check_tools(tools or ())
+    check_response_format(response_format)
     given = {"tools": list(tools) if tools else None, "tool_choice": tool_choice,
              "temperature": temperature, "max_tokens": max_tokens,
              "response_format": response_format}
@@ -376,6 +406,4 @@ def _check_metadata(metadata: Any) -> None:
 
 
 def _timeout(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise errors.UsageError(f"timeout must be a positive number of seconds, not {value!r}")
-    return float(value)
+    return check_timeout(value)

@@ -145,6 +145,12 @@ def m007_hedging(conn: sqlite3.Connection) -> None:
          "ALTER TABLE attempts ADD COLUMN cost REAL")
 
 
+def m009_answered_group(conn: sqlite3.Connection) -> None:
+    """The model group that answered a call, beside ``model_group`` (the one asked for): they
+    differ when a fallback group answered. Older rows keep NULL (not known then)."""
+    _run(conn, "ALTER TABLE calls ADD COLUMN answered_group TEXT")
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_calls,
     m002_call_tags,
@@ -153,6 +159,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     m005_scores,
     m006_prompt_source,
     m007_hedging,
+    m009_answered_group,
 )
 
 

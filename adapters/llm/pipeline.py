@@ -5,13 +5,18 @@ recorded once. What a step took (a budget reservation, rate-limit capacity) is s
 real figures when the call ends, or given back when it fails. A hedge (``hedging.py``) takes its
 own capacity and budget through ``CallSpec.admit_hedge``, without waiting, and is settled alike:
 a lost hedge counts its input tokens and cost, one never sent counts nothing.
+
+A call that has its outcome is recorded first and settled after: settling never raises into it
+(what the counters do not take is added later, ``budgets.py``), and a provider's error is never
+replaced by a settlement failure. Every step that reaches Redis is async.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +34,8 @@ from .streaming import ReplayStream, ResponseStream
 from .telemetry import Telemetry
 
 __all__ = ["Call", "run"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,15 +66,15 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
               telemetry: Telemetry) -> LLMResponse | ResponseStream:
     spec = call.spec = _call_options(call.spec)
     settle = _Settlement(call, policies, telemetry)
-    settle.reserve_budget(gateway)                  # raises BudgetExceeded, recorded
+    await settle.reserve_budget(gateway)            # raises BudgetExceeded, recorded
 
     cache, key = policies.cache, None
     if cache is not None:
         key = cache.key(spec.group, spec.messages, spec.params)
-        hit = None if call.control.no_cache else cache.get(key)
+        hit = None if call.control.no_cache else await cache.aget(key)
         if hit is not None:
             answer = _from_cache(hit, call)
-            settle.release()
+            await settle.release()
             if spec.stream:
                 return ReplayStream(answer, on_end=settle.record)
             settle.record(answer, None)
@@ -78,29 +85,48 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         spec = replace(spec, admit_hedge=lambda group, deployment: settle.admit_hedge(
             gateway, group, deployment))
 
-    def finish(response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
-        if response is not None and cache is not None and key is not None \
-                and not call.control.no_store:
-            cache.set(key, _to_cache(response), call.control.ttl)
-        settle.done(response, error)
+    def storing(response: LLMResponse | None) -> bool:
+        return response is not None and cache is not None and key is not None \
+            and not call.control.no_store
+
+    async def store_and_settle(response: LLMResponse | None) -> None:
+        if storing(response):
+            assert cache is not None and key is not None and response is not None
+            await cache.aset(key, _to_cache(response), call.control.ttl)
+        await settle.done(response)
+
+    async def finish(response: LLMResponse | None) -> None:
+        """After recording: store and settle, shielded, so a caller cancelling now gets no
+        answer but the call's settlement still ends (nothing to do: no task either)."""
+        if storing(response) or settle.holds:
+            await asyncio.shield(_spawn(policies, store_and_settle(response)))
+
+    def finish_stream(response: LLMResponse | None,
+                      error: errors.LLMAdapterError | None) -> None:
+        settle.record(response, error)
+        if storing(response) or settle.holds:       # the reader has its outcome already
+            _spawn(policies, store_and_settle(response))
 
     try:
         outcome = await gateway.complete(spec)
     except errors.LLMAdapterError as exc:
-        settle.done(None, exc)
+        settle.record(None, exc)
+        await finish(None)
         raise
     if spec.stream:
         return ResponseStream(outcome, started=call.started, call_id=call.call_id,
-                              on_end=finish, gateway=gateway)
+                              on_end=finish_stream, gateway=gateway, model=spec.group)
     dep = outcome.deployment
     latency_ms = (time.monotonic() - call.started) * 1000
-    response = build_response(outcome.response, group=outcome.group, deployment_id=dep.id,
+    response = build_response(outcome.response, model=spec.group, group=outcome.group,
+                              deployment_id=dep.id,
                               provider=dep.provider, pricing=gateway.pricing.get(dep.id),
                               attempts=outcome.attempts, call_id=call.call_id,
                               latency_ms=latency_ms)
     response.overhead_ms, response.hedged = outcome.overhead_ms(latency_ms), outcome.hedged
     _add_hedge_cost(response)
-    finish(response, None)
+    settle.record(response, None)
+    await finish(response)
     return response
 
 
@@ -158,21 +184,21 @@ class _Settlement:
             scope=call.scope, parent=call.parent, started_at=call.started_at,
             response=response, error=error, stream=call.spec.stream, prompt=call.prompt))
 
-    def reserve_budget(self, gateway: Gateway) -> None:
+    async def reserve_budget(self, gateway: Gateway) -> None:
         if self.policies.budgets is None:
             return
         try:
-            self.reservation = self._reserve(gateway, self.call.spec.group)
+            self.reservation = await self._reserve(gateway, self.call.spec.group)
         except errors.LLMAdapterError as exc:
             self.record(None, exc)
             raise
 
-    def _reserve(self, gateway: Gateway, group: str) -> Any:
+    async def _reserve(self, gateway: Gateway, group: str) -> Any:
         budgets, call = self.policies.budgets, self.call
         assert budgets is not None
         estimate = estimate_cost(gateway, group, call.spec.messages,
                                  call.spec.params.get("max_tokens"))
-        return budgets.check_and_reserve(
+        return await budgets.acheck_and_reserve(
             user=call.who("user_id"), session=call.who("session_id"), agent=call.who("agent"),
             tags=[*call.meta.get("tags", ()), *getattr(call.scope, "tags", ())],
             environment=call.environment, estimated_cost=estimate)
@@ -187,7 +213,7 @@ class _Settlement:
         tokens = limiter.estimate_tokens(model, spec.messages, 0) if limiter else 0
         try:
             if budgets is not None:
-                reservation = self._reserve(gateway, group)
+                reservation = await self._reserve(gateway, group)
             if limiter is not None:
                 permit = await limiter.acquire(
                     [d.id for d in targets],
@@ -195,7 +221,7 @@ class _Settlement:
                     deadline=time.monotonic())          # no waiting: a late hedge is no hedge
         except errors.LLMAdapterError:      # over budget, at a limit, counters unreachable
             if reservation is not None and budgets is not None:
-                budgets.release(reservation)
+                await budgets.arelease(reservation)
             return False
         self.hedges.append(_Hold(permit, reservation, tokens))
         return True
@@ -214,8 +240,8 @@ class _Settlement:
         try:
             self.permit = await limiter.acquire(deployments, tokens, deadline=spec.deadline)
         except errors.LLMAdapterError as exc:
-            self.release()
             self.record(None, exc)
+            await self.release()
             raise
         chosen = self.permit.deployment
         if chosen is None or chosen not in gateway.deployments:
@@ -223,45 +249,61 @@ class _Settlement:
         start = chain.index(gateway.deployments[chosen].model_name)
         return spec if start == 0 else replace(spec, start_at=start)
 
-    def release(self) -> None:
-        if self.reservation is not None and self.policies.budgets is not None:
-            self.policies.budgets.release(self.reservation)
-            self.reservation = None
+    @property
+    def holds(self) -> bool:
+        """Whether the call holds anything to settle (budget, capacity, hedges)."""
+        return self.reservation is not None or self.permit is not None or bool(self.hedges)
 
-    def done(self, response: LLMResponse | None, error: errors.LLMAdapterError | None) -> None:
+    async def release(self) -> None:
+        if self.reservation is not None and self.policies.budgets is not None:
+            reservation, self.reservation = self.reservation, None
+            await self.policies.budgets.arelease(reservation)
+
+    async def done(self, response: LLMResponse | None) -> None:
+        """Settle what the call held; it is recorded already, so nothing here may raise."""
+        try:
+            await self._settle(response)
+        except Exception:   # a defect in settling must not turn an answered call into an error
+            log.exception("settling call %s failed; its budgets and limits may be off",
+                          self.call.call_id)
+
+    async def _settle(self, response: LLMResponse | None) -> None:
         limiter, budgets = self.policies.limiter, self.policies.budgets
         if self.permit is not None and limiter is not None:
             used = response.usage.total_tokens if response is not None else 0
-            _spawn(limiter.settle(self.permit, used))
+            _spawn(self.policies, limiter.settle(self.permit, used))
         crossings = []
         if self.reservation is not None and budgets is not None:
             if response is None:
-                budgets.release(self.reservation)
+                await budgets.arelease(self.reservation)
             else:       # response.cost includes what lost hedges cost, when it is known
-                crossings += budgets.settle(self.reservation, response.cost)
+                crossings += await budgets.asettle(self.reservation, response.cost)
         lost = sum(1 for a in response.attempts if a.error_kind == "hedge_lost" and a.deployment) \
             if response is not None else 0
         for i, hold in enumerate(self.hedges):
             billed = i < lost
             if hold.permit is not None and limiter is not None:
-                _spawn(limiter.settle(hold.permit, hold.input_tokens if billed else 0))
+                _spawn(self.policies,
+                       limiter.settle(hold.permit, hold.input_tokens if billed else 0))
             if hold.reservation is not None and budgets is not None:
                 if billed and response is not None and response.cost is None:
-                    crossings += budgets.settle(hold.reservation, None)  # unpriced: estimate kept
+                    crossings += await budgets.asettle(hold.reservation, None)  # estimate kept
                 else:
-                    budgets.release(hold.reservation)
+                    await budgets.arelease(hold.reservation)
         for crossing in crossings:
             if self.telemetry.alerts is not None:
                 self.telemetry.alerts.notify_budget(
                     crossing.rule.scope, crossing.id, crossing.spent, crossing.limit,
                     crossing.rule.period)
-        self.record(response, error)
 
 
-def _spawn(coro: Any) -> None:
-    """Settle in the background of the running loop (the call has its answer already)."""
+def _spawn(policies: Policies, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run ``coro`` in the background of the running loop (the call has its outcome already),
+    held by ``policies`` until it ends so it is neither collected nor lost unseen."""
     task = asyncio.get_running_loop().create_task(coro)
-    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    policies.tasks.add(task)
+    task.add_done_callback(policies.finished)
+    return task
 
 
 def _to_cache(response: LLMResponse) -> CachedAnswer:
@@ -274,7 +316,8 @@ def _to_cache(response: LLMResponse) -> CachedAnswer:
                "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
                "reasoning_tokens": u.reasoning_tokens},
         cost=response.cost, deployment=response.deployment, provider=response.provider,
-        provider_model=response.provider_model, stored_at=time.time())
+        provider_model=response.provider_model, stored_at=time.time(),
+        answered_group=response.answered_group)
 
 
 def _from_cache(hit: CachedAnswer, call: Call) -> LLMResponse:
@@ -285,6 +328,6 @@ def _from_cache(hit: CachedAnswer, call: Call) -> LLMResponse:
         cost=0.0, latency_ms=latency_ms, overhead_ms=latency_ms,
         finish_reason=hit.finish_reason, call_id=call.call_id,
         tool_calls=[ToolCall(t["id"], t["name"], t["arguments"]) for t in hit.tool_calls],
-        cache_hit=True, cost_saved=hit.cost,
+        cache_hit=True, cost_saved=hit.cost, answered_group=hit.answered_group,
         cost_details={"input": 0.0, "cached": 0.0, "cache_write": 0.0, "output": 0.0,
                       "total": 0.0})

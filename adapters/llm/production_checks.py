@@ -6,9 +6,11 @@ the config names (Langfuse, Redis, the webhook host is not called) and time out 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .config import Config
+from .errors import ConfigError
 
 __all__ = ["production_checks"]
 
@@ -25,6 +27,7 @@ def production_checks(config: Config) -> list[dict[str, Any]]:
     checks.append(_cache(config))
     checks.append(_alerts(config))
     checks.append(_masking(config))
+    checks.append(_pseudonym_key(config))
     return checks
 
 
@@ -123,6 +126,25 @@ def _masking(config: Config) -> dict[str, Any]:
     return _check("patient data masked", bool(enabled),
                   "on" if enabled else "off: prompts reach Langfuse unmasked",
                   "set masking.enabled: true")
+
+
+def _pseudonym_key(config: Config) -> dict[str, Any]:
+    from ._pseudonyms import ENV_VAR, shared_key
+
+    masking = {**(config.sections.get("masking") or {}),
+               **(config.profile.extra.get("masking") or {})}
+    name = "pseudonym key shared"
+    try:
+        key = shared_key(masking.get("pseudonym_key"), env=os.environ, source=None)
+    except ConfigError as exc:
+        return _check(name, False, exc.problem, exc.fix or "")
+    if key is not None:
+        return _check(name, True, "masking.pseudonym_key" if masking.get("pseudonym_key")
+                      else f"{ENV_VAR} is set")
+    return _check(name, False, "no key: each host pseudonymises identifiers with its own, so "
+                  "Langfuse splits users and sessions served by several hosts",
+                  f"set {ENV_VAR} to one secret shared by every host "
+                  "(python -c 'import secrets; print(secrets.token_hex(32))')")
 
 
 def _without_password(url: str) -> str:

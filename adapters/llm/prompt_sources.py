@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 from urllib.parse import quote
@@ -20,13 +20,14 @@ from urllib.parse import quote
 import yaml
 
 from ._config_schema import join_key, suggest
+from ._fork import reset_in_child
 from .errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from .tracing import Credentials
 
 __all__ = ["LABEL_RE", "LangfuseSource", "LocalSource", "PromptMissing", "PromptRecord",
-           "SourceUnreachable", "merge_pulled", "same_content"]
+           "SourceUnreachable", "merge_pulled", "packaged_prompts_dir", "same_content"]
 
 LABEL_RE = re.compile(r"^[a-z0-9_\-.]+$")
 _FILE_KEYS = ("name", "type", "description", "tags", "versions")
@@ -103,29 +104,55 @@ def _copy(v: PromptRecord, **changes: Any) -> PromptRecord:
 
 
 # -- the local registry ---------------------------------------------------------------------
+def packaged_prompts_dir() -> Path:
+    """The guide's prompts shipped inside the package (a copy of the repository's ``prompts/``),
+    so an installed adapter finds them from any directory."""
+    return Path(__file__).resolve().parent / "data" / "prompts"
+
+
 class LocalSource:
     """``<directory>/<name>.yaml``: one file per prompt holding its versions.
 
-    Files are re-read when they change on disk (mtime and size), so an edit under ``prompts/``
-    takes effect at the registry's next refresh, without a deploy.
+    ``behind`` are read-only directories searched after ``directory`` (the prompts packaged
+    with the adapter), so a project's own file overrides a packaged one of the same name and a
+    prompt the project lacks is still found. Writes always go to ``directory``. Files are
+    re-read when they change on disk (mtime and size), so an edit under ``prompts/`` takes
+    effect at the registry's next refresh, without a deploy.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, behind: Sequence[Path] = ()) -> None:
         self.directory = Path(directory)
+        self.behind = tuple(Path(d) for d in behind if Path(d) != self.directory)
         self._lock = threading.Lock()
         self._parsed: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
-        return f"LocalSource({str(self.directory)!r})"
+        behind = "".join(f", behind={str(d)!r}" for d in self.behind)
+        return f"LocalSource({str(self.directory)!r}{behind})"
 
     def path(self, name: str) -> Path:
+        """Where ``name`` is written (the project's directory, whether or not it exists yet)."""
         return self.directory / f"{name}.yaml"
 
+    def file_of(self, name: str) -> Path | None:
+        """The file ``name`` is read from: the project's, else a packaged one; None if absent."""
+        for directory in (self.directory, *self.behind):
+            candidate = directory / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate
+        return None
+
     def names(self) -> list[str]:
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.relative_to(self.directory).with_suffix("").as_posix()
-                      for p in self.directory.rglob("*.yaml"))
+        found: set[str] = set()
+        for directory in (self.directory, *self.behind):
+            if directory.is_dir():
+                found.update(p.relative_to(directory).with_suffix("").as_posix()
+                             for p in directory.rglob("*.yaml"))
+        return sorted(found)
+
+    def searched(self) -> str:
+        """The directories looked in, for messages."""
+        return " then ".join(str(d) for d in (self.directory, *self.behind))
 
     def description(self, name: str) -> str | None:
         text = self._file(name).get("description")
@@ -152,7 +179,7 @@ class LocalSource:
             what = f"label {label!r}"
         if chosen is None:
             have = ", ".join(f"v{v['version']} {v['labels']}" for v in versions)
-            raise PromptMissing(f"prompt {name!r} in {self.path(name)} has no {what} "
+            raise PromptMissing(f"prompt {name!r} in {self.file_of(name)} has no {what} "
                                 f"(it has {have})")
         return chosen
 
@@ -175,12 +202,16 @@ class LocalSource:
         return path
 
     def _file(self, name: str) -> dict[str, Any]:
-        path = self.path(name)
+        path = self.file_of(name)
         try:
+            if path is None:
+                raise FileNotFoundError(name)
             stat = path.stat()
         except OSError:
             hint = suggest(name, self.names(), what="known prompts")
-            raise PromptMissing(f"no prompt named {name!r} in {self.directory} ({hint})") from None
+            raise PromptMissing(f"no prompt named {name!r} in {self.searched()} ({hint}); add "
+                                f"{self.path(name)} or set prompts_dir= / "
+                                f"$LLM_ADAPTER_PROMPTS") from None
         stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
             cached = self._parsed.get(path)
@@ -330,6 +361,13 @@ class LangfuseSource:
         self.timeout = timeout
         self._api = api
         self._lock = threading.Lock()
+        if api is None:
+            reset_in_child(self, LangfuseSource._forget_client)
+
+    def _forget_client(self) -> None:
+        """In a forked child: the HTTP client's pooled sockets are the parent's."""
+        self._lock = threading.Lock()
+        self._api = None
 
     def __repr__(self) -> str:
         return f"LangfuseSource({self.credentials.base_url!r})"

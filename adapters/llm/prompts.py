@@ -1,8 +1,9 @@
 """Prompts: the ``Prompt`` object, ``{{variable}}`` compilation, and the registry the adapter asks.
 
 A prompt comes from Langfuse when it is configured and answers, else from the local registry
-under ``prompts/`` (the embedded default, and the fallback when Langfuse is unreachable or
-lacks the prompt); ``Prompt.source`` says which. Prompts are cached in memory and refreshed in
+(the embedded default, and the fallback when Langfuse is unreachable or lacks the prompt):
+the project's ``prompts/`` first, then the guide's prompts packaged with the adapter.
+``Prompt.source`` says which kind, ``Prompt.location`` which file or URL. Prompts are cached in memory and refreshed in
 the background once their TTL has passed (stale-while-revalidate), so after the first call a
 ``get`` does no I/O, and an edit in Langfuse or in ``prompts/`` takes effect without a deploy.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import threading
 import time
@@ -23,11 +25,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import PROMPTS_ENV_VAR
 from .errors import ConfigError, UsageError
 from .experiments import Experiment, parse_experiments
 from ._config_schema import suggest
+from ._fork import reset_in_child
 from .prompt_sources import (LangfuseSource, LocalSource, PromptMissing, PromptRecord,
-                             SourceUnreachable)
+                             SourceUnreachable, packaged_prompts_dir)
 from .tracing import current_scope, langfuse_credentials
 
 if TYPE_CHECKING:
@@ -46,8 +50,9 @@ _Key = tuple[str, str, int | str]            # (name, "version" | "label", value
 @dataclass(frozen=True)
 class Prompt:
     """One version of a prompt. ``source``: langfuse, local (Langfuse not configured) or
-    fallback (Langfuse configured but unreachable or without it); ``variant``: the A/B label
-    chosen for this call, or None."""
+    fallback (Langfuse configured but unreachable or without it); ``location``: the YAML file
+    it was read from (the project's or the packaged copy) or Langfuse's URL; ``variant``: the
+    A/B label chosen for this call, or None."""
 
     name: str
     version: int
@@ -57,14 +62,16 @@ class Prompt:
     config: Mapping[str, Any] = field(default_factory=dict)
     source: str = "local"
     variant: str | None = None
+    location: str | None = None
 
     @classmethod
-    def from_record(cls, record: PromptRecord, source: str) -> Prompt:
+    def from_record(cls, record: PromptRecord, source: str,
+                    location: str | None = None) -> Prompt:
         template = record["prompt"]
         return cls(name=record["name"], version=record["version"], type=record["type"],
                    template=template if isinstance(template, str) else tuple(template),
                    labels=tuple(record["labels"]), config=dict(record["config"] or {}),
-                   source=source)
+                   source=source, location=location)
 
     @property
     def is_fallback(self) -> bool:
@@ -98,6 +105,11 @@ class Prompt:
             raise UsageError(f"prompt {self.name!r} (version {self.version}) needs "
                              f"{', '.join(repr(m) for m in missing)}; pass "
                              f"variables={{{example}}}")
+        empty = [v for v in self.variables if variables[v] is None]
+        if empty:     # rendering None as "" (or "None") would send a prompt nobody wrote
+            raise UsageError(f"prompt {self.name!r} (version {self.version}): variable(s) "
+                             f"{', '.join(repr(v) for v in empty)} are None; pass a value "
+                             "('' for an empty one)")
         if log.isEnabledFor(logging.DEBUG):
             unused = set(variables) - set(self.variables) - set(self.placeholders)
             if unused:
@@ -105,7 +117,7 @@ class Prompt:
                           ", ".join(sorted(unused)))
 
         def fill(text: str) -> str:
-            return _VARIABLE.sub(lambda m: _text(variables[m.group(1)]), text)
+            return _VARIABLE.sub(lambda m: str(variables[m.group(1)]), text)
 
         if isinstance(self.template, str):
             return CompiledText(fill(self.template), self)
@@ -129,9 +141,6 @@ class Prompt:
                              f"{type(value).__name__}")
         return [dict(m) for m in value]
 
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 class CompiledText(str):
@@ -202,9 +211,10 @@ class PromptRegistry:
     def __init__(self, local_dir: Path, *, langfuse: LangfuseSource | None = None,
                  cache_ttl: float = 60.0, fetch_timeout: float = 2.0,
                  experiments: Mapping[str, Experiment | Mapping[str, Any]] | None = None,
-                 retry_interval: float = 10.0,
+                 retry_interval: float = 10.0, packaged: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.local = LocalSource(Path(local_dir))
+        self._behind = (packaged_prompts_dir(),) if packaged else ()
+        self.local = LocalSource(Path(local_dir), behind=self._behind)
         self.langfuse = langfuse
         self.cache_ttl = float(cache_ttl)
         self.fetch_timeout = float(fetch_timeout)
@@ -218,6 +228,13 @@ class PromptRegistry:
         self._inflight: set[_Key] = set()
         self._warned: set[str] = set()
         self._resting_until = 0.0
+        reset_in_child(self, PromptRegistry._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child the refresh threads in flight are gone: their keys may refresh
+        again (and the lock may have been held by one)."""
+        self._lock = threading.Lock()
+        self._inflight = set()
 
     def __repr__(self) -> str:
         return (f"PromptRegistry(local={str(self.local.directory)!r}, langfuse="
@@ -226,12 +243,13 @@ class PromptRegistry:
 
     @property
     def directory(self) -> Path:
-        """The local registry's directory (settable; the cache is cleared)."""
+        """The project's prompt directory (settable; the cache is cleared). The packaged
+        prompts stay behind it."""
         return self.local.directory
 
     @directory.setter
     def directory(self, value: Path) -> None:
-        self.local = LocalSource(Path(value))
+        self.local = LocalSource(Path(value), behind=self._behind)
         self.clear()
 
     def get(self, name: str, *, version: int | str | None = None, label: str | None = None,
@@ -335,16 +353,18 @@ class PromptRegistry:
                     why, problem = "unreachable", str(exc)
                 else:
                     self._warned.discard(name)
-                    return Prompt.from_record(record, "langfuse"), None
+                    return Prompt.from_record(record, "langfuse", self.langfuse.base_url), None
         try:
             record = self.local.get(name, version=version, label=label)
         except PromptMissing as exc:
             raise UsageError(f"{problem}; and {exc}" if problem else str(exc)) from None
+        found = self.local.file_of(name)
+        location = None if found is None else str(found)
         if why is not None and name not in self._warned:
             self._warned.add(name)
             log.warning("llm-adapter: prompt %r comes from the local registry (%s): %s",
-                        name, self.local.directory, problem)
-        return Prompt.from_record(record, "local" if why is None else "fallback"), why
+                        name, location, problem)
+        return Prompt.from_record(record, "local" if why is None else "fallback", location), why
 
     def _refresh_later(self, key: _Key) -> None:
         with self._lock:
@@ -396,6 +416,10 @@ def build_registry(config: Config, *, enable_langfuse: bool, local_dir: Path | N
                    prefetch: bool = True) -> PromptRegistry:
     """The registry a config describes (``prompts:``, the profile's ``prompts:`` over it).
 
+    The project's directory is ``local_dir`` (``prompts_dir=``), else ``$LLM_ADAPTER_PROMPTS``,
+    else ``prompts.dir``, else ``prompts/`` beside the config, else ``./prompts``; the packaged
+    prompts are searched after it.
+
     Langfuse is used when ``enable_langfuse`` and ``LANGFUSE_PUBLIC_KEY``/``_SECRET_KEY`` are
     set. With ``prefetch``, the prompts listed under ``prompts.prefetch`` start loading now.
     """
@@ -445,10 +469,13 @@ def _settings(config: Config) -> dict[str, Any]:
 
 
 def _directory(config: Config, configured: str | None) -> Path:
-    """``prompts.dir``, else ``prompts/`` beside the config's directory, else ``./prompts``."""
-    if configured:
-        return Path(configured).expanduser()
-    if config.path is not None:
+    """The project's prompt directory (the packaged prompts are searched after it):
+    ``$LLM_ADAPTER_PROMPTS`` (the environment's, else the one ``.env`` gave), else ``prompts.dir``, else ``prompts/`` beside the config's
+    ``config/`` directory, else ``./prompts`` (which need not exist)."""
+    chosen = os.environ.get(PROMPTS_ENV_VAR) or config.prompts_dir or configured
+    if chosen:
+        return Path(chosen).expanduser()
+    if config.path is not None and not config.packaged:
         beside = config.path.resolve().parent.parent / "prompts"
         if beside.is_dir():
             return beside

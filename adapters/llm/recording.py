@@ -92,8 +92,16 @@ class Recorder:
 
 
 def _masked(record: CallRecord, masker: Masker) -> CallRecord:
+    """``record`` as a sink may see it; identifiers that hold patient data become pseudonyms, so
+    what is grouped by them (costs by user, session trees) still groups."""
+    def ident(value: Any) -> Any:
+        return masker.identifier(value) if isinstance(value, str) and value else value
+
     return dataclasses.replace(
         record,
+        session_id=ident(record.session_id), user_id=ident(record.user_id),
+        agent=ident(record.agent), stage=ident(record.stage),
+        trace_name=ident(record.trace_name), tags=tuple(ident(t) for t in record.tags),
         input=masker(record.input),
         output=masker.text(record.output) if record.output is not None else None,
         tool_calls=masker(record.tool_calls),
@@ -138,6 +146,7 @@ def build_record(*, call_id: str, group: str, environment: str, messages: list[d
     if response is not None:
         record.deployment, record.provider = response.deployment, response.provider
         record.provider_model, record.ttft_ms = response.provider_model, response.ttft_ms
+        record.answered_group = response.answered_group
         record.usage, record.cost, record.cost_details = response.usage, response.cost, \
             response.cost_details
         record.output, record.attempts = response.content, list(response.attempts)

@@ -83,6 +83,8 @@ class LLMResponse:
     overhead_ms: float | None = None  # latency outside every provider HTTP exchange of the call
                                       # (streams: up to the first chunk; cache hits: all of it)
     hedged: bool = False            # a hedge attempt was raced against the first one
+    answered_group: str | None = None  # the model group that answered: ``model`` unless a
+                                       # fallback group did (None only for hand-made responses)
     raw: Any = field(default=None, repr=False)
 
     @property
@@ -109,12 +111,13 @@ class CallRecord:
     started_at: float               # unix seconds
     ended_at: float
     environment: str
-    model_group: str
+    model_group: str                # the model group asked for (``response.model``)
     status: str                     # "ok" | "error"
     latency_ms: float
     deployment: str | None = None
     provider: str | None = None
     provider_model: str | None = None
+    answered_group: str | None = None   # the model group that answered; None: nothing did
     error_kind: str | None = None
     error_message: str | None = None
     ttft_ms: float | None = None

@@ -23,18 +23,21 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._litellm import litellm
-from ._provider_errors import CONTEXT_WINDOW, NEXT_GROUP, STOP, Failure, classify, to_error
-from ._redact import redact
+from ._provider_errors import (CONTEXT_WINDOW, LOCAL, NEXT_GROUP, STOP, Failure, classify,
+                              local_failure, raised_locally, to_error)
+from ._redact import config_secrets, redact
 from .config import Config, Deployment
 from .costs import Pricing, pricing_for
 from ._attempts import CALL_KEY, Tries, attempt_log
 from ._cooldowns import Cooldowns
+from ._fork import fork_error, fork_guard, refused_after_fork, reset_in_child
+from ._local_servers import is_local_server, not_running_hint
 from .records import Attempt
 from .streaming import close_stream, first_chunk
 
@@ -112,8 +115,7 @@ class Gateway:
         self.pricing: dict[str, Pricing | None] = {
             d.id: pricing_for(d.litellm_params, d.model_info, lt.model_cost)
             for d in config.deployments}
-        self._secrets = tuple(str(d.litellm_params.get("api_key")) for d in config.deployments
-                              if d.litellm_params.get("api_key"))
+        self._secrets = config_secrets(config)
         # A deployment whose key is missing cannot answer: it is left out of the Router and the
         # walk reports the variable to set instead of letting the provider SDK fail obscurely.
         usable = [d for d in config.deployments if d.key_present or simulator_url]
@@ -124,10 +126,15 @@ class Gateway:
             if config.profile.fallbacks_enabled else {}
         self._window_chains = {p: tuple(t) for p, t in config.context_window_fallbacks}
         self._own_timeouts = {g: _own_timeout(config.group(g)) for g in config.groups()}
+        # Groups served on this machine (Ollama): one attempt a call, see _local_servers.
+        self._local_groups = frozenset() if simulator_url else frozenset(
+            g for g, ids in self._group_ids.items()
+            if ids and all(is_local_server(self.deployments[i]) for i in ids))
         self._ttft: float | None = config.router_settings.extra.get("stream_ttft_timeout")
         from .hedging import Hedger  # hedging builds on this module
 
         self.hedger: Hedger | None = Hedger.from_config(config)
+        self._fork = fork_guard()
         self.router = lt.Router(**self._router_kwargs())
         self.cooldowns = Cooldowns(self.router, self.deployments, self._group_ids, self._chains,
                                    config.router_settings.cooldown_time)
@@ -184,6 +191,9 @@ class Gateway:
 
     async def complete(self, spec: CallSpec) -> Outcome:
         """Walk the fallback chain of ``spec.group`` until a deployment answers."""
+        refused = self._fork.refusal()
+        if refused is not None:
+            raise refused
         walk = Walk()
         chain = self.chain(spec.group)
         for skipped in chain[:spec.start_at]:
@@ -221,6 +231,8 @@ class Gateway:
                     raise errors.UsageError(
                         f"{failed.group}: the provider rejected the request "
                         f"({failed.failure.status or 400}): {failed.error}") from None
+                if failed.failure.action == LOCAL:      # nothing was sent: no provider failed
+                    raise errors.UsageError(str(failed.error)) from None
                 if failed.failure.action == CONTEXT_WINDOW:
                     window_chain = self._window_chains.get(failed.group)
                     if not window_chain:
@@ -255,6 +267,8 @@ class Gateway:
         walk.live = collector
         kwargs: dict[str, Any] = {**spec.params, "timeout": self._attempt_timeout(group, remaining),
                                   "disable_fallbacks": True, "metadata": {CALL_KEY: key}}
+        if group in self._local_groups:
+            kwargs["num_retries"] = 0
         if spec.stream:
             kwargs["stream"] = True
             kwargs.setdefault("stream_options", {"include_usage": True})
@@ -263,7 +277,7 @@ class Gateway:
         # stream_timeout only bounds each read.
         ttft = (spec.stream_ttft_timeout or self._ttft) if spec.stream else None
         cut = asyncio.timeout(ttft if ttft is not None and ttft < remaining else None)
-        started = time.monotonic()
+        started, since = time.monotonic(), time.time()
         response = None
         try:
             async with asyncio.timeout(remaining), cut:
@@ -286,7 +300,13 @@ class Gateway:
             walk.attempts.extend(self._attempts(collector, group, started, _CANCELLED))
             raise
         except Exception as exc:  # every provider failure is recorded and decides the next hop
-            raise self._failed(classify(exc), collector, group, started, walk) from None
+            if refused_after_fork(exc):
+                raise fork_error() from None
+            if raised_locally(exc, responded=collector.responded):
+                # litellm may have cooled the deployment as if it had failed: it did not.
+                self.cooldowns.lift((only,) if only else self._group_ids.get(group, ()), since)
+                raise self._failed(local_failure(exc, self._secrets), collector, group, started, walk) from None
+            raise self._failed(classify(exc, self._secrets), collector, group, started, walk) from None
         finally:
             log.release(key)
         attempts = self._attempts(collector, group, started, None)
@@ -302,10 +322,16 @@ class Gateway:
                 walk: Walk) -> GroupFailed:
         """Record a failed router call in ``walk``; the failure decides the walk's next hop."""
         attempts = self._attempts(collector, group, started, failure)
-        walk.attempts.extend(attempts)
         last = attempts[-1] if attempts else None
         dep = self.deployments.get(last.deployment or "") if last else None
-        error = to_error(failure, message=redact(f"{group}: {failure.message}", self._secrets),
+        message = failure.message
+        if failure.kind == "connection" and dep is not None and self._local_server(dep.id):
+            # A local server that is not running: say so, and rest it like any failure.
+            message = f"{not_running_hint(dep)} ({message})"
+            attempts[-1] = replace(attempts[-1], message=redact(message, self._secrets))
+            self.cooldowns.rest(dep.id, "connection refused")
+        walk.attempts.extend(attempts)
+        error = to_error(failure, message=redact(f"{group}: {message}", self._secrets),
                          deployment=last.deployment if last else None, group=group,
                          latency_ms=last.latency_ms if last else None,
                          env_var=dep.key_env if dep else None)
@@ -313,6 +339,11 @@ class Gateway:
         if failure.kind in ("rate_limit", "cooldown") and failure.retry_after:
             walk.waits.append(failure.retry_after)
         return GroupFailed(failure, error, group)
+
+    def _local_server(self, dep_id: str) -> bool:
+        """Whether ``dep_id`` is served on this machine (not by the simulator)."""
+        dep = self.deployments.get(dep_id)
+        return dep is not None and not self.simulator_url and is_local_server(dep)
 
     def _attempt_timeout(self, group: str, remaining: float) -> float:
         """Per-attempt timeout: the deployments' own ``timeout`` (else the router's), cut to
@@ -346,7 +377,7 @@ class Gateway:
                 out.append(Attempt(dep_id, group, provider, "ok",
                                    latency_ms=(now - t0) * 1000))
                 continue
-            failure = classify(failed[0]) if failed else final
+            failure = classify(failed[0], self._secrets) if failed else final
             end = failed[1] if failed else now
             kind = failure.kind if failure else None
             out.append(Attempt(
@@ -372,6 +403,10 @@ class Gateway:
         if auth:
             names = sorted({f.env_var for f in auth if f.env_var})
             hint = f"; set {', '.join(names)} (see `llm-adapter models`)" if names else ""
+        local = [self.deployments[a.deployment] for a in walk.attempts if a.deployment and
+                 a.error_kind in ("connection", "cooldown") and self._local_server(a.deployment)]
+        if local:
+            hint += f"; {not_running_hint(local[0])}"
         return errors.AllProvidersFailed(
             f"{spec.group}: every deployment failed: {tried}{hint}", walk.failures,
             model_group=spec.group, kind="all_failed", attempts=walk.attempts)
@@ -414,6 +449,12 @@ class RouterPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._gateways: dict[tuple[str, str | None], Gateway] = {}
+        reset_in_child(self, RouterPool._forget_lock)
+
+    def _forget_lock(self) -> None:
+        """In a forked child the lock may be held by a thread that is gone. The gateways stay:
+        a Router that never routed works in the child, one that did refuses (``_fork``)."""
+        self._lock = threading.Lock()
 
     def get(self, config: Config, simulator_url: str | None = None) -> Gateway:
         key = (config.fingerprint(), simulator_url)

@@ -31,12 +31,13 @@ from .errors import LLMAdapterError, UsageError
 from .migrations import migrate
 from .records import Attempt, CallRecord, Usage
 
-__all__ = ["FILENAME", "LocalStore", "SpoolItem", "StoreError", "default_path", "read_calls",
-           "storable"]
+__all__ = ["FILENAME", "SIMULATION_DIR", "LocalStore", "SpoolItem", "StoreError", "default_path",
+           "read_calls", "storable"]
 
 log = logging.getLogger("adapters.llm")
 
 FILENAME = "calls.sqlite3"
+SIMULATION_DIR = "simulation"
 _BATCH = 500                # records per transaction at most
 _LOCK_TRIES = 6             # each waits busy_timeout (5 s): ~30 s before giving up
 _T = TypeVar("_T")
@@ -49,7 +50,8 @@ REPLACED_KEY = "_unstorable_text_replaced"   # metadata key naming the fields st
 
 # CallRecord fields stored as they are, one column each (the other columns are derived below).
 _SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "ended_at",
-            "environment", "model_group", "deployment", "provider", "provider_model", "status",
+            "environment", "model_group", "answered_group", "deployment", "provider",
+            "provider_model", "status",
             "error_kind", "error_message", "latency_ms", "ttft_ms", "cost", "cost_saved",
             "prompt_name", "prompt_version", "prompt_variant", "prompt_source", "session_id",
             "user_id", "agent",
@@ -98,14 +100,21 @@ class _Score:
 _Item = Union[CallRecord, _Score, threading.Event, None]
 
 
-def default_path() -> Path:
-    """``$LLM_ADAPTER_HOME/calls.sqlite3``, else ``calls.sqlite3`` in the user data directory."""
+def default_path(*, simulated: bool = False) -> Path:
+    """``$LLM_ADAPTER_HOME/calls.sqlite3``, else ``calls.sqlite3`` in the user data directory.
+
+    ``simulated``: ``<that directory>/simulation/calls.sqlite3``, where calls answered by the
+    built-in simulator (the demo, a ``simulator: true`` profile) go, so their made-up spend
+    never mixes with real calls in the reports.
+    """
     home = os.environ.get("LLM_ADAPTER_HOME")
     if home:
-        return Path(home).expanduser() / FILENAME
-    import platformdirs
+        base = Path(home).expanduser()
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_data_dir("llm-adapter")) / FILENAME
+        base = Path(platformdirs.user_data_dir("llm-adapter"))
+    return (base / SIMULATION_DIR if simulated else base) / FILENAME
 
 
 class LocalStore:

@@ -15,6 +15,7 @@ from . import errors
 from ._litellm import litellm
 from ._loop import LoopThread
 from ._provider_errors import classify
+from ._redact import config_secrets
 from ._response import build_response
 from .records import LLMResponse
 
@@ -30,8 +31,10 @@ class ResponseStream:
     """Iterate (sync or async) for text chunks; ``response`` is set once the stream is done."""
 
     def __init__(self, outcome: Outcome | None, *, started: float, call_id: str,
-                 on_end: OnEnd, gateway: Any = None, loop: LoopThread | None = None) -> None:
+                 on_end: OnEnd, gateway: Any = None, loop: LoopThread | None = None,
+                 model: str | None = None) -> None:
         self._outcome = outcome
+        self._model = model             # the group asked for (the outcome's answered)
         self._started = started
         self._call_id = call_id
         self._on_end = on_end
@@ -78,7 +81,7 @@ class ResponseStream:
                 if text:
                     yield text
         except Exception as exc:  # a stream cut after text reached the caller
-            failure = classify(exc)
+            failure = classify(exc, config_secrets(self._gateway.config))
             error = errors.ProviderError(
                 f"{outcome.group}: the stream from {outcome.deployment.id} broke after "
                 f"{len(self._chunks)} chunk(s): {failure.message}",
@@ -101,7 +104,8 @@ class ResponseStream:
         dep = self._outcome.deployment
         latency_ms = (now - self._started) * 1000
         response = build_response(
-            raw, group=self._outcome.group, deployment_id=dep.id, provider=dep.provider,
+            raw, model=self._model or self._outcome.group, group=self._outcome.group,
+            deployment_id=dep.id, provider=dep.provider,
             pricing=self._gateway.pricing.get(dep.id), attempts=self._outcome.attempts,
             latency_ms=latency_ms, call_id=self._call_id, ttft_ms=ttft)
         # The answering attempt's latency ends at its first chunk: so does the overhead.

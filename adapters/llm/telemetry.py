@@ -1,8 +1,10 @@
 """Which sinks a config records to, resolved once and shared by the adapters that use it.
 
-The local store is always on (``store: {enabled: false}`` turns it off); Langfuse is on when the
+The local store is always on (``store: {enabled: false}`` turns it off; simulated profiles
+record to a store of their own, see ``store_path``); Langfuse is on when the
 adapter's ``enable_langfuse`` (default: the profile's ``langfuse.enabled``) says so and keys are
-set. Missing keys while enabled give one warning and the calls go on.
+set. Missing keys while enabled give one warning and the calls go on. Every secret the config
+and the environment hold is collected here for the maskers, which also mask litellm's own logs.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+from ._fork import reset_in_child
 from ._lifecycle import RECORDS, default_lifecycle
+from ._log_masking import log_masking
+from ._pseudonyms import pseudonym_key
+from ._redact import config_secrets
 from .config import Config
 from .errors import ConfigError, UsageError
 from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
 from .tracing import LangfuseSink, langfuse_credentials
 
-__all__ = ["Telemetry", "TelemetryPool", "default_telemetry"]
+__all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -60,6 +67,16 @@ class TelemetryPool:
     process and destination, however many adapters are created."""
 
     def __init__(self) -> None:
+        self._forget()
+        self._warned_keys = False
+        reset_in_child(self, TelemetryPool._forget)
+        lifecycle = default_lifecycle()
+        lifecycle.install()
+        lifecycle.add(self.close, stage=RECORDS)
+
+    def _forget(self) -> None:
+        """Start empty; in a forked child, whose store writer and exporter threads are gone,
+        the next call builds its own."""
         self._lock = threading.Lock()
         self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
         self._stores: dict[str, Any] = {}
@@ -67,9 +84,6 @@ class TelemetryPool:
         self._alerts: dict[str, Any] = {}
         self._warned_keys = False
         self._closed = False
-        lifecycle = default_lifecycle()
-        lifecycle.install()
-        lifecycle.add(self.close, stage=RECORDS)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Close every telemetry of the pool as ``Telemetry.close`` does, all recorders first,
@@ -104,26 +118,27 @@ class TelemetryPool:
 
     def _build(self, config: Config, enable_langfuse: bool) -> Telemetry:
         source = str(config.path) if config.path else None
-        secrets = [str(d.litellm_params.get("api_key")) for d in config.deployments
-                   if d.litellm_params.get("api_key")]
         creds = langfuse_credentials()
-        if creds is not None:
-            secrets.append(creds.secret_key)
+        secrets = [*config_secrets(config), *((creds.secret_key,) if creds else ())]
+        store_settings = _section(config, "store")
+        path = store_path(config)
         settings = _section(config, "masking")
+
+        def key() -> bytes:
+            return pseudonym_key(settings.get("pseudonym_key"), source=source,
+                                 home=path.parent,
+                                 warn=config.environment == "production" and enable_langfuse)
+
         masker = masker_from_config(settings, environment=config.environment, secrets=secrets,
-                                    source=source)
+                                    source=source, pseudonym_key=key)
         secrets_only = masker_from_config({**settings, "enabled": False},
                                           environment=config.environment, secrets=secrets,
                                           source=source)
-        store_settings = _section(config, "store")
-        unknown = set(store_settings) - {"enabled", "path"}
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", path=source,
-                              key="store", fix="use enabled and path")
+        log_masking().add(masker)           # litellm's own log lines: from now on
         sinks: list[Sink] = []
         store = None
         if store_settings.get("enabled", True):
-            store = self._store(store_settings.get("path"))
+            store = self._store(path)
             sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store))
         langfuse = None
         if enable_langfuse:
@@ -131,7 +146,7 @@ class TelemetryPool:
                 self._warn_missing_keys()
             else:
                 if store is None:
-                    store = self._store(store_settings.get("path"))   # the spool lives there
+                    store = self._store(path)   # the spool lives there
                 langfuse = self._langfuse_sink(creds, config, store)
                 sinks.append(langfuse)
         alerts = self._alert_evaluator(config)
@@ -155,7 +170,7 @@ class TelemetryPool:
             evaluator = self._alerts[key] = AlertEvaluator(settings)
         return evaluator
 
-    def _store(self, path: str | None) -> Any:
+    def _store(self, path: Path) -> Any:
         from .store import LocalStore
 
         store = LocalStore(path)
@@ -219,6 +234,23 @@ def _step(sink: str, what: str, action: Any) -> bool:
     except Exception:  # a sink failing at exit must not keep the store from closing; logged
         log.exception("llm-adapter: the %s sink failed to %s at exit", sink, what)
         return False
+
+
+def store_path(config: Config) -> Path:
+    """The store a config's calls go to: ``store.path``, else the default store, or the
+    simulated calls' own store when every deployment is served by the simulator."""
+    settings = _section(config, "store")
+    unknown = set(settings) - {"enabled", "path"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}",
+                          path=str(config.path) if config.path else None, key="store",
+                          fix="use enabled and path")
+    from .store import default_path
+
+    configured = settings.get("path")
+    if configured:
+        return Path(str(configured)).expanduser()
+    return default_path(simulated=config.profile.simulated)
 
 
 def _section(config: Config, name: str) -> dict[str, Any]:

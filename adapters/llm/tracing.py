@@ -24,6 +24,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._batching import BatchWorker
+from ._redact import clip
+from .masking import Masker
 from .records import CallRecord
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ class TraceScope:
     span_id: str | None = None
     parent_span_id: str | None = None
     sink: LangfuseSink | None = None
+    masker: Masker | None = None        # what the span's attributes pass through for Langfuse
     _token: contextvars.Token[TraceScope | None] | None = field(default=None, repr=False)
     _span: Any = field(default=None, repr=False)
 
@@ -98,7 +101,7 @@ class TraceScope:
             _SCOPE.reset(self._token)
             self._token = None
         if self._span is not None and self.sink is not None:
-            self.sink.close_trace_span(self._span, error=exc)
+            self.sink.close_trace_span(self._span, error=exc, masker=self.masker)
 
     async def __aenter__(self) -> TraceScope:
         return self.__enter__()
@@ -196,17 +199,22 @@ class LangfuseSink:
         context = TraceContext(trace_id=scope.trace_id)
         if scope.parent_span_id:
             context["parent_span_id"] = scope.parent_span_id
-        with propagate_attributes(**self._trace_attributes(scope.user_id, scope.session_id,
-                                                           scope.tags, scope.name,
-                                                           scope.metadata)):
-            span = self.client.start_observation(as_type="span", name=scope.name,
-                                                 trace_context=context)
+        masker = scope.masker or Masker()
+        ident = masker.identifier
+        name = ident(scope.name)
+        with propagate_attributes(**self._trace_attributes(
+                ident(scope.user_id) if scope.user_id else None,
+                ident(scope.session_id) if scope.session_id else None,
+                [ident(t) for t in scope.tags], name, masker(scope.metadata))):
+            span = self.client.start_observation(as_type="span", name=name, trace_context=context)
         scope.trace_id, scope.span_id = span.trace_id, span.id
         return span
 
-    def close_trace_span(self, span: Any, *, error: BaseException | None) -> None:
+    def close_trace_span(self, span: Any, *, error: BaseException | None,
+                         masker: Masker | None = None) -> None:
         if error is not None:
-            span.update(level="ERROR", status_message=f"{type(error).__name__}: {error}"[:500])
+            text = (masker or Masker()).text(f"{type(error).__name__}: {error}")
+            span.update(level="ERROR", status_message=clip(text, limit=500))
         span.end()
 
     # -- generations ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ def response_dict(response: LLMResponse) -> dict[str, Any]:
     return {
         "content": response.content,
         "model": response.model,
+        "answered_group": response.answered_group,
         "deployment": response.deployment,
         "provider": response.provider,
         "provider_model": response.provider_model,
@@ -56,7 +57,9 @@ def response_table(response: LLMResponse, *, title: str | None = None) -> Any:
     table.add_column(style="bold cyan")
     table.add_column()
     u = response.usage
-    table.add_row("model", f"{response.model} → {response.deployment} "
+    via = f" → {response.answered_group}" if response.answered_group not in (
+        None, response.model) else ""
+    table.add_row("model", f"{response.model}{via} → {response.deployment} "
                            f"({response.provider}/{response.provider_model})")
     table.add_row("latency", f"{response.latency_ms:.1f} ms" +
                   (f" (first chunk {response.ttft_ms:.1f} ms)" if response.ttft_ms else ""))

@@ -50,7 +50,8 @@ def _check_keys(owner: str, data: Mapping[str, Any], allowed: Sequence[str]) -> 
 class Fault:
     """One injected failure; faults of a scenario are tried in order, the first that fires applies.
 
-    ``status`` answers an error in the provider's own format, ``stall`` sleeps
+    ``status`` answers an error in the provider's own format (its text ``message``, else the
+    status phrase), ``stall`` sleeps
     ``stall_s`` before answering, ``reset`` drops the TCP connection, ``malformed``
     answers 200 with invalid JSON and ``cut`` closes the connection mid-body.
     """
@@ -62,6 +63,7 @@ class Fault:
     stall_s: float = 30.0
     after_chunks: int = 2
     first_n: int | None = None
+    message: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -78,6 +80,8 @@ class Fault:
         _integer("Fault", "after_chunks", self.after_chunks)
         if self.first_n is not None:
             _integer("Fault", "first_n", self.first_n)
+        if self.message is not None and not isinstance(self.message, str):
+            raise ValueError(f"Fault.message must be a string or null, got {self.message!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (the inverse of :meth:`from_dict`)."""

@@ -131,7 +131,8 @@ class SimulatorApp:
             _reset_connection(request, hard=True)
             return web.Response()
         if fault is not None and fault.kind == "status":
-            message = f"{_phrase(fault.status)} (simulated by scenario {name!r})"
+            message = fault.message if fault.message is not None else \
+                f"{_phrase(fault.status)} (simulated by scenario {name!r})"
             payload = wire.error_body(fault.status, message)
             return self._json(name, fault.status, payload, _retry_headers(fault))
         if wire.api_key(request.headers, request.query) is None:
