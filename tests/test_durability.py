@@ -422,3 +422,39 @@ def test_async_with_block_writes_every_call_down(make_adapter, tmp_path):
     assert len(ids) == 6 and set(ids) <= set(stored_ids(path.parent))
     with pytest.raises(UsageError, match="closed"):
         asyncio.run(llm.agenerate(prompt="after"))
+
+
+def test_the_batch_worker_never_strands_an_item():
+    """Items put in bursts and pauses, from several threads, are all handled without a
+    drain, each within a generous bound of the batch window; stop() handles the rest."""
+    import random
+    import threading
+
+    from adapters.llm._batching import BatchWorker
+
+    handled: dict[int, float] = {}
+    put_at: dict[int, float] = {}
+    worker: BatchWorker[int] = BatchWorker("test-batches", lambda batch: handled.update(
+        (i, time.monotonic()) for i in batch), interval=0.005)
+
+    def producer(offset: int) -> None:
+        rng = random.Random(offset)
+        for i in range(offset, offset + 300):
+            put_at[i] = time.monotonic()
+            worker.put(i)
+            time.sleep(rng.choice((0, 0, 0.0005, 0.003, 0.02)))
+
+    threads = [threading.Thread(target=producer, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 5
+    while len(handled) < len(put_at) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(handled) == set(put_at)
+    assert max(handled[i] - put_at[i] for i in put_at) < 1.0
+    worker.put(-1)
+    assert worker.stop(5) and -1 in handled
+    worker.put(-2)                              # after stop: dropped and counted
+    assert worker.dropped == 1 and -2 not in handled

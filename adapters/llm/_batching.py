@@ -1,10 +1,12 @@
 """A bounded queue drained in batches by one daemon thread.
 
 Waking a Python thread per item costs more than the item's work (each wake-up is a GIL hand-off
-that the calling thread waits on), so the worker is woken by the first item of a batch only,
-lets the batch gather for ``interval`` seconds, and takes everything queued at once: an item
-waits at most ``interval`` plus the handling of its batch (the durability window), and an idle
-worker does not wake at all. ``put`` never blocks: a full queue drops and counts.
+that the calling thread waits on), so the worker lets a batch gather for ``interval`` seconds
+and takes everything queued at once: an item waits at most ``interval`` plus the handling of
+its batch (the durability window). While items keep coming the worker just sleeps ``interval``
+between batches (one wake-up per batch, nothing on the calling path); once idle it waits to be
+woken by the first item of the next batch, so an idle worker costs nothing. ``put`` never
+blocks: a full queue drops and counts.
 """
 
 from __future__ import annotations
@@ -104,13 +106,15 @@ class BatchWorker(Generic[T]):
                         self.dropped)
 
     def _run(self) -> None:
+        busy = False                # items kept coming: gather the next batch without a wake-up
         while True:
-            woken = self._wake.wait(self._idle_interval if self._idle is not None
-                                    else _SAFETY_WAKE)
+            woken = busy
+            if not busy:
+                woken = self._wake.wait(self._idle_interval if self._idle is not None
+                                        else _SAFETY_WAKE)
+                self._wake.clear()
             if woken and not (self._hurry or self._stopping):
                 time.sleep(self._interval)             # let the batch gather
-            self._signalled = False                    # before taking: later items wake again
-            self._wake.clear()
             batch: list[T] = []
             while True:
                 try:
@@ -118,13 +122,19 @@ class BatchWorker(Generic[T]):
                 except queue.Empty:
                     break
             if batch:
+                busy = True                            # _signalled stays set: puts stay quiet
                 try:
                     self._guarded(lambda: self._handle(batch), f"a batch of {len(batch)}")
                 finally:
                     with self._lock:
                         self._pending -= len(batch)
-            elif self._idle is not None and not self._stopping:
-                self._guarded(self._idle, "idle work")
+            else:
+                self._signalled = False                # idle: the next item wakes the worker
+                busy = not self._queue.empty()         # one came in between: not idle after all
+                if busy:
+                    self._signalled = True
+                if not busy and self._idle is not None and not self._stopping:
+                    self._guarded(self._idle, "idle work")
             if self._stopping and self._queue.empty():
                 return
 
