@@ -10,7 +10,10 @@ ratios against raw httpx and against the bare Router measured in the same run:
   ``litellm.acompletion``, ``Router.acompletion`` and ``LiteLLMAdapter.agenerate``;
 - ``import adapters.llm`` time (fresh interpreters, best of 5);
 - the primary hard down (HTTP 503): first call and later calls, adapter vs the fallback's own
-  latency vs a bare Router with litellm's default settings.
+  latency vs a bare Router with litellm's default settings;
+- the SIGKILL window: a process making calls (store + Langfuse on) is killed; how many of the
+  calls it had answered are not in the store, and how long before the kill the oldest of them
+  was answered (early in a run, and in steady state at concurrency 1 and 32).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -196,7 +202,69 @@ async def outage(url: str, adapter: object, litellm: object) -> dict[str, float 
             "bare_default": bare}
 
 
-async def main(calls: int, rounds: int) -> None:
+KILLED = textwrap.dedent("""
+    import asyncio, sys, time
+    from adapters.llm import LiteLLMAdapter, load_config
+    llm = LiteLLMAdapter(config=load_config(sys.argv[1], load_dotenv=False), model="solo",
+                         enable_langfuse=True)
+    messages = [{"role": "user", "content": "Find a therapist for Tuesday"}]
+    async def worker():
+        while True:
+            response = await llm.agenerate(messages=messages)
+            sys.stdout.write(f"{response.call_id} {time.monotonic():.6f}\\n")
+            sys.stdout.flush()
+    async def run():
+        await asyncio.gather(*(worker() for _ in range(int(sys.argv[2]))))
+    asyncio.run(run())
+""")
+
+
+def killed_once(url: str, directory: Path, concurrency: int, answers: int) -> tuple[int, float]:
+    """Kill a calling process once it has answered ``answers`` calls (plus a random moment);
+    returns (answered calls missing from its store, ms from the oldest of them to the kill)."""
+    directory.mkdir()
+    config = config_file(url, directory)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(config), str(concurrency)],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    answered: dict[str, float] = {}
+    extra = random.uniform(0, 0.05)
+    until: float | None = None
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit("the calling process ended before it was killed")
+        call_id, at = line.split()
+        answered[call_id] = float(at)
+        if until is None and len(answered) >= answers:
+            until = time.monotonic() + extra
+        if until is not None and time.monotonic() >= until:
+            break
+    killed_at = time.monotonic()
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=30)
+    for line in rest.splitlines():
+        call_id, at = line.split()
+        answered[call_id] = float(at)
+    with sqlite3.connect(directory / "calls.sqlite3") as conn:
+        stored = {row[0] for row in conn.execute("SELECT call_id FROM calls")}
+    lost = [at for call_id, at in answered.items() if call_id not in stored]
+    return len(lost), (killed_at - min(lost)) * 1000 if lost else 0.0
+
+
+def sigkill_window(url: str, directory: Path, runs: int) -> dict[str, list[tuple[int, float]]]:
+    cases = {"early (after 3 answers), c=1": (1, 3), "steady (after 300), c=1": (1, 300),
+             "steady (after 600), c=32": (32, 600)}
+    results: dict[str, list[tuple[int, float]]] = {name: [] for name in cases}
+    for run in range(runs):
+        for name, (concurrency, answers) in cases.items():
+            where = directory / f"kill-{run}-{concurrency}-{answers}"
+            results[name].append(killed_once(url, where, concurrency, answers))
+    return results
+
+
+async def main(calls: int, rounds: int, kill_runs: int) -> None:
     port, langfuse_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_simulator(port)
@@ -242,11 +310,13 @@ async def main(calls: int, rounds: int) -> None:
             down = await outage(url, adapter, lt)
             traced.flush_langfuse(timeout=30)
             await client.aclose()
+            window = sigkill_window(url, Path(tmp), kill_runs)
     finally:
         proc.terminate()
         langfuse.terminate()
         proc.wait()
     report(samples, cpu, rates, down, import_time())
+    report_window(window)
 
 
 def report(samples: dict[str, list[float]], cpu: dict[str, float],
@@ -273,6 +343,11 @@ def report(samples: dict[str, list[float]], cpu: dict[str, float],
     traced_cpu = cpu["adapter + Langfuse"] - cpu["Router.acompletion"]
     print(f"adapter (store + Langfuse) over bare Router: p50 {traced - bare:+.2f} ms "
           f"(target <= 0.5 ms), CPU {traced_cpu:+.2f} ms/call")
+    router_c32 = rates["Router.acompletion"][1]
+    print(f"throughput at concurrency 32 over bare Router: store + Langfuse "
+          f"{rates['adapter + Langfuse'][1] / router_c32:.3f}x, store "
+          f"{rates['LiteLLMAdapter.agenerate'][1] / router_c32:.3f}x, recording off "
+          f"{rates['adapter, recording off'][1] / router_c32:.3f}x (target >= 0.95x)")
     print(f"import adapters.llm: {imported:.3f} s (target <= 0.3 s)")
     bare_default = down["bare_default"]
     assert isinstance(bare_default, list)
@@ -286,9 +361,21 @@ def report(samples: dict[str, list[float]], cpu: dict[str, float],
           f"({statistics.median(bare_default) / later:.0f}x the adapter's later calls)")
 
 
+def report_window(window: dict[str, list[tuple[int, float]]]) -> None:
+    print("\nSIGKILL (store + Langfuse on): answered calls missing from the store "
+          "(target <= 5, or none older than 50 ms)")
+    for name, results in window.items():
+        lost = [n for n, _ in results]
+        ages = [age for _, age in results]
+        print(f"  {name:30} lost {', '.join(map(str, lost))} (max {max(lost)}); oldest lost "
+              f"answered {max(ages):.0f} ms before the kill (runs: "
+              f"{', '.join(f'{a:.0f}' for a in ages)})")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--kill-runs", type=int, default=5, help="SIGKILL runs per case")
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.rounds))
+    asyncio.run(main(args.calls, args.rounds, args.kill_runs))

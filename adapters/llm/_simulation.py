@@ -10,6 +10,8 @@ import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
+from ._lifecycle import SERVERS, default_lifecycle
+
 if TYPE_CHECKING:
     from .config import Config
     from .simulator import Simulator
@@ -33,7 +35,9 @@ def shared_simulator(config: Config) -> Simulator:
     holder = _holder()
     with holder.lock:
         if holder.simulator is None:
-            holder.simulator = Simulator().start()
+            simulator = holder.simulator = Simulator().start()
+            # Stopped at exit after the loop whose clients talk to it (its thread joined).
+            default_lifecycle().add(lambda _timeout: simulator.stop(), stage=SERVERS)
             settings = config.profile.simulator
             for name, scenario in dict(settings.get("scenarios") or {}).items():
                 holder.simulator.set_scenario(name, scenario)

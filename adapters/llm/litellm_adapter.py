@@ -22,6 +22,7 @@ from . import errors
 from ._call_checks import (check_encodable, check_message, check_request,
                            check_response_format, check_timeout, check_tools)
 from ._fork import fork_guard, reset_in_child
+from ._lifecycle import default_lifecycle
 from ._litellm import start_import
 from ._loop import default_loop
 from ._redact import redact
@@ -77,12 +78,37 @@ class LiteLLMAdapter:
         self._prompts = build_registry(self.config, enable_langfuse=bool(self.enable_langfuse),
                                        local_dir=Path(prompts_dir) if prompts_dir else None)
         reset_in_child(self, LiteLLMAdapter._after_fork)
+        self._closed = False
+        default_lifecycle().install()     # the process's records are drained at its end
         start_import()      # litellm takes seconds to import: ready by the first call, if it can
 
     def _after_fork(self) -> None:
         """In a forked child the sinks and policies are the pools' new ones (see ``_fork``)."""
         self._telemetry = None
         self._policies = None
+
+    # -- the adapter's own end ----------------------------------------------------------------
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write down every call this adapter made: its records reach the local store and the
+        other sinks (Langfuse: delivered, or kept in the store for later) within ``timeout``.
+        Later calls raise ``UsageError``. Never raises; safe to call twice; True when all was
+        delivered. The process's store writer, event loop and Langfuse exporter are shared by
+        every adapter and stop at the end of the process, which drains them whether or not
+        ``close`` was called."""
+        self._closed = True
+        return self.flush_langfuse(timeout)
+
+    def __enter__(self) -> LiteLLMAdapter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LiteLLMAdapter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.close)      # waits on threads: not on the event loop
 
     # -- calls --------------------------------------------------------------------------------
     def generate(self, prompt: str | None = None, *, system: str | Sequence[Mapping[str, Any]] | None = None,
@@ -135,6 +161,9 @@ class LiteLLMAdapter:
                     kwargs: dict[str, Any], parent: tuple[str, str | None],
                     called_at: float, cache: Mapping[str, Any] | None = None
                     ) -> LLMResponse | ResponseStream:
+        if self._closed:
+            raise errors.UsageError("this LiteLLMAdapter is closed (close() or the end of its "
+                                    "with block); make a new one for more calls")
         group = model or self.model
         if group not in self.config.groups():
             raise errors.UsageError(f"unknown model {group!r}; defined: "

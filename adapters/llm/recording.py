@@ -24,7 +24,9 @@ log = logging.getLogger("adapters.llm")
 
 
 class Sink(Protocol):
-    """Where records go. ``emit`` must be quick and thread-safe (enqueue, do the work later).
+    """Where records go. ``emit`` must be quick and thread-safe (enqueue, do the work later);
+    ``flush(timeout)`` delivers what was emitted, within ``timeout`` seconds, True when done.
+    A sink may also have ``close()``: called once at the end of the process, after its flush.
 
     A sink that also needs the masked record beside the one it chose (the store, writing the
     Langfuse outbox row with the call's row) has ``emit_pair(record, masked)``, used instead.
@@ -67,6 +69,12 @@ class Recorder:
             left = max(deadline - time.monotonic(), 0.0)
             done = self._guard(sink, lambda s=sink, t=left: s.flush(t)) is True and done
         return done
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Hand every queued record to the sinks and stop the thread (the sinks stay open:
+        they are flushed and closed by their owner). True when all was handed over in time;
+        records queued later are dropped and counted. Safe to call twice."""
+        return self._worker.stop(timeout)
 
     def _handle(self, batch: list[CallRecord]) -> None:
         for record in batch:

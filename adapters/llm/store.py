@@ -4,16 +4,19 @@ Calls are recorded off the calling path: ``write`` only enqueues, and one writer
 commits what is queued, a batch per transaction. A call's Langfuse outbox row is written in the
 same transaction as its ``calls`` row, so what reached the store can always reach Langfuse.
 WAL mode and a busy timeout let readers and other processes share the file. It holds prompts
-and answers, so it is created private (file 0600, directory 0700).
+and answers, so it is created private (file 0600, directory 0700). A record one of whose values
+the file cannot take never takes its batch down: the batch is retried record by record, that
+record is made storable (``storable``) and, failing that, dropped alone with its call id logged.
 """
 
 from __future__ import annotations
 
-import atexit
+import dataclasses
 import json
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -22,14 +25,15 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar, Union, cast
+from typing import Any, TypeVar, Union, cast, overload
 
+from ._lifecycle import STORES, default_lifecycle
 from .errors import LLMAdapterError, UsageError
 from .migrations import migrate
 from .records import Attempt, CallRecord, Usage
 
 __all__ = ["FILENAME", "SIMULATION_DIR", "LocalStore", "OutboxEntry", "SpoolItem", "StoreError",
-           "default_path", "read_calls"]
+           "default_path", "read_calls", "storable"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -38,6 +42,12 @@ SIMULATION_DIR = "simulation"
 _BATCH = 500                # records per transaction at most
 _LOCK_TRIES = 6             # each waits busy_timeout (5 s): ~30 s before giving up
 _T = TypeVar("_T")
+# What a value of a record (not the file) can make a write fail with: a lone surrogate
+# (UnicodeEncodeError), an integer over 64 bits, a type SQLite cannot bind.
+_CONTENT_ERRORS = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError,
+                   sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.IntegrityError)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACED_KEY = "_unstorable_text_replaced"   # metadata key naming the fields storable() changed
 
 # CallRecord fields stored as they are, one column each (the other columns are derived below).
 _SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "ended_at",
@@ -138,6 +148,8 @@ class LocalStore:
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.dropped = 0            # records and scores not stored: queue full or write error
         self.written = 0            # call records committed
+        self.escaped = 0            # records stored with unencodable text replaced
+        self.rejected = 0           # records that could not be stored even so (in dropped)
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -182,22 +194,31 @@ class LocalStore:
             return False
         return done.wait(max(deadline - time.monotonic(), 0.0))
 
-    def close(self) -> None:
-        """Commit what is queued and stop the writer thread; later writes are dropped."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Commit what is queued and stop the writer thread; later writes are dropped.
+        True when the writer finished within ``timeout``. Safe to call twice."""
         with self._lock:
             if self._closed:
-                return
+                return True
             self._closed = True
             writer = self._writer
-        atexit.unregister(self.close)
         if writer is None:
-            return
+            return True
+        deadline = time.monotonic() + timeout
         with suppress(queue.Full):          # a writer stuck that long is reported below
-            self._queue.put(None, timeout=5.0)
-            writer.join(timeout=5.0)
+            self._queue.put(None, timeout=max(timeout, 0.0))
+        writer.join(max(deadline - time.monotonic(), 0.0))
         if writer.is_alive():
-            log.warning("llm-adapter: the store writer did not finish within 5 s; about %d "
-                        "queued record(s) may not be in %s", self._queue.qsize(), self.path)
+            log.warning("llm-adapter: the store writer did not finish within %.1f s; about %d "
+                        "queued record(s) may not be in %s", timeout, self._queue.qsize(),
+                        self.path)
+            return False
+        return True
+
+    def start(self) -> None:
+        """Start the writer thread now rather than on the first write (the first record then
+        does not wait for it)."""
+        self._start_writer()
 
     def _enqueue(self, item: _Item) -> None:
         if self._closed:
@@ -228,7 +249,7 @@ class LocalStore:
                                           daemon=True)
                 writer.start()
                 self._writer = writer
-                atexit.register(self.close)
+                default_lifecycle().add(self.close, stage=STORES)
 
     def _run(self) -> None:
         """The writer thread: commit whatever is queued, one transaction per batch."""
@@ -257,7 +278,13 @@ class LocalStore:
             return
         try:
             _retrying(lambda: _transaction(conn, lambda: _insert(conn, records, scores, outbox)))
-        except (sqlite3.Error, TypeError, ValueError) as exc:   # the writer must live on
+        except _CONTENT_ERRORS:     # a value this file cannot take: find it, keep its mates
+            self._commit_each(conn, [i for i in items if isinstance(i, (CallRecord, _Score,
+                                                                        _WithOutbox))])
+            if outbox:
+                self._outbox_committed()
+            return
+        except sqlite3.Error as exc:   # the file failed (locked, full, read-only); live on
             self._drop(_explain(self.path, "writing calls", exc),
                        max(len(records), len(outbox)) + len(scores))
             return
@@ -271,6 +298,51 @@ class LocalStore:
                 listener()
             except Exception:  # a listener only wakes a thread; the writer must live on
                 log.exception("llm-adapter: outbox commit listener failed")
+
+    def _commit_each(self, conn: sqlite3.Connection, items: list[_Stored]) -> None:
+        """Commit one by one; a record that fails is made storable (``storable``), and one
+        that still fails is dropped alone, logged with its call id and counted (its Langfuse
+        outbox row, always storable, is kept)."""
+        for item in items:
+            batch = _alone(item)
+            try:
+                _retrying(lambda: _transaction(conn, lambda: _insert(conn, *batch)))
+                self.written += len(batch[0])
+                continue
+            except _CONTENT_ERRORS:
+                pass                # made storable below
+            except sqlite3.Error as exc:
+                self._drop(_explain(self.path, "writing calls", exc))
+                continue
+            try:
+                batch = _alone(_storable_item(item))
+                _retrying(lambda: _transaction(conn, lambda: _insert(conn, *batch)))
+            except (*_CONTENT_ERRORS, sqlite3.Error, RecursionError) as exc:  # e.g. a cycle
+                self._reject(conn, item, exc)
+                continue
+            self.escaped += 1
+            self.written += len(batch[0])
+            record = item.record if isinstance(item, _WithOutbox) else item
+            if isinstance(record, CallRecord):
+                log.warning("llm-adapter: call %s held text that cannot be stored (lone "
+                            "surrogates); stored with U+FFFD in their place", record.call_id)
+
+    def _reject(self, conn: sqlite3.Connection, item: _Stored, exc: BaseException) -> None:
+        self.rejected += 1
+        record = item.record if isinstance(item, _WithOutbox) else item
+        what = f"call {record.call_id}" if isinstance(record, CallRecord) else \
+            f"score {record.name!r} of trace {record.trace_id}" if isinstance(record, _Score) \
+            else "a Langfuse outbox row"
+        log.warning("llm-adapter: %s not stored in %s: %s: %s (%d record(s) rejected so far; "
+                    "please report it as a bug)", what, self.path, type(exc).__name__, exc,
+                    self.rejected)
+        self._drop(_explain(self.path, "writing calls", exc))
+        if isinstance(item, _WithOutbox) and item.record is not None:
+            try:        # Langfuse can still have the call: its payload is always storable
+                _retrying(lambda: _transaction(conn, lambda: _insert(conn, [], [], [item.entry])))
+            except (*_CONTENT_ERRORS, sqlite3.Error) as again:
+                log.warning("llm-adapter: the Langfuse outbox row of %s not stored either: %s",
+                            what, again)
 
     # -- the spool: synchronous, each on its own short-lived connection -----------------------
     def spool_add(self, kind: str, payload: bytes, *, created_at: float | None = None) -> int:
@@ -407,6 +479,60 @@ def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_S
     conn.executemany("INSERT INTO outbox (call_id, destination, payload, created_at) "
                      "VALUES (?, ?, ?, ?)",
                      [(e.call_id, e.destination, e.payload, e.created_at) for e in outbox])
+
+
+_Stored = Union[CallRecord, _Score, _WithOutbox]
+
+
+def _alone(item: _Stored) -> tuple[list[CallRecord], list[_Score], list[OutboxEntry]]:
+    if isinstance(item, _WithOutbox):
+        return ([item.record] if item.record is not None else [], [], [item.entry])
+    return ([item], [], []) if isinstance(item, CallRecord) else ([], [item], [])
+
+
+def _storable_item(item: _Stored) -> _Stored:
+    if isinstance(item, _WithOutbox):
+        return _WithOutbox(storable(item.record) if item.record is not None else None,
+                           item.entry)
+    return storable(item)
+
+
+@overload
+def storable(item: CallRecord) -> CallRecord: ...
+@overload
+def storable(item: _Score) -> _Score: ...
+@overload
+def storable(item: CallRecord | _Score) -> CallRecord | _Score: ...
+
+
+def storable(item: CallRecord | _Score) -> CallRecord | _Score:
+    """``item`` with every lone surrogate (a UTF-16 half, not a character: neither UTF-8,
+    SQLite nor JSON over HTTP can carry it) replaced by U+FFFD, the replacement character any
+    UTF-8 reader shows for text it cannot decode; a valid pair of halves becomes its character.
+    A call record's metadata names the fields changed under ``REPLACED_KEY``, so a reader
+    knows the stored text is not exactly what was sent or answered."""
+    clean = _clean(item)
+    if isinstance(item, CallRecord) and isinstance(clean, CallRecord):
+        changed = [f.name for f in dataclasses.fields(item)
+                   if getattr(clean, f.name) != getattr(item, f.name)]
+        if changed:
+            clean.metadata = {**clean.metadata, REPLACED_KEY: changed}
+    return cast(Union[CallRecord, _Score], clean)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_clean(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _clean(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
 
 
 def _dumps(value: Any) -> str:

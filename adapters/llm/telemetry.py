@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ._fork import reset_in_child
+from ._lifecycle import RECORDS, default_lifecycle
 from ._log_masking import log_masking
 from ._pseudonyms import pseudonym_key
 from ._redact import config_secrets
-from ._fork import reset_in_child
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
 from .tracing import LangfuseSink, langfuse_credentials
@@ -30,6 +32,9 @@ from .tracing import LangfuseSink, langfuse_credentials
 __all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path"]
 
 log = logging.getLogger("adapters.llm")
+
+
+SINK_EXIT_TIMEOUT = 5.0     # a sink's share at exit (Langfuse: what it did not take stays stored)
 
 
 @dataclass
@@ -40,6 +45,22 @@ class Telemetry:
     store: Any | None                    # LocalStore
     alerts: Any | None = None            # AlertEvaluator
 
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Every record so far handed to the sinks and delivered by them; True when done."""
+        return self.recorder.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """The end of this telemetry, in order: the recorder hands over what is queued and
+        stops; each sink is flushed with the time left (at most ``SINK_EXIT_TIMEOUT`` each, the
+        store's own sink first) and closed if it has ``close()``; then the store
+        commits and stops its writer (it gets at least a second, whatever the sinks took).
+        True when everything finished in time. Safe to call twice; records made later are
+        dropped and counted. Shared parts (a store, a sink) are closed for everyone using them:
+        this is for the end of the process (``LiteLLMAdapter.close`` only flushes)."""
+        deadline = time.monotonic() + timeout
+        ok = self.recorder.close(timeout)
+        return _close_parts(self.recorder.sinks, [self.store], deadline) and ok
+
 
 class TelemetryPool:
     """Telemetry per (config, Langfuse on/off): one store writer and one Langfuse exporter per
@@ -49,6 +70,9 @@ class TelemetryPool:
         self._forget()
         self._warned_keys = False
         reset_in_child(self, TelemetryPool._forget)
+        lifecycle = default_lifecycle()
+        lifecycle.install()
+        lifecycle.add(self.close, stage=RECORDS)
 
     def _forget(self) -> None:
         """Start empty; in a forked child, whose store writer and exporter threads are gone,
@@ -58,6 +82,25 @@ class TelemetryPool:
         self._stores: dict[str, Any] = {}
         self._langfuse: dict[tuple[str, str, str, str], LangfuseSink] = {}
         self._alerts: dict[str, Any] = {}
+        self._warned_keys = False
+        self._closed = False
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Close every telemetry of the pool as ``Telemetry.close`` does, all recorders first,
+        then each sink and store once (several telemetries share them). Run at the end of the
+        process; safe to call twice."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+            items = list(self._items.values())
+        ok = True
+        for telemetry in items:
+            ok = telemetry.recorder.close(max(deadline - time.monotonic(), 0.0)) and ok
+        sinks = {id(sink): sink for t in items for sink in t.recorder.sinks}
+        stores = {id(t.store): t.store for t in items}
+        return _close_parts(list(sinks.values()), list(stores.values()), deadline) and ok
 
     def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
         creds = langfuse_credentials() if enable_langfuse else None
@@ -66,7 +109,11 @@ class TelemetryPool:
         with self._lock:
             telemetry = self._items.get(key)
             if telemetry is None:
+                if self._closed:
+                    raise UsageError("the process is ending: its call records were already "
+                                     "written and closed, so no new adapter can record calls")
                 telemetry = self._items[key] = self._build(config, enable_langfuse)
+                default_lifecycle().run_first()     # before the SDK's own at-exit shutdown
             return telemetry
 
     def _build(self, config: Config, enable_langfuse: bool) -> Telemetry:
@@ -135,6 +182,7 @@ class TelemetryPool:
         existing = self._stores.setdefault(str(store.path), store)
         if existing is not store:
             store.close()
+        existing.start()            # the first record does not wait for the writer's start
         return existing
 
     def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
@@ -178,6 +226,31 @@ class _StoreSink:
         if self.langfuse is None:
             return bool(self.store.flush(timeout))
         return self.langfuse.flush(timeout)          # commits, then delivers
+
+
+def _close_parts(sinks: list[Sink], stores: list[Any], deadline: float) -> bool:
+    """Flush each sink (at most ``SINK_EXIT_TIMEOUT`` each) and close it if it has
+    ``close()``, then close each store (at least a second each, whatever the sinks took)."""
+    ok = True
+    for sink in sinks:
+        left = min(max(deadline - time.monotonic(), 0.0), SINK_EXIT_TIMEOUT)
+        ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
+        closer = getattr(sink, "close", None)
+        if callable(closer):
+            ok = _step(sink.name, "close", closer) and ok
+    for store in stores:
+        if store is not None:
+            ok = bool(store.close(max(deadline - time.monotonic(), 1.0))) and ok
+    return ok
+
+
+def _step(sink: str, what: str, action: Any) -> bool:
+    """One sink's flush or close at the end: logged, never raised (the others still run)."""
+    try:
+        return action() is not False
+    except Exception:  # a sink failing at exit must not keep the store from closing; logged
+        log.exception("llm-adapter: the %s sink failed to %s at exit", sink, what)
+        return False
 
 
 def store_path(config: Config) -> Path:

@@ -1,0 +1,460 @@
+"""Nothing lost: every call that returned is in the store when the process ends, however it ends.
+
+Each guarantee is a script in a fresh process (its own LLM_ADAPTER_HOME, real litellm against
+the session's simulator, the real Langfuse SDK against the loopback Langfuse), ended the way a
+user's program ends: it just ends, ``sys.exit``, an unhandled exception, SIGINT, SIGTERM with
+and without the application's own handler, SIGKILL. Then rows are counted in the store and
+generations at the loopback Langfuse. The scripts of one test run concurrently (each spends
+most of its life importing litellm), bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adapters.llm import LLMResponse, UsageError
+from adapters.llm.simulator import Scenario, Simulator
+
+from .conftest import unique
+from .langfuse_server import LangfuseServer
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 240.0          # per script: a hang is forever, a slow import on a busy machine is not
+WINDOW_S = 0.5           # SIGKILL: what may be lost, generously over the measured window
+
+CONFIG = """
+model_list:
+  - model_name: main
+    litellm_params: {{model: openai/gpt-4o, api_base: "{sim}/s/{name}", api_key: sk-test-durable-0001}}
+    model_info: {{id: {name}}}
+environments:
+  production: {{default_model: main, langfuse: {{enabled: true}}}}
+"""
+
+# argv: calls, kind (sync | async | stream), end (end | exit | raise | sigint | sigterm |
+# own-handler | loop)
+SCRIPT = r'''
+import asyncio, signal, sys, time
+
+calls, kind, end = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+if end == "own-handler":                 # the application's handler, set before the adapter
+    def on_term(signum, frame):
+        print("handled", flush=True)
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, on_term)
+
+from adapters.llm import LiteLLMAdapter
+
+llm = LiteLLMAdapter()
+if end == "loop":                        # until killed: say each call once it is answered
+    while True:
+        response = llm.generate(prompt="go")
+        print(f"answered {response.call_id} {time.monotonic():.6f}", flush=True)
+if kind == "sync":
+    for i in range(calls):
+        llm.generate(prompt=f"question {i}")
+elif kind == "stream":
+    for i in range(calls):
+        "".join(llm.stream(prompt=f"question {i}"))
+else:
+    async def main():
+        await asyncio.gather(*(llm.agenerate(prompt=f"question {i}") for i in range(calls)))
+    asyncio.run(main())
+print("ready", flush=True)
+if end == "exit":
+    sys.exit(3)
+if end == "raise":
+    raise RuntimeError("the application failed")
+if end in ("sigint", "sigterm", "own-handler"):
+    time.sleep(TIMEOUT_S)                 # the test sends the signal
+'''.replace("TIMEOUT_S", str(int(TIMEOUT)))
+
+
+@dataclass
+class Run:
+    home: Path
+    public_key: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def rows(self) -> int:
+        return len(stored_ids(self.home))
+
+
+@dataclass
+class Env:
+    sim: Simulator
+    langfuse: LangfuseServer
+    base: Path
+
+    def prepare(self, tag: str) -> tuple[dict[str, str], Path, str]:
+        """A fresh home, config and Langfuse project for one script."""
+        home = self.base / f"{tag}-{uuid.uuid4().hex[:6]}"
+        home.mkdir()
+        config = home / "config.yaml"
+        config.write_text(CONFIG.format(sim=self.sim.url, name=unique("durable")))
+        public, secret = f"pk-lf-{uuid.uuid4().hex[:12]}", f"sk-lf-{uuid.uuid4().hex[:12]}"
+        self.langfuse.add_key(public, secret)
+        env = {**os.environ, "PYTHONPATH": _pythonpath(), "LLM_ADAPTER_HOME": str(home),
+               "PYTHONFAULTHANDLER": "1",
+               "LLM_ADAPTER_CONFIG": str(config), "ENVIRONMENT": "production",
+               "LANGFUSE_PUBLIC_KEY": public, "LANGFUSE_SECRET_KEY": secret,
+               "LANGFUSE_BASE_URL": self.langfuse.url, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+               "LLM_ADAPTER_PSEUDONYM_KEY": "7" * 64}     # else a warning at every start
+        return env, home, public
+
+    def run(self, calls: int, kind: str, end: str) -> Run:
+        env, home, public = self.prepare(f"{kind}-{end}-{calls}")
+        proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(calls), kind, end],
+                                env=env, cwd=home, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            if end in ("sigint", "sigterm", "own-handler"):
+                assert proc.stdout is not None
+                line = proc.stdout.readline()          # blocks until the calls are answered
+                assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
+                proc.send_signal(signal.SIGINT if end == "sigint" else signal.SIGTERM)
+            out, err = finished(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        return Run(home, public, proc.returncode, out, err)
+
+    def generations(self, public_key: str) -> set[str]:
+        return {s.span_id for s in self.langfuse.spans()
+                if s.scope_attributes.get("public_key") == public_key
+                and s.attr("langfuse.observation.type") == "generation"}
+
+
+def finished(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """stdout and stderr of ``proc`` once it exited; one that does not within TIMEOUT is a
+    hang: its threads' stacks (faulthandler, on SIGABRT) are in the failure."""
+    try:
+        return proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"the process did not exit within {TIMEOUT} s; stdout: "
+                             f"{out[-500:]!r}; stderr:\n{err[-6000:]}") from None
+
+
+def _pythonpath() -> str:
+    existing = os.environ.get("PYTHONPATH")
+    return f"{ROOT}{os.pathsep}{existing}" if existing else str(ROOT)
+
+
+def stored_ids(home: Path) -> list[str]:
+    """The calls stored under ``home`` (simulated calls may have a store of their own there)."""
+    ids: list[str] = []
+    for path in (home / "calls.sqlite3", home / "simulation" / "calls.sqlite3"):
+        if path.exists():
+            with closing(sqlite3.connect(path)) as conn:
+                ids += [row[0] for row in conn.execute("SELECT call_id FROM calls")]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def langfuse() -> Iterator[LangfuseServer]:
+    with LangfuseServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def env(sim: Simulator, langfuse: LangfuseServer,
+        tmp_path_factory: pytest.TempPathFactory) -> Env:
+    return Env(sim, langfuse, tmp_path_factory.mktemp("durable"))
+
+
+def run_all(env: Env, cases: list[tuple[int, str, str]]) -> dict[tuple[int, str, str], Run]:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = pool.map(lambda case: env.run(*case), cases)
+        return dict(zip(cases, runs))
+
+
+def assert_all_recorded(env: Env, run: Run, calls: int, *, traceback: str | None = None) -> None:
+    """``calls`` rows and generations, and nothing on stderr at exit but the expected
+    traceback (``traceback``: its last line)."""
+    if traceback is None:
+        assert "Traceback" not in run.stderr, run.stderr
+    else:
+        assert run.stderr.strip().splitlines()[-1].startswith(traceback), run.stderr
+    for noise in ("Exception ignored", "Task was destroyed but it is pending", "llm-adapter:"):
+        assert noise not in run.stderr, run.stderr
+    assert run.rows() == calls, run.stderr
+    # Delivered to Langfuse at exit (its share of the exit is bounded; the loopback answers).
+    assert len(env.generations(run.public_key)) == calls, run.stderr
+
+
+# -- a script that just ends, without flush_langfuse() -----------------------------------------
+ENDS = [(n, kind, "end") for n in (1, 5, 50) for kind in ("sync", "async", "stream")]
+
+
+@pytest.fixture(scope="module")
+def ended(env: Env) -> dict[tuple[int, str, str], Run]:
+    return run_all(env, ENDS)
+
+
+@pytest.mark.parametrize("case", ENDS, ids=lambda c: f"{c[1]}-{c[0]}")
+def test_a_script_that_just_ends_has_every_call_stored_and_traced(env, ended, case):
+    run = ended[case]
+    assert run.returncode == 0, run.stderr
+    assert_all_recorded(env, run, case[0])
+
+
+# -- sys.exit, an unhandled exception, signals -------------------------------------------------
+EXITS = [(5, "sync", "exit"), (5, "stream", "raise"), (5, "sync", "sigint"),
+         (5, "async", "sigterm"), (5, "sync", "own-handler")]
+STATUS = {"exit": 3, "raise": 1, "sigint": -signal.SIGINT, "sigterm": -signal.SIGTERM,
+          "own-handler": 0}
+TRACEBACK = {"raise": "RuntimeError: the application failed", "sigint": "KeyboardInterrupt"}
+
+
+@pytest.fixture(scope="module")
+def exited(env: Env) -> dict[tuple[int, str, str], Run]:
+    return run_all(env, EXITS)
+
+
+@pytest.mark.parametrize("case", EXITS, ids=lambda c: c[2])
+def test_every_call_is_stored_however_the_process_ends(env, exited, case):
+    run = exited[case]
+    # The process ends as it would without the library: its own status, killed by SIGTERM
+    # where SIGTERM had its default action, the application's handler where it had one.
+    assert run.returncode == STATUS[case[2]], run.stderr
+    assert_all_recorded(env, run, case[0], traceback=TRACEBACK.get(case[2]))
+    if case[2] == "own-handler":
+        assert "handled" in run.stdout
+
+
+# -- SIGKILL: a bounded window ------------------------------------------------------------------
+@pytest.mark.parametrize("answers", [3, 40])
+def test_sigkill_loses_at_most_the_last_moments(env, answers):
+    """Killed after its 3rd answer (early in a run: threads starting, lazy imports) or its
+    40th: what is lost was answered within the last WINDOW_S before the kill."""
+    environ, home, _ = env.prepare(f"kill-{answers}")
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "0", "sync", "loop"], env=environ,
+                            cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    answered: dict[str, float] = {}
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + TIMEOUT
+        while len(answered) < answers and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            _, call_id, at = line.split()
+            answered[call_id] = float(at)
+        killed_at = time.monotonic()
+        proc.kill()
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for line in out.splitlines():           # answered before the kill, read after it
+        _, call_id, at = line.split()
+        answered[call_id] = float(at)
+    assert len(answered) >= answers, err
+    lost = set(answered) - set(stored_ids(home))
+    late = {call_id for call_id in lost if answered[call_id] < killed_at - WINDOW_S}
+    assert not late, f"lost {len(lost)} of {len(answered)}, {len(late)} older than {WINDOW_S} s"
+
+
+# -- a value SQLite cannot encode -----------------------------------------------------------------
+def test_an_answer_with_a_lone_surrogate_is_stored_with_its_batch_mates(make_adapter, sim,
+                                                                      tmp_path):
+    poison = unique("surrogate")
+    sim.set_scenario(poison, Scenario(content="bad \ud800 half"))
+    llm = make_adapter(f"""
+        model_list:
+          - model_name: main
+            litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{unique('mates')}", api_key: sk-x}}
+          - model_name: poison
+            litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{poison}", api_key: sk-x}}
+        environments: {{development: {{default_model: main, langfuse: {{enabled: false}}}}}}
+        store: {{path: "{tmp_path / 'poison' / 'calls.sqlite3'}"}}
+    """)
+
+    async def calls() -> list[LLMResponse]:
+        # One batch: they all end within the recorder's gathering window.
+        return await asyncio.gather(
+            *(llm.agenerate(prompt=f"q{i}") for i in range(10)),
+            llm.agenerate(prompt="tell me", model="poison"),
+            *(llm.agenerate(prompt=f"r{i}") for i in range(10)))
+
+    answered = asyncio.run(calls())
+    assert answered[10].content == "bad \ud800 half"        # the caller gets it as it came
+    assert llm.flush_langfuse(timeout=30)
+    store = llm.telemetry.store
+    stored = set(stored_ids(store.path.parent))
+    assert {r.call_id for r in answered} == stored, "a batch mate was lost"
+    bad = store.get_call(answered[10].call_id)
+    assert bad.output == "bad \ufffd half"
+    assert bad.metadata["_unstorable_text_replaced"] == ["output"]
+    assert store.escaped == 1 and store.rejected == 0
+
+
+def test_records_the_store_cannot_take_even_escaped_are_dropped_alone(tmp_path):
+    """The last resort: a record that fails after escaping is dropped alone, counted."""
+    from adapters.llm.records import CallRecord, Usage
+    from adapters.llm.store import LocalStore
+
+    store = LocalStore(tmp_path / "calls.sqlite3")
+
+    def record(call_id: str, **fields: object) -> CallRecord:
+        return CallRecord(call_id=call_id, trace_id="t" * 32, span_id=call_id[:16],
+                          parent_span_id=None, started_at=time.time(), ended_at=time.time(),
+                          environment="test", model_group="main", latency_ms=1.0,
+                          **{"status": "ok", **fields})  # type: ignore[arg-type]
+
+    good = [record(f"good-{i:02d}-{uuid.uuid4().hex}") for i in range(8)]
+    escaped = record(f"err-{uuid.uuid4().hex}", status="error", error_kind="ProviderError",
+                     error_message="upstream said \ud800", session_id="s\udc00",
+                     input=[{"role": "user", "content": "odd \udfff input"}],
+                     metadata={"note": "\ud83d", "pair": "\ud83d\ude00"}, tags=("\udc00",))
+    hopeless = record(f"big-{uuid.uuid4().hex}", usage=Usage(input_tokens=2**70))
+    for item in (*good[:4], escaped, hopeless, *good[4:]):
+        store.write(item)
+    assert store.flush(10)
+    stored = set(stored_ids(tmp_path))
+    assert {r.call_id for r in good} | {escaped.call_id} == stored
+    kept = store.get_call(escaped.call_id)
+    assert kept.error_message == "upstream said \ufffd" and kept.session_id == "s\ufffd"
+    assert kept.input[0]["content"] == "odd \ufffd input" and kept.tags == ("\ufffd",)
+    assert kept.metadata["note"] == "\ufffd" and kept.metadata["pair"] == "\U0001f600"
+    assert set(kept.metadata["_unstorable_text_replaced"]) == \
+        {"error_message", "session_id", "input", "metadata", "tags"}
+    assert store.rejected == 1 and store.escaped == 1
+    store.close()
+
+
+# -- a process ends when its work ends -------------------------------------------------------
+EXIT_RUNS = int(os.environ.get("LLM_ADAPTER_EXIT_RUNS", "10"))
+TWO_LINES = ("from adapters.llm import LiteLLMAdapter\n"
+             "print(LiteLLMAdapter(model='claude-sonnet').generate(prompt='hi').content)\n")
+
+
+@pytest.mark.parametrize("program", ["cli", "script"])
+def test_the_cli_and_a_two_line_script_always_exit(tmp_path, program):
+    """``llm-adapter chat`` and a two-line script, in the simulation environment (the
+    in-process simulator), EXIT_RUNS times each, two at a time: every run exits by itself,
+    with its answer printed and stored, and no pending-task noise."""
+    command = [sys.executable, "-m", "adapters.llm", "chat", "hi"] if program == "cli" \
+        else [sys.executable, "-c", TWO_LINES]
+
+    def once(i: int) -> tuple[int | None, str, str, int]:
+        home = tmp_path / f"run-{i}"
+        home.mkdir()
+        environ = {**os.environ, "PYTHONPATH": _pythonpath(), "LLM_ADAPTER_HOME": str(home),
+                   "ENVIRONMENT": "simulation", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        for key in ("LLM_ADAPTER_CONFIG", "LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
+            environ.pop(key, None)
+        proc = subprocess.Popen(command, env={**environ, "PYTHONFAULTHANDLER": "1"}, cwd=home,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = finished(proc)
+        except AssertionError as exc:       # a hang: the stacks are in the message
+            return None, "", str(exc), 0
+        return proc.returncode, out, err, len(stored_ids(home))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(once, range(EXIT_RUNS)))
+    hung = [r for r in results if r[0] is None]
+    assert not hung, f"{len(hung)} of {EXIT_RUNS} runs did not exit: {hung[0][2][-2000:]}"
+    for code, out, err, rows in results:
+        assert code == 0, err
+        assert "Simulated answer" in out
+        assert "Task was destroyed" not in err, err
+        assert rows == 1, err
+
+
+# -- close(), with, async with ----------------------------------------------------------------
+CLOSE_CONFIG = """
+    model_list:
+      - model_name: main
+        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-x}}
+    environments: {{development: {{default_model: main, langfuse: {{enabled: false}}}}}}
+    store: {{path: "{path}"}}
+"""
+
+
+def test_with_block_writes_every_call_down_and_closes_the_adapter(make_adapter, tmp_path):
+    path = tmp_path / "with" / "calls.sqlite3"
+    with make_adapter(CLOSE_CONFIG.format(name=unique("with"), path=path)) as llm:
+        ids = [llm.generate(prompt=f"q{i}").call_id for i in range(5)]
+        stream = llm.stream(prompt="streamed")
+        assert "".join(stream)
+        ids.append(stream.response.call_id)
+    assert set(ids) <= set(stored_ids(path.parent))           # no flush: the block's end
+    with pytest.raises(UsageError, match="closed"):
+        llm.generate(prompt="after")
+    assert llm.close() is True                                  # twice: harmless
+
+
+def test_async_with_block_writes_every_call_down(make_adapter, tmp_path):
+    path = tmp_path / "async-with" / "calls.sqlite3"
+    llm = make_adapter(CLOSE_CONFIG.format(name=unique("awith"), path=path))
+
+    async def main() -> list[str]:
+        async with llm:
+            answers = await asyncio.gather(*(llm.agenerate(prompt=f"q{i}") for i in range(5)))
+            chunks = await llm.agenerate(prompt="streamed", stream=True)
+            text = "".join([c async for c in chunks])
+            assert text
+        return [a.call_id for a in answers] + [chunks.response.call_id]
+
+    ids = asyncio.run(main())
+    assert len(ids) == 6 and set(ids) <= set(stored_ids(path.parent))
+    with pytest.raises(UsageError, match="closed"):
+        asyncio.run(llm.agenerate(prompt="after"))
+
+
+def test_the_batch_worker_never_strands_an_item():
+    """Items put in bursts and pauses, from several threads, are all handled without a
+    drain, each within a generous bound of the batch window; stop() handles the rest."""
+    import random
+    import threading
+
+    from adapters.llm._batching import BatchWorker
+
+    handled: dict[int, float] = {}
+    put_at: dict[int, float] = {}
+    worker: BatchWorker[int] = BatchWorker("test-batches", lambda batch: handled.update(
+        (i, time.monotonic()) for i in batch), interval=0.005)
+
+    def producer(offset: int) -> None:
+        rng = random.Random(offset)
+        for i in range(offset, offset + 300):
+            put_at[i] = time.monotonic()
+            worker.put(i)
+            time.sleep(rng.choice((0, 0, 0.0005, 0.003, 0.02)))
+
+    threads = [threading.Thread(target=producer, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 5
+    while len(handled) < len(put_at) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(handled) == set(put_at)
+    assert max(handled[i] - put_at[i] for i in put_at) < 1.0
+    worker.put(-1)
+    assert worker.stop(5) and -1 in handled
+    worker.put(-2)                              # after stop: dropped and counted
+    assert worker.dropped == 1 and -2 not in handled
