@@ -226,11 +226,13 @@ class Delivery:
         for row_id, payload in rows:
             try:
                 built.append((row_id, self.builder.build(payload)))
-            except Exception as exc:  # a payload no span can be made of: set aside, logged
+            except (ValueError, TypeError, KeyError) as exc:  # no span can be made of it
                 log.exception("llm-adapter: outbox row %d cannot be made a Langfuse span",
                               row_id)
                 self._quarantine(conn, OUTBOX, [row_id], f"cannot be built: {exc}"[:300],
                                  open_ids)
+            except RuntimeError as exc:     # the process is ending: the row waits, untouched
+                raise _Transient(f"cannot build spans now ({exc})") from None
 
         def send(part: list[tuple[int, Any]]) -> None:
             if time.monotonic() - started > self.lease_s / 3:

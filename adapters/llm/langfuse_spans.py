@@ -134,6 +134,11 @@ class SpanBuilder:
         self._lock = threading.Lock()
         self._tracers: dict[tuple[str, str | None], tuple[Any, Any, _NextIds]] = {}
         self._unpriced_warned: set[str] = set()
+        from opentelemetry.sdk.resources import Resource
+
+        # The detected resource (host, process, SDK), made now: its detectors run in a thread
+        # pool, which takes no work once the interpreter begins to exit (delivery at exit).
+        self._resource = Resource.create({})
 
     def build(self, payload: str | bytes) -> ReadableSpan:
         """The span of one payload; raises ValueError (or the SDK's error) when it cannot."""
@@ -168,7 +173,8 @@ class SpanBuilder:
             processor = _make_collecting_processor(self.public_key)
             resource = {Attr.ENVIRONMENT: environment, Attr.RELEASE: release}
             provider = TracerProvider(
-                resource=Resource.create({k: v for k, v in resource.items() if v is not None}),
+                resource=self._resource.merge(
+                    Resource({k: v for k, v in resource.items() if v is not None})),
                 id_generator=ids, shutdown_on_exit=False)  # type: ignore[arg-type]
             provider.add_span_processor(processor)
             tracer = provider.get_tracer(LANGFUSE_TRACER_NAME, __version__,
