@@ -33,7 +33,7 @@ PYTHON_LANGS = frozenset({"python", "py", "python3"})
 SHELL_LANGS = frozenset({"bash", "sh", "shell", "console"})
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<lang>[^\s`]*)[^`]*$")
-_MARKER = re.compile(r"<!--\s*readme-test:(?P<body>.*?)-->", re.DOTALL)
+_MARKER = re.compile(r"^\s*<!--\s*readme-test:(?P<body>.*?)-->\s*$")  # a line of its own
 _SKIP = re.compile(r"^\s*skip\s*\((?P<reason>.*)\)\s*$", re.DOTALL)
 # Optional leading VAR=value assignments, then the command the README tells the reader to run.
 _RUNNABLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*(?:llm-adapter|python3?)(?:\s|$)")
@@ -111,10 +111,10 @@ def parse(text: str) -> tuple[list[Block], list[str]]:
             problems.append(f"README.md:{marker[0]}: a readme-test marker must be the line right "
                             f"before a fence (blank lines allowed); line {number} came first")
             marker = None
-        found = _MARKER.search(line)
+        found = _MARKER.match(line)
         if found:
-            skip = _SKIP.match(found["body"])
-            reason = skip["reason"].strip() if skip else ""
+            directive = _SKIP.match(found["body"])
+            reason = directive["reason"].strip() if directive else ""
             if not reason:
                 problems.append(f"README.md:{number}: {found.group(0)!r}: write "
                                 "'<!-- readme-test: skip (why it cannot run in simulation) -->'")
@@ -304,6 +304,11 @@ def test_parse_reads_fences_markers_and_commands() -> None:
 def test_a_marker_without_a_reason_is_refused(marker: str) -> None:
     _, problems = parse(f"{marker}\n```python\nx = 1\n```\n")
     assert len(problems) == 1 and "why it cannot run" in problems[0]
+
+
+def test_a_marker_quoted_in_prose_is_no_marker() -> None:
+    blocks, problems = parse("Mark it `<!-- readme-test: skip (why) -->`.\n```python\nx = 1\n```\n")
+    assert problems == [] and blocks[0].skip is None
 
 
 def test_a_marker_away_from_its_fence_is_refused() -> None:
