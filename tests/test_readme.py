@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +103,7 @@ def parse(text: str) -> tuple[list[Block], list[str]]:
         if fence:
             closing = re.compile(rf"^ {{0,3}}{re.escape(fence['fence'][0])}{{{len(fence['fence'])},}}\s*$")
             end = next((j for j in range(i + 1, len(lines)) if closing.match(lines[j])), len(lines))
-            body = "\n".join(lines[i + 1:end])
+            body = textwrap.dedent("\n".join(lines[i + 1:end]))  # a fence in a list is indented
             skip = marker[1] if marker else None
             blocks.append(Block(fence["lang"].lower(), number, heading, body, skip))
             marker, i = None, end + 1
