@@ -356,6 +356,28 @@ def test_control_endpoint_changes_scenarios_and_counts(simulator: Simulator) -> 
     assert simulator.stats(name)["requests"] == 0
 
 
+def test_control_endpoint_reads_one_scenario_as_put_takes_it(simulator: Simulator) -> None:
+    """GET answers what PUT accepts: reading, editing and putting back round-trips."""
+    name = unique("deployment")
+    with httpx.Client(base_url=simulator.url) as client:
+        missing = client.get(f"/control/scenarios/{name}")
+        assert missing.status_code == 404 and repr(name) in missing.json()["error"]
+
+        builtin = client.get("/control/scenarios/rate-limited")
+        assert builtin.status_code == 200
+        assert builtin.json() == BUILTIN_SCENARIOS["rate-limited"].to_dict()
+
+        assert client.put(f"/control/scenarios/{name}", json={"use": "down"}).status_code == 200
+        read = client.get(f"/control/scenarios/{name}").json()
+        assert read["faults"][0]["status"] == 503
+        read["faults"][0]["status"] = 502
+        assert client.put(f"/control/scenarios/{name}", json=read).status_code == 200
+        assert client.get(f"/control/scenarios/{name}").json() == read
+
+        assert client.delete(f"/control/scenarios/{name}").status_code == 200
+        assert client.get(f"/control/scenarios/{name}").json()["faults"] == []
+
+
 def _statuses(sim: Simulator, name: str, count: int) -> list[int]:
     payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
     url = f"{sim.base(name)}/v1/messages"

@@ -73,6 +73,7 @@ class SimulatorApp:
             [
                 web.get("/health", self._health),
                 web.get("/control/scenarios", self._list_scenarios),
+                web.get("/control/scenarios/{name}", self._get_scenario),
                 web.put("/control/scenarios/{name}", self._put_scenario),
                 web.delete("/control/scenarios/{name}", self._delete_scenario),
                 web.get("/control/stats", self._stats),
@@ -238,6 +239,19 @@ class SimulatorApp:
     async def _list_scenarios(self, request: web.Request) -> web.Response:
         scenarios = self.registry.scenarios()
         return web.json_response({name: scenarios[name].to_dict() for name in sorted(scenarios)})
+
+    async def _get_scenario(self, request: web.Request) -> web.Response:
+        """One scenario as the JSON object PUT accepts, so it can be read, edited, put back."""
+        name = request.match_info["name"]
+        scenario = self.registry.scenarios().get(name)
+        if scenario is None:
+            known = ", ".join(sorted(self.registry.scenarios()))
+            return web.json_response(
+                {"error": f"no scenario named {name!r} yet (known: {known}); "
+                          f"PUT one, or send traffic to /s/{name}/... to start a healthy copy"},
+                status=404,
+            )
+        return web.json_response(scenario.to_dict())
 
     async def _put_scenario(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
