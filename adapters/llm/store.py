@@ -63,8 +63,8 @@ _COST_PARTS = ("input", "cached", "cache_write", "output", "hedge")  # cost_deta
 _JSON = ("metadata", "input", "tool_calls", "model_parameters")
 _COLUMNS = (*_SCALARS, "day", *_USAGE, *(f"cost_{p}" for p in _COST_PARTS), "cache_hit", "tags",
             *_JSON, "stream", "fallback", "hedged")
-_INSERT_CALL = (f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join(':' + c for c in _COLUMNS)})")
+_INSERT_CALL = f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)})"
+_MAX_PARAMS = 32_766        # SQLite's limit of host parameters per statement (3.32 and later)
 _ATTEMPT = ("deployment", "model_group", "provider", "outcome", "error_kind", "status",
             "latency_ms", "message", "cost")
 
@@ -460,25 +460,44 @@ def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
 def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_Score],
             outbox: Sequence[OutboxEntry] = ()) -> None:
     records = list({r.call_id: r for r in records}.values())    # the last write of a call wins
-    ids = [(r.call_id,) for r in records]
-    conn.executemany("DELETE FROM attempts WHERE call_id = ?", ids)
-    conn.executemany("DELETE FROM call_tags WHERE call_id = ?", ids)
-    conn.executemany(_INSERT_CALL, [_call_row(r) for r in records])
-    conn.executemany(
-        f"INSERT INTO attempts (call_id, seq, {', '.join(_ATTEMPT)}) "
-        f"VALUES (?, ?{', ?' * len(_ATTEMPT)})",
-        [(r.call_id, seq, *(getattr(a, name) for name in _ATTEMPT))
-         for r in records for seq, a in enumerate(r.attempts)])
-    conn.executemany("INSERT OR IGNORE INTO call_tags (call_id, tag) VALUES (?, ?)",
-                     [(r.call_id, tag) for r in records for tag in r.tags])
-    conn.executemany(
-        "INSERT INTO scores (trace_id, call_id, name, value_num, value_text, comment, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(s.trace_id, s.call_id, s.name, s.value_num, s.value_text, s.comment, s.created_at)
-         for s in scores])
-    conn.executemany("INSERT INTO outbox (call_id, destination, payload, created_at) "
-                     "VALUES (?, ?, ?, ?)",
-                     [(e.call_id, e.destination, e.payload, e.created_at) for e in outbox])
+    ids = [r.call_id for r in records]
+    _where_in(conn, "DELETE FROM attempts WHERE call_id", ids)
+    _where_in(conn, "DELETE FROM call_tags WHERE call_id", ids)
+    _values(conn, _INSERT_CALL, len(_COLUMNS),
+            [tuple(row[c] for c in _COLUMNS) for row in map(_call_row, records)])
+    _values(conn, f"INSERT INTO attempts (call_id, seq, {', '.join(_ATTEMPT)})",
+            2 + len(_ATTEMPT), [(r.call_id, seq, *(getattr(a, name) for name in _ATTEMPT))
+                                for r in records for seq, a in enumerate(r.attempts)])
+    _values(conn, "INSERT OR IGNORE INTO call_tags (call_id, tag)", 2,
+            [(r.call_id, tag) for r in records for tag in r.tags])
+    _values(conn, "INSERT INTO scores (trace_id, call_id, name, value_num, value_text, comment, "
+            "created_at)", 7,
+            [(s.trace_id, s.call_id, s.name, s.value_num, s.value_text, s.comment, s.created_at)
+             for s in scores])
+    _values(conn, "INSERT INTO outbox (call_id, destination, payload, created_at)", 4,
+            [(e.call_id, e.destination, e.payload, e.created_at) for e in outbox])
+
+
+# One statement per table and batch, not one per row: sqlite3 lets go of the GIL around every
+# step of a statement, and while the calling threads keep the interpreter busy, taking it back
+# costs the writer up to a switch interval (5 ms) each time. Row by row, a batch of 50 calls
+# waited about a second to commit; this way a handful of steps.
+def _values(conn: sqlite3.Connection, head: str, width: int,
+            rows: Sequence[Sequence[Any]]) -> None:
+    """``head VALUES (…), (…), …`` for ``rows``, as few statements as SQLite takes."""
+    step = max(1, _MAX_PARAMS // width)
+    one = f"({', '.join('?' * width)})"
+    for i in range(0, len(rows), step):
+        chunk = rows[i:i + step]
+        conn.execute(f"{head} VALUES {', '.join([one] * len(chunk))}",
+                     [value for row in chunk for value in row])
+
+
+def _where_in(conn: sqlite3.Connection, head: str, values: Sequence[Any]) -> None:
+    """``head IN (…)`` over ``values``, as few statements as SQLite takes."""
+    for i in range(0, len(values), _MAX_PARAMS):
+        chunk = values[i:i + _MAX_PARAMS]
+        conn.execute(f"{head} IN ({', '.join('?' * len(chunk))})", chunk)
 
 
 _Stored = Union[CallRecord, _Score, _WithOutbox]
