@@ -10,6 +10,7 @@ and the environment hold is collected here for the maskers, which also mask lite
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -248,6 +249,9 @@ def _step(sink: str, what: str, action: Any) -> bool:
     """One sink's flush or close at the end: logged, never raised (the others still run)."""
     try:
         return action() is not False
+    except sqlite3.Error as exc:    # the store's file went away or broke: say so in one line
+        log.warning("llm-adapter: the %s sink could not %s at exit: %s", sink, what, exc)
+        return False
     except Exception:  # a sink failing at exit must not keep the store from closing; logged
         log.exception("llm-adapter: the %s sink failed to %s at exit", sink, what)
         return False
