@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import outbox
 from .outbox import OUTBOX, SPOOL, Queue, QueueCounts
-from .store import _connect
+from ._sqlite import _connect
 
 if TYPE_CHECKING:
     import httpx

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .store import _retrying, _transaction
+from ._sqlite import _retrying, _transaction
 
 __all__ = ["OUTBOX", "SPOOL", "Queue", "QueueCounts", "Quarantined", "lease_owner"]
 

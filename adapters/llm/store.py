@@ -25,11 +25,11 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar, Union, cast, overload
+from typing import Any, Union, cast, overload
 
 from ._lifecycle import STORES, default_lifecycle
-from .errors import LLMAdapterError, UsageError
-from .migrations import migrate
+from ._sqlite import StoreError, _connect, _explain, _prepare, _retrying, _transaction
+from .errors import UsageError
 from .records import Attempt, CallRecord, Usage
 
 __all__ = ["FILENAME", "SIMULATION_DIR", "LocalStore", "OutboxEntry", "SpoolItem", "StoreError",
@@ -40,8 +40,6 @@ log = logging.getLogger("adapters.llm")
 FILENAME = "calls.sqlite3"
 SIMULATION_DIR = "simulation"
 _BATCH = 500                # records per transaction at most
-_LOCK_TRIES = 6             # each waits busy_timeout (5 s): ~30 s before giving up
-_T = TypeVar("_T")
 # What a value of a record (not the file) can make a write fail with: a lone surrogate
 # (UnicodeEncodeError), an integer over 64 bits, a type SQLite cannot bind.
 _CONTENT_ERRORS = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError,
@@ -67,10 +65,6 @@ _INSERT_CALL = f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)})"
 _MAX_PARAMS = 32_766        # SQLite's limit of host parameters per statement (3.32 and later)
 _ATTEMPT = ("deployment", "model_group", "provider", "outcome", "error_kind", "status",
             "latency_ms", "message", "cost")
-
-
-class StoreError(LLMAdapterError):
-    """The store's file cannot be opened or written; the message names the file and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,96 +551,3 @@ def _clean(value: Any) -> Any:
 def _dumps(value: Any) -> str:
     # default=str: a metadata value JSON cannot hold is stored as its text, not lost.
     return json.dumps(value, ensure_ascii=False, default=str)
-
-
-# -- the file and connections -----------------------------------------------------------------
-def _prepare(path: Path) -> None:
-    """Create the file private before SQLite touches it, then bring its schema up to date.
-
-    An existing file is never opened here: closing any descriptor of a database file drops
-    every POSIX lock this process holds on it, SQLite's included, and another process could
-    then check-point and delete the WAL under this one's feet (a corrupt database).
-    """
-    try:
-        if not path.parent.is_dir():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except FileExistsError:
-            if path.stat().st_mode & 0o777 != 0o600:
-                os.chmod(path, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot create the call store {path}: {exc.strerror} (make its "
-                         f"directory writable, or choose another place with LLM_ADAPTER_HOME "
-                         f"or LocalStore(path=...))") from exc
-    try:
-        with closing(_connect(path)) as conn:
-            _retrying(lambda: _initialise(conn))
-    except sqlite3.Error as exc:
-        raise StoreError(_explain(path, "opening", exc)) from exc
-
-
-def _initialise(conn: sqlite3.Connection) -> None:
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")     # persistent: stored in the file
-    migrate(conn)
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # Autocommit: transactions are explicit (BEGIN IMMEDIATE), so a writer never upgrades a
-    # read lock, which WAL cannot do without failing with "database is locked".
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
-def _transaction(conn: sqlite3.Connection, work: Callable[[], object]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        work()
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _retrying(action: Callable[[], _T]) -> _T:
-    """Run ``action``, again while another process holds the lock past the busy timeout."""
-    tries = 0
-    while True:
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            tries += 1
-            if tries >= _LOCK_TRIES or not _locked(exc):
-                raise
-            time.sleep(0.05 * 2 ** tries)
-
-
-def _locked(exc: sqlite3.Error) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
-
-
-_FIXES = (
-    ("not a database", "it is not an SQLite file: move it away or choose another path"),
-    ("malformed", "the file is damaged: move it away, and a new one is created"),
-    ("readonly", "the file or its directory is read-only: give this user write access"),
-    ("unable to open", "check that its directory exists and this user may write in it"),
-    ("disk is full", "free some disk space"),
-)
-
-
-def _explain(path: Path, doing: str, exc: BaseException) -> str:
-    """What went wrong with the file and what to do about it, for the user."""
-    text = str(exc)
-    if not isinstance(exc, sqlite3.Error):
-        fix = "a record holds a value that cannot be stored; please report it as a bug"
-    elif _locked(exc):
-        fix = "another process held a write lock for over 30 s; find and stop it, then retry"
-    else:
-        fix = next((fix for needle, fix in _FIXES if needle in text),
-                   "check the file's permissions and the free disk space")
-    return f"{doing} {path} failed: {text} ({fix})"
