@@ -152,17 +152,17 @@ def test_dollar_amounts_have_the_precision_their_size_needs():
 @pytest.mark.parametrize("width", WIDTHS)
 def test_costs_show_every_amount_whole(env: Path, width: int):
     db = str(env / "home" / "calls.sqlite3")
-    out = show(width, "costs", "--db", db)
+    out = show(width, "costs", "--simulated", "--db", db)
     assert_fits(out, width)
     for figure in FIGURES_BY_MODEL:
         assert_whole(figure, out)
-    out = show(width, "costs", "--by", "deployment", "--db", db)
+    out = show(width, "costs", "--by", "deployment", "--simulated", "--db", db)
     assert_fits(out, width)
     assert_whole("$12.84", out)
     assert_whole("$0.000123", out)
     if width == 80:
         assert "…" in out and "hidden; --wide" in out, "names shortened, columns hidden"
-    wide = show(width, "costs", "--by", "deployment", "--wide", "--db", db)
+    wide = show(width, "costs", "--by", "deployment", "--wide", "--simulated", "--db", db)
     for name in LONG.values():
         assert name in wide
     assert "1,234,867/0/50" in wide and "tokens" in wide, "every column with --wide"
@@ -171,17 +171,17 @@ def test_costs_show_every_amount_whole(env: Path, width: int):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_traces_and_stats_show_every_figure_whole(env: Path, width: int):
     db = str(env / "home" / "calls.sqlite3")
-    out = show(width, "traces", "--db", db)
+    out = show(width, "traces", "--simulated", "--db", db)
     assert_fits(out, width)
     for figure in ("$12.34", "$0.50", "$0.0123", "$0.000123", "12,345 ms"):
         assert_whole(figure, out)
-    out = show(width, "traces", "--session", "S-tables", "--db", db)
+    out = show(width, "traces", "--session", "S-tables", "--simulated", "--db", db)
     assert_fits(out, width)
     assert "$12.85" in out and "5 calls" in out
     out = show(width, "traces", "show", f"f{0:031x}", "--db", db)
     assert_fits(out, width)
     assert "$12.34" in out and "1234567 in" in out
-    out = show(width, "stats", "--db", db)
+    out = show(width, "stats", "--simulated", "--db", db)
     assert_fits(out, width)
     for figure in ("$12.85", "80.0%", "12,345 ms", TOTAL_CALLS):
         assert_whole(figure, out)
@@ -233,5 +233,6 @@ def test_prompts_list_show_and_diff_keep_their_lines(env: Path, width: int):
 
 def test_json_is_unchanged_by_width(env: Path):
     db = str(env / "home" / "calls.sqlite3")
-    narrow, wide = (json.loads(show(w, "costs", "--json", "--db", db)) for w in (40, 200))
+    narrow, wide = (json.loads(show(w, "costs", "--json", "--simulated", "--db", db))
+                    for w in (40, 200))
     assert narrow == wide and narrow["total"]["cost"] == pytest.approx(12.852423)

@@ -22,15 +22,16 @@ import click
 
 from ._tables import Col, FitTable, print_fit, wide_option
 from .errors import UsageError
-from .reports import (DIMENSIONS, CostRow, DailyCost, SessionTree, Sort, TraceGroup,
-                      cost_report, daily_costs, list_traces, session_tree, stats, trace_detail)
-from .store import SIMULATION_DIR, LocalStore, StoreError, default_path
+from .reports import (DIMENSIONS, SIMULATED_ENV, CostRow, DailyCost, SessionTree, Sort,
+                      TraceGroup, cost_report, daily_costs, list_traces, session_tree, stats,
+                      trace_detail)
+from .store import LocalStore, StoreError, default_path
 from .views import fmt_cost
 
 __all__ = ["register"]
 
 _BLOCKS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
-SIMULATION_ENV = "simulation"       # the shipped simulated profile: --env of it reads its store
+SIMULATION_ENV = SIMULATED_ENV        # the shipped simulated profile, reported apart
 
 
 class _Moment(click.ParamType):
@@ -65,9 +66,8 @@ _db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path
                                "user data directory's).")
 _simulated_option = click.option(
     "--simulated", is_flag=True,
-    help="Read the simulated calls (the demo's, simulator profiles'), kept in their own store "
-         f"beside the real one: <home>/{SIMULATION_DIR}/calls.sqlite3. Implied by --env "
-         f"{SIMULATION_ENV}.")
+    help=f"Report the simulated calls (environment {SIMULATION_ENV}: the demo's), which the "
+         f"reports leave out otherwise; the same as --env {SIMULATION_ENV}.")
 _since_option = click.option("--since", type=_Moment(end=False),
                              help="From this date or span back (2026-11-01, 7d, 24h); UTC.")
 _until_option = click.option("--until", type=_Moment(end=True),
@@ -83,24 +83,16 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-def _store_path(db: Path | None, simulated: bool = False,
-                environment: str | None = None) -> Path:
-    """``--db``, else the simulated calls' store (``--simulated``, ``--env simulation``), else
-    the real one."""
-    if db is not None:
-        return db
-    return default_path(simulated=simulated or environment == SIMULATION_ENV)
+def _store_path(db: Path | None) -> Path:
+    """``--db``, else the store of this machine."""
+    return db if db is not None else default_path()
 
 
-def _open(db: Path | None, simulated: bool = False,
-          environment: str | None = None) -> sqlite3.Connection | None:
+def _open(db: Path | None) -> sqlite3.Connection | None:
     """A read connection, or None (after saying so) when nothing was recorded there yet."""
-    path = _store_path(db, simulated, environment)
+    path = _store_path(db)
     if not path.exists():
-        apart = db is None and path != default_path(simulated=True) and \
-            default_path(simulated=True).exists()
-        click.echo(f"no calls recorded yet at {path}"
-                   + (" (simulated calls are apart: add --simulated)" if apart else ""), err=True)
+        click.echo(f"no calls recorded yet at {path}", err=True)
         return None
     try:
         return LocalStore(path).connect()
@@ -144,7 +136,8 @@ def costs(by: str, since: datetime | None, until: datetime | None, environment: 
     """What the calls cost, by group, with their share of calls and of cost."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    conn = _open(db, simulated, environment)
+    environment = SIMULATION_ENV if simulated else environment
+    conn = _open(db)
     if conn is None:
         return
     with closing(conn):
@@ -232,19 +225,20 @@ def traces(ctx: click.Context, session: str | None, user: str | None, agent: str
            last: int, sort: str, as_json: bool, db: Path | None, simulated: bool) -> None:
     """Recent traces and their calls (``traces show ID`` for one, ``traces sync`` to send)."""
     if ctx.invoked_subcommand is not None:
-        ctx.obj = db or (default_path(simulated=True) if simulated else None)
+        ctx.obj = db
         return                      # `traces --db X show ID` reads X too
     if sum(v is not None for v in (session, user, agent)) > 1:
         raise click.UsageError("choose one of --session, --user and --agent")
-    conn = _open(db, simulated)
+    env = SIMULATION_ENV if simulated else None
+    conn = _open(db)
     if conn is None:
         return
     with closing(conn):
         if session is None:
             _print_traces(list_traces(conn, user=user, agent=agent, last=last,
-                                      sort=cast(Sort, sort)), sort, as_json)
+                                      sort=cast(Sort, sort), env=env), sort, as_json)
         else:
-            _print_session(session_tree(conn, session, last, cast(Sort, sort)), as_json)
+            _print_session(session_tree(conn, session, last, cast(Sort, sort), env), as_json)
 
 
 def _print_session(tree: SessionTree, as_json: bool) -> None:
@@ -454,7 +448,8 @@ def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | 
 def stats_command(since: datetime | None, until: datetime | None, environment: str | None,
                   as_json: bool, db: Path | None, simulated: bool) -> None:
     """Calls, success rate, mean and p95 latency, cost, fallback and cache-hit rates."""
-    conn = _open(db, simulated, environment)
+    environment = SIMULATION_ENV if simulated else environment
+    conn = _open(db)
     if conn is None:
         return
     with closing(conn):

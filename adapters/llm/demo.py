@@ -2,7 +2,8 @@
 
 The ``simulation`` environment of the config is served by the provider simulator; the demo
 then makes one request stall (a hedge answers it) and takes the primary provider down mid-run
-(the fallback answers). Its calls go to the simulated calls' own store, never the real one.
+(the fallback answers). Its calls are recorded under the environment ``simulation``, which the
+reports leave out unless asked for (``--simulated``).
 """
 
 from __future__ import annotations
@@ -113,10 +114,10 @@ def run_demo(console: Any, *, fast: bool = False) -> int:
             return 1
         console.print(_summary(calls))
         llm.flush_langfuse()            # the message below says they are recorded: make it so
-    console.print(f"\nThese simulated calls were recorded apart from real ones, in "
-                  f"[cyan]{store_path(config)}[/]: [bold]llm-adapter costs --simulated[/] "
-                  f"(also traces, stats) shows them; the reports without it show real calls "
-                  f"only.")
+    console.print(f"\nThese simulated calls were recorded in [cyan]{store_path(config)}[/] "
+                  f"under the environment {config.environment}: [bold]llm-adapter costs "
+                  f"--simulated[/] (also traces, stats) shows them; the reports without it "
+                  f"show real calls only.")
     return 0
 
 

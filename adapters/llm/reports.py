@@ -296,7 +296,8 @@ def spend(conn: sqlite3.Connection, scope: str, since: float | None, env: str | 
 # -- traces -----------------------------------------------------------------------------------
 def list_traces(conn: sqlite3.Connection, session: str | None = None, user: str | None = None,
                 agent: str | None = None, last: int | None = 20, sort: Sort = "time",
-                since: datetime | None = None, until: datetime | None = None) -> list[TraceGroup]:
+                since: datetime | None = None, until: datetime | None = None,
+                env: str | None = None) -> list[TraceGroup]:
     """The calls matching the filters, grouped by trace.
 
     ``sort="time"`` gives the ``last`` most recent traces, oldest first (read like a log);
@@ -306,7 +307,7 @@ def list_traces(conn: sqlite3.Connection, session: str | None = None, user: str 
              "latency": "MAX(c.ended_at) - MIN(c.started_at)"}.get(sort)
     if order is None:
         raise UsageError(f"cannot sort traces by {sort!r}; choose time, cost or latency")
-    where, params = _where(since, until, None, session_id=session, user_id=user, agent=agent)
+    where, params = _where(since, until, env, session_id=session, user_id=user, agent=agent)
     if last is not None and last < 0:
         raise UsageError(f"last must be 0 or more, not {last}")
     limit = "" if last is None else f"LIMIT {int(last)}"
@@ -352,9 +353,9 @@ def _trace_group(trace_id: str, rows: list[sqlite3.Row]) -> TraceGroup:
 
 
 def session_tree(conn: sqlite3.Connection, session_id: str, last: int = 20,
-                 sort: Sort = "time") -> SessionTree:
+                 sort: Sort = "time", env: str | None = None) -> SessionTree:
     """Session → traces → calls, with totals over the whole session."""
-    traces = list_traces(conn, session=session_id, last=None, sort=sort)
+    traces = list_traces(conn, session=session_id, last=None, sort=sort, env=env)
     shown = traces[max(len(traces) - last, 0):] if sort == "time" else traces[:last]
     unknown = sum(t.unknown_price_calls for t in traces)
     return SessionTree(session_id=session_id, traces=shown,
@@ -410,6 +411,9 @@ def trace_detail(conn: sqlite3.Connection, ident: str) -> dict[str, Any]:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+SIMULATED_ENV = "simulation"    # the simulated profile (the demo's): its calls are reported apart
+
+
 def _where(since: datetime | None, until: datetime | None, env: str | None,
            **equal: str | None) -> tuple[str, list[Any]]:
     parts: list[str] = ["1 = 1"]
@@ -418,6 +422,9 @@ def _where(since: datetime | None, until: datetime | None, env: str | None,
         if value is not None:
             parts.append(clause)
             params.append(_utc(value).timestamp())
+    if env is None:         # made-up spend never mixes with real calls unless asked for
+        parts.append("c.environment != ?")
+        params.append(SIMULATED_ENV)
     for column, wanted in (("environment", env), *equal.items()):
         if wanted is not None:
             parts.append(f"c.{column} = ?")

@@ -32,13 +32,12 @@ from ._sqlite import StoreError, _connect, _explain, _prepare, _retrying, _trans
 from .errors import UsageError
 from .records import Attempt, CallRecord, Usage
 
-__all__ = ["FILENAME", "SIMULATION_DIR", "LocalStore", "OutboxEntry", "SpoolItem", "StoreError",
+__all__ = ["FILENAME", "LocalStore", "OutboxEntry", "SpoolItem", "StoreError",
            "default_path", "read_calls", "storable"]
 
 log = logging.getLogger("adapters.llm")
 
 FILENAME = "calls.sqlite3"
-SIMULATION_DIR = "simulation"
 _BATCH = 500                # records per transaction at most
 # What a value of a record (not the file) can make a write fail with: a lone surrogate
 # (UnicodeEncodeError), an integer over 64 bits, a type SQLite cannot bind.
@@ -113,21 +112,17 @@ class _Score:
 _Item = Union[CallRecord, _WithOutbox, _Score, threading.Event, None]
 
 
-def default_path(*, simulated: bool = False) -> Path:
+def default_path() -> Path:
     """``$LLM_ADAPTER_HOME/calls.sqlite3``, else ``calls.sqlite3`` in the user data directory.
 
-    ``simulated``: ``<that directory>/simulation/calls.sqlite3``, where calls answered by the
-    built-in simulator (the demo, a ``simulator: true`` profile) go, so their made-up spend
-    never mixes with real calls in the reports.
-    """
+    Simulated calls (the demo's, environment ``simulation``) are kept here too; the reports
+    leave them out unless asked for (``--simulated``)."""
     home = os.environ.get("LLM_ADAPTER_HOME")
     if home:
-        base = Path(home).expanduser()
-    else:
-        import platformdirs
+        return Path(home).expanduser() / FILENAME
+    import platformdirs
 
-        base = Path(platformdirs.user_data_dir("llm-adapter"))
-    return (base / SIMULATION_DIR if simulated else base) / FILENAME
+    return Path(platformdirs.user_data_dir("llm-adapter")) / FILENAME
 
 
 class LocalStore:

@@ -1,7 +1,6 @@
 """Which sinks a config records to, resolved once and shared by the adapters that use it.
 
-The local store is always on (``store: {enabled: false}`` turns it off; simulated profiles
-record to a store of their own, see ``store_path``); Langfuse is on when the
+The local store is always on (``store: {enabled: false}`` turns it off); Langfuse is on when the
 adapter's ``enable_langfuse`` (default: the profile's ``langfuse.enabled``) says so and keys are
 set. Missing keys while enabled give one warning and the calls go on. Every secret the config
 and the environment hold is collected here for the maskers, which also mask litellm's own logs.
@@ -258,8 +257,7 @@ def _step(sink: str, what: str, action: Any) -> bool:
 
 
 def store_path(config: Config) -> Path:
-    """The store a config's calls go to: ``store.path``, else the default store, or the
-    simulated calls' own store when every deployment is served by the simulator."""
+    """The store a config's calls go to: ``store.path``, else the default store."""
     settings = _section(config, "store")
     unknown = set(settings) - {"enabled", "path"}
     if unknown:
@@ -271,7 +269,7 @@ def store_path(config: Config) -> Path:
     configured = settings.get("path")
     if configured:
         return Path(str(configured)).expanduser()
-    return default_path(simulated=config.profile.simulated)
+    return default_path()
 
 
 def _section(config: Config, name: str) -> dict[str, Any]:
