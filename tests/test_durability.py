@@ -458,3 +458,23 @@ def test_the_batch_worker_never_strands_an_item():
     assert worker.stop(5) and -1 in handled
     worker.put(-2)                              # after stop: dropped and counted
     assert worker.dropped == 1 and -2 not in handled
+
+
+ENDS_MID_IMPORT = """
+from adapters.llm import LiteLLMAdapter
+LiteLLMAdapter(environment="simulation", enable_langfuse=False).telemetry
+"""
+
+
+def test_a_script_that_ends_while_litellm_is_still_importing_exits_cleanly(tmp_path):
+    """The first adapter starts importing litellm in the background; a script that ends before
+    it finished would finalize under a thread in native code, which aborts the process."""
+    def run(i: int) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LLM_ADAPTER_HOME": str(tmp_path / f"h{i}")}
+        return subprocess.run([sys.executable, "-c", ENDS_MID_IMPORT], capture_output=True,
+                              text=True, timeout=120, env=env, cwd=tmp_path)
+
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(run, range(8)))
+    assert [d.returncode for d in done] == [0] * 8, [d.stderr[-300:] for d in done]
+    assert not any("FATAL" in d.stderr or "Traceback" in d.stderr for d in done)

@@ -13,6 +13,7 @@ the network at import and stalls), unless the user decided otherwise.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import importlib
 import inspect
@@ -47,6 +48,7 @@ _ROUTER_LAZY = (
     "litellm.llms.openai.chat.gpt_audio_transformation",
 )
 _FORK_WAIT_S = 60.0                 # a fork waits this long at most for an import in flight
+_EXIT_WAIT_S = 30.0                 # and the end of the process
 
 
 class _Import:
@@ -67,6 +69,9 @@ class _Import:
                 # A child forked mid-import would inherit module locks held by a thread it
                 # does not have, and hang on its first import of litellm: forks wait for it.
                 os.register_at_fork(before=self._settle)
+                # A process that ends mid-import would finalize while this thread runs native
+                # code, which aborts the process ("exception not rethrown"): exit waits for it.
+                atexit.register(self._finish, _EXIT_WAIT_S)
                 self._thread.start()
         return self.future
 
@@ -86,6 +91,11 @@ class _Import:
                 gc.enable()
         self.module = module
         self.future.set_result(module)
+
+    def _finish(self, timeout: float) -> None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _settle(self) -> None:
         thread = self._thread
