@@ -246,8 +246,8 @@ def test_a_fresh_process_first_call_ends_within_its_deadline(tmp_path, sim, sett
     assert result["elapsed"] < 3.3, result
     if "deadline" in result:
         assert "starting up" in result["deadline"] or "deadline" in result["deadline"]
-    else:
-        assert result["answered_by"] == p
+    else:   # the primary, or the fallback when start-up left the primary less than its share
+        assert result["answered_by"] in (p, b), result
     assert result["second_by"] == p, "the start-up cut off by the deadline went on for the next call"
 
 
