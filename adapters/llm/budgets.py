@@ -272,9 +272,7 @@ class Budgets:
             settled = self.backend.settle(keys, token=reservation.id, actual=amount,
                                           softs=[s for s, _ in softs])
         except BackendUnavailable as exc:
-            self._later.defer(Late(tuple(keys), reservation.id, amount,
-                                   exc.maybe_applied and reservation.held,
-                                   self._rosters(reservation)), exc)
+            self._defer(reservation, keys, amount, exc)
             return []
         self._answered(sync=True)
         return self._crossings(softs, settled)
@@ -288,12 +286,17 @@ class Budgets:
             settled = await self.backend.asettle(keys, token=reservation.id, actual=amount,
                                                  softs=[s for s, _ in softs])
         except BackendUnavailable as exc:
-            self._later.defer(Late(tuple(keys), reservation.id, amount,
-                                   exc.maybe_applied and reservation.held,
-                                   self._rosters(reservation)), exc)
+            self._defer(reservation, keys, amount, exc)
             return []
         self._answered(sync=False)
         return self._crossings(softs, settled)
+
+    def _defer(self, reservation: Reservation, keys: list[tuple[str, float | None]],
+               amount: int, exc: BackendUnavailable) -> None:
+        """A settlement the backend did not take, kept to be added when it answers again."""
+        self._later.defer(Late(tuple(keys), reservation.id, amount,
+                               exc.maybe_applied and reservation.held,
+                               self._rosters(reservation)), exc)
 
     def _settling(self, reservation: Reservation, actual_cost: float | None
                   ) -> tuple[int, list[tuple[str, float | None]], list[tuple[Soft, _Counter]]]:
