@@ -35,7 +35,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from adapters.llm.simulator.runner import serve_in_thread
 
-__all__ = ["LangfuseServer", "PromptStore", "ReceivedExport", "ReceivedSpan", "RequestRejected"]
+__all__ = ["LangfuseServer", "PromptStore", "ReceivedExport", "ReceivedSpan", "RequestRejected",
+           "use_project"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -824,3 +825,15 @@ def _authenticate(request: web.Request, keys: Mapping[str, str]) -> None:
         raise RequestRejected(
             401, "Invalid credentials. Confirm that you've configured the correct host.", "UnauthorizedError"
         )
+
+
+def use_project(server: LangfuseServer, monkeypatch: Any, home: Any) -> tuple[str, str]:
+    """A fresh Langfuse project on ``server`` for one test (the SDK keeps one client per public
+    key), set in the environment with the test's own store at ``home``; its (public, secret)."""
+    public, secret = f"pk-lf-{uuid.uuid4().hex[:12]}", f"sk-lf-{uuid.uuid4().hex[:12]}"
+    server.add_key(public, secret)
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", public)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", secret)
+    monkeypatch.setenv("LANGFUSE_BASE_URL", server.url)
+    monkeypatch.setenv("LLM_ADAPTER_HOME", str(home))
+    return public, secret

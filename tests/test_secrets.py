@@ -30,7 +30,7 @@ from adapters.llm.cli import main
 from adapters.llm.simulator import Fault, Scenario, Simulator
 
 from .conftest import unique
-from .langfuse_server import LangfuseServer, ReceivedSpan
+from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
 
 ROOT = Path(__file__).resolve().parent.parent
 PIECE = 8                            # no run of this many characters of a key may survive
@@ -70,12 +70,7 @@ def server() -> Iterator[LangfuseServer]:
 
 @pytest.fixture
 def keys(server, monkeypatch, tmp_path) -> tuple[str, str]:
-    public, secret = f"pk-lf-{uuid.uuid4().hex[:12]}", f"sk-lf-{uuid.uuid4().hex[:12]}"
-    server.add_key(public, secret)
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", public)
-    monkeypatch.setenv("LANGFUSE_SECRET_KEY", secret)
-    monkeypatch.setenv("LANGFUSE_BASE_URL", server.url)
-    monkeypatch.setenv("LLM_ADAPTER_HOME", str(tmp_path / "home"))
+    public, secret = use_project(server, monkeypatch, tmp_path / "home")
     return public, secret
 
 

@@ -7,14 +7,13 @@ import logging
 import sqlite3
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import unique
-from .langfuse_server import LangfuseServer, ReceivedSpan
+from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
 
 CONFIG = """
 model_list:
@@ -37,12 +36,7 @@ def server() -> Iterator[LangfuseServer]:
 @pytest.fixture
 def keys(server, monkeypatch, tmp_path) -> tuple[str, str]:
     """A fresh Langfuse project per test (the SDK keeps one client per public key)."""
-    public, secret = f"pk-lf-{uuid.uuid4().hex[:12]}", f"sk-lf-{uuid.uuid4().hex[:12]}"
-    server.add_key(public, secret)
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", public)
-    monkeypatch.setenv("LANGFUSE_SECRET_KEY", secret)
-    monkeypatch.setenv("LANGFUSE_BASE_URL", server.url)
-    monkeypatch.setenv("LLM_ADAPTER_HOME", str(tmp_path / "home"))
+    public, secret = use_project(server, monkeypatch, tmp_path / "home")
     return public, secret
 
 

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -27,7 +26,7 @@ from adapters.llm.cli import main
 from adapters.llm.langfuse_spans import TRUNCATED
 
 from .conftest import unique
-from .langfuse_server import LangfuseServer, ReceivedSpan
+from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """
@@ -49,12 +48,7 @@ def server():
 
 @pytest.fixture
 def keys(server, monkeypatch, tmp_path):
-    public, secret = f"pk-lf-{uuid.uuid4().hex[:12]}", f"sk-lf-{uuid.uuid4().hex[:12]}"
-    server.add_key(public, secret)
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", public)
-    monkeypatch.setenv("LANGFUSE_SECRET_KEY", secret)
-    monkeypatch.setenv("LANGFUSE_BASE_URL", server.url)
-    monkeypatch.setenv("LLM_ADAPTER_HOME", str(tmp_path / "home"))
+    public, secret = use_project(server, monkeypatch, tmp_path / "home")
     yield public, secret
     server.reject_marked(None)
     server.set_max_body(None)
