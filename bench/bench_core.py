@@ -275,7 +275,7 @@ async def main(calls: int, rounds: int, kill_runs: int) -> None:
         import httpx
 
         from adapters.llm import LiteLLMAdapter, load_config
-        from adapters.llm._litellm import litellm as load_litellm
+        from adapters.llm._routing.litellm import litellm as load_litellm
 
         lt = load_litellm()
         with tempfile.TemporaryDirectory() as tmp:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend  # noqa: E402
-from adapters.llm._backend_redis import RedisBackend  # noqa: E402
-from adapters.llm.budgets import BudgetRule, Budgets  # noqa: E402
-from adapters.llm.limits import Limits, RateLimiter  # noqa: E402
+from adapters.llm._traffic.counters import Backend, BackendUnavailable, MemoryBackend  # noqa: E402
+from adapters.llm._traffic.counters_redis import RedisBackend  # noqa: E402
+from adapters.llm._traffic.budgets import BudgetRule, Budgets  # noqa: E402
+from adapters.llm._traffic.limits import Limits, RateLimiter  # noqa: E402
 
 Call = Callable[[], Awaitable[object]]
 CALL = {"user": "alice", "session": "s1", "agent": "matching", "tags": ["urgent"],

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from adapters.llm import LiteLLMAdapter, LLMAdapterError, load_config  # noqa: E402
-from adapters.llm.policies import PolicyPool  # noqa: E402
+from adapters.llm._traffic.policies import PolicyPool  # noqa: E402
 from adapters.llm.simulator import Simulator  # noqa: E402
 
 

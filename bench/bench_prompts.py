@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))            # tests.langfuse_server
 
 from bench_core import MESSAGES, config_file, free_port, start_simulator, timed  # noqa: E402
 
-from adapters.llm.prompt_sources import LangfuseSource  # noqa: E402
-from adapters.llm.prompts import PromptRegistry  # noqa: E402
-from adapters.llm.tracing import Credentials  # noqa: E402
+from adapters.llm._prompts.sources import LangfuseSource  # noqa: E402
+from adapters.llm._prompts.registry import PromptRegistry  # noqa: E402
+from adapters.llm._observability.tracing import Credentials  # noqa: E402
 
 VARIABLES = {"required_skills": "orthopedic, post-surgical"}
 

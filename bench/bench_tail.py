@@ -100,7 +100,7 @@ def adapter_for(url: str, directory: Path, p: str, b: str, hedging: str | None) 
 
 
 def bare_router(url: str, p: str, b: str) -> Any:
-    from adapters.llm._litellm import litellm
+    from adapters.llm._routing.litellm import litellm
 
     return litellm().Router(model_list=[
         {"model_name": "primary", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-b",

@@ -48,7 +48,7 @@ async def main(calls: int, rounds: int) -> None:
     langfuse = start_langfuse(lf_port)
     try:
         from adapters.llm import LiteLLMAdapter, load_config
-        from adapters.llm.telemetry import TelemetryPool
+        from adapters.llm._observability.telemetry import TelemetryPool
 
         url = f"http://127.0.0.1:{sim_port}"
         with tempfile.TemporaryDirectory() as tmp:

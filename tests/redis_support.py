@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend
-from adapters.llm._backend_redis import RedisBackend
+from adapters.llm._traffic.counters import Backend, BackendUnavailable, MemoryBackend
+from adapters.llm._traffic.counters_redis import RedisBackend
 
 REDIS_URL = os.environ.get("LLM_ADAPTER_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 RUN = uuid.uuid4().hex[:6]          # in every name a run gives Redis, so its keys can be found

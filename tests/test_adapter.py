@@ -41,6 +41,20 @@ def test_public_names_are_exactly_the_documented_ones():
         "ResponseStream", "ToolCall", "Usage", "UsageError", "load_config"])
     for name in public.__all__:
         assert getattr(public, name) is not None
+        # Public objects carry the public path, whatever private module defines them.
+        assert getattr(public, name).__module__ == "adapters.llm", name
+
+
+def test_the_package_is_rooms_by_concern_and_only_its_public_modules_lack_an_underscore():
+    root = Path(public.__file__).parent
+    flat = sorted(p.name for p in root.iterdir()
+                  if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+    assert [n for n in flat if not n.startswith("_")] == [
+        "errors.py", "litellm_adapter.py", "simulator"]
+    rooms = {p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("_")
+             and (p / "__init__.py").exists()}
+    assert rooms == {"_cli", "_config", "_observability", "_process", "_prompts", "_reports",
+                     "_routing", "_traffic"}
 
 
 def test_import_is_cheap_and_does_not_import_litellm():

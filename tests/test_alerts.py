@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from adapters.llm.alert_rules import AlertSettings
-from adapters.llm.alerts import AlertEvaluator, AlertEvent, Notifier, check_store
-from adapters.llm.cli import main
-from adapters.llm.config import load_config
+from adapters.llm._observability.alert_rules import AlertSettings
+from adapters.llm._observability.alerts import AlertEvaluator, AlertEvent, Notifier, check_store
+from adapters.llm._cli.main import main
+from adapters.llm._config.loader import load_config
 from adapters.llm.errors import ConfigError
-from adapters.llm.records import CallRecord
-from adapters.llm.store import LocalStore
+from adapters.llm._observability.records import CallRecord
+from adapters.llm._observability.store import LocalStore
 
 NOV_2_2300 = datetime(2026, 11, 2, 23, 0, tzinfo=timezone.utc).timestamp()
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from adapters.llm import AllProvidersFailed
-from adapters.llm.migrations import MIGRATIONS, m007_hedging, migrate
-from adapters.llm.store import LocalStore, read_calls
+from adapters.llm._observability.migrations import MIGRATIONS, m007_hedging, migrate
+from adapters.llm._observability.store import LocalStore, read_calls
 
 from .conftest import unique
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from adapters.llm import BudgetExceeded, ConfigError, UsageError, load_config
-from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend
-from adapters.llm._backend_redis import RedisBackend
-from adapters.llm.budgets import BudgetRule, Budgets
+from adapters.llm._traffic.counters import Backend, BackendUnavailable, MemoryBackend
+from adapters.llm._traffic.counters_redis import RedisBackend
+from adapters.llm._traffic.budgets import BudgetRule, Budgets
 
 from .redis_support import (backend, prefix, redis_backend,  # noqa: F401 (fixtures)
                             shared_redis_url)

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from adapters.llm.policies import PolicyPool
+from adapters.llm._traffic.policies import PolicyPool
 
 from .conftest import unique
 from .redis_support import RUN, shared_redis_url

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adapters.llm.cli import main
+from adapters.llm._cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
@@ -33,7 +33,7 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def test_help_and_models_do_not_import_litellm():
-    code = ("import sys; from adapters.llm.cli import main\n"
+    code = ("import sys; from adapters.llm._cli.main import main\n"
             "try: main(['models', '--json'])\n"
             "except SystemExit: pass\n"
             "print('litellm' in sys.modules)")

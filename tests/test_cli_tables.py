@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adapters.llm.cli import main
-from adapters.llm.records import Attempt, CallRecord, Usage
-from adapters.llm.store import LocalStore
-from adapters.llm.views import fmt_cost
+from adapters.llm._cli.main import main
+from adapters.llm._observability.records import Attempt, CallRecord, Usage
+from adapters.llm._observability.store import LocalStore
+from adapters.llm._cli.views import fmt_cost
 
 WIDTHS = (80, 120)
 LONG = {"claude-sonnet": "claude-sonnet-primary-eu-west-1-deployment",

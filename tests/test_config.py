@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.llm.config import (
+from adapters.llm._config.loader import (
     Config, Deployment, LangfuseSettings, Profile, RouterSettings, load_config,
 )
 from adapters.llm.errors import ConfigError
@@ -507,7 +507,7 @@ def test_yaml_error_reports_the_line(tmp_path: Path) -> None:
 
 
 def test_loading_does_not_import_litellm() -> None:
-    code = ("import sys; from adapters.llm.config import load_config; "
+    code = ("import sys; from adapters.llm._config.loader import load_config; "
             "load_config(environment='production', env={}, load_dotenv=False); "
             "assert 'litellm' not in sys.modules, 'litellm imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

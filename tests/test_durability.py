@@ -311,8 +311,8 @@ def test_an_answer_with_a_lone_surrogate_is_stored_with_its_batch_mates(make_ada
 
 def test_records_the_store_cannot_take_even_escaped_are_dropped_alone(tmp_path):
     """The last resort: a record that fails after escaping is dropped alone, counted."""
-    from adapters.llm.records import CallRecord, Usage
-    from adapters.llm.store import LocalStore
+    from adapters.llm._observability.records import CallRecord, Usage
+    from adapters.llm._observability.store import LocalStore
 
     store = LocalStore(tmp_path / "calls.sqlite3")
 
@@ -430,7 +430,7 @@ def test_the_batch_worker_never_strands_an_item():
     import random
     import threading
 
-    from adapters.llm._batching import BatchWorker
+    from adapters.llm._observability.batching import BatchWorker
 
     handled: dict[int, float] = {}
     put_at: dict[int, float] = {}

@@ -13,10 +13,10 @@ import uuid
 import pytest
 
 from adapters.llm import ConfigError
-from adapters.llm.hedging import HedgePolicy, Hedger
-from adapters.llm.policies import PolicyPool
-from adapters.llm.recording import build_record
-from adapters.llm.status import collect_status
+from adapters.llm._routing.hedging import HedgePolicy, Hedger
+from adapters.llm._traffic.policies import PolicyPool
+from adapters.llm._observability.recording import build_record
+from adapters.llm._cli.status import collect_status
 from adapters.llm.simulator import Fault, Scenario
 
 from .conftest import unique

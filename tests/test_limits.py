@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from adapters.llm import RateLimited, load_config
-from adapters.llm._backend import Backend, BackendUnavailable, MemoryBackend, Take, backend_for
-from adapters.llm._backend_redis import RedisBackend
-from adapters.llm.limits import DEFAULT_OUTPUT_TOKENS, Limits, RateLimiter
+from adapters.llm._traffic.counters import Backend, BackendUnavailable, MemoryBackend, Take, backend_for
+from adapters.llm._traffic.counters_redis import RedisBackend
+from adapters.llm._traffic.limits import DEFAULT_OUTPUT_TOKENS, Limits, RateLimiter
 
 from .redis_support import (REDIS_URL, backend, prefix,  # noqa: F401 (fixtures)
                             redis_backend, shared_redis_url)

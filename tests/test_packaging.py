@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from adapters.llm import LiteLLMAdapter, UsageError, load_config
-from adapters.llm.prompt_sources import packaged_prompts_dir
-from adapters.llm.prompts import PromptRegistry, build_registry
+from adapters.llm._prompts.sources import packaged_prompts_dir
+from adapters.llm._prompts.registry import PromptRegistry, build_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGED = ROOT / "adapters" / "llm" / "data" / "prompts"
@@ -192,7 +192,7 @@ def test_the_prompts_variable_may_come_from_dotenv(empty_cwd: Path, tmp_path: Pa
 def test_prompts_show_and_list_say_where_each_prompt_is_read_from(empty_cwd: Path) -> None:
     from click.testing import CliRunner
 
-    from adapters.llm.cli import main
+    from adapters.llm._cli.main import main
 
     own = own_prompt(empty_cwd / "prompts", "our-own", "ours")
     runner = CliRunner()

@@ -16,11 +16,11 @@ from urllib.parse import quote
 import pytest
 
 from adapters.llm import ConfigError, UsageError, load_config
-from adapters.llm.experiments import Experiment, parse_experiments
-from adapters.llm.prompt_sources import LangfuseSource
-from adapters.llm.prompts import (CompiledChat, CompiledText, PromptRegistry, build_registry,
+from adapters.llm._prompts.experiments import Experiment, parse_experiments
+from adapters.llm._prompts.sources import LangfuseSource
+from adapters.llm._prompts.registry import (CompiledChat, CompiledText, PromptRegistry, build_registry,
                                   prompt_link)
-from adapters.llm.tracing import Credentials, TraceScope
+from adapters.llm._observability.tracing import Credentials, TraceScope
 
 from .langfuse_server import LangfuseServer
 

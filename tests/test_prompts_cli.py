@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from adapters.llm.cli import main
-from adapters.llm.prompt_stats import (compare, two_proportion_z_test, variant_stats,
+from adapters.llm._cli.main import main
+from adapters.llm._reports.prompt_stats import (compare, two_proportion_z_test, variant_stats,
                                        welch_t_test, winner)
-from adapters.llm.records import CallRecord
-from adapters.llm.store import LocalStore
+from adapters.llm._observability.records import CallRecord
+from adapters.llm._observability.store import LocalStore
 
 from .langfuse_server import LangfuseServer
 

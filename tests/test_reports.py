@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adapters.llm.cli import main
+from adapters.llm._cli.main import main
 from adapters.llm.errors import UsageError
-from adapters.llm.records import Attempt, CallRecord, Usage
-from adapters.llm.reports import (cost_report, daily_costs, list_traces, percentile,
+from adapters.llm._observability.records import Attempt, CallRecord, Usage
+from adapters.llm._reports.queries import (cost_report, daily_costs, list_traces, percentile,
                                   session_tree, stats, trace_detail)
-from adapters.llm.store import LocalStore
+from adapters.llm._observability.store import LocalStore
 
 DEPLOYMENTS = {"anthropic": ("claude-sonnet", "claude-sonnet-primary"),
                "openai": ("gpt-4-fallback", "gpt-4o"),
@@ -383,13 +383,13 @@ def test_cli_traces_sync(tmp_path: Path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     code, out = run("traces", "--db", str(store.path), "sync")     # the group's --db counts
     assert code == 1 and "pending: 0 call(s), 1 span batch(es)" in out and "LANGFUSE_" in out
-    monkeypatch.setitem(sys.modules, "adapters.llm.tracing", None)  # as if it were missing
+    monkeypatch.setitem(sys.modules, "adapters.llm._observability.tracing", None)  # as if it were missing
     code, out = run("traces", "sync", "--db", str(store.path))
     assert code == 1 and "Langfuse delivery is not available" in out
 
 
 def test_cli_reports_do_not_import_litellm(db: Path):
-    code = ("import sys; from adapters.llm.cli import main\n"
+    code = ("import sys; from adapters.llm._cli.main import main\n"
             f"for args in (['costs', '--json'], ['stats'], ['traces', 'show', '{T1}']):\n"
             f"    try: main([*args, '--db', {str(db)!r}])\n"
             "    except SystemExit: pass\n"

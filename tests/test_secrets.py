@@ -25,8 +25,8 @@ import pytest
 from click.testing import CliRunner
 
 from adapters.llm import errors, load_config
-from adapters.llm._redact import MESSAGE_LIMIT, clip, config_secrets
-from adapters.llm.cli import main
+from adapters.llm._observability.redact import MESSAGE_LIMIT, clip, config_secrets
+from adapters.llm._cli.main import main
 from adapters.llm.simulator import Fault, Scenario, Simulator
 
 from .conftest import unique
@@ -361,7 +361,7 @@ def test_the_spool_holds_pseudonyms_while_langfuse_is_down(make_adapter, server,
 
 def test_pseudonyms_agree_across_hosts_sharing_a_key_and_persist_per_install(
         make_adapter, tmp_path, monkeypatch):
-    from adapters.llm.telemetry import TelemetryPool
+    from adapters.llm._observability.telemetry import TelemetryPool
 
     text = CONFIG.format(name=unique("hosts"), key=random_key())
 
@@ -410,7 +410,7 @@ def test_log_filter_is_attached_once_on_first_telemetry_never_at_import():
         os.environ["LLM_ADAPTER_HOME"] = os.environ["HOME_FOR_TEST"]
         import adapters.llm
         from adapters.llm import LiteLLMAdapter
-        from adapters.llm._log_masking import LOGGERS, LogMasking
+        from adapters.llm._observability.log_masking import LOGGERS, LogMasking
         def count():
             return [sum(isinstance(f, LogMasking) for f in logging.getLogger(n).filters)
                     for n in LOGGERS]
@@ -448,7 +448,7 @@ def test_log_filter_masks_messages_arguments_and_tracebacks(make_adapter, caplog
 
 
 def test_doctor_production_fails_without_a_shared_pseudonym_key(tmp_path, monkeypatch):
-    from adapters.llm.production_checks import _pseudonym_key
+    from adapters.llm._cli.production_checks import _pseudonym_key
 
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG.format(name="doctor", key=random_key()).replace("{sim}", "http://x"))

@@ -24,10 +24,10 @@ from adapters.llm import (
     LLMResponse,
     ProviderError,
 )
-from adapters.llm._backend_redis import RedisBackend
-from adapters.llm._redis_link import Breaker
-from adapters.llm.budgets import BudgetRule, Budgets
-from adapters.llm.policies import PolicyPool
+from adapters.llm._traffic.counters_redis import RedisBackend
+from adapters.llm._traffic.redis_link import Breaker
+from adapters.llm._traffic.budgets import BudgetRule, Budgets
+from adapters.llm._traffic.policies import PolicyPool
 from adapters.llm.simulator import Fault, Scenario
 
 from .conftest import unique

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from adapters.llm import load_config
-from adapters.llm.cli import main
-from adapters.llm.telemetry import store_path
+from adapters.llm._cli.main import main
+from adapters.llm._observability.telemetry import store_path
 
 from .conftest import unique
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adapters.llm.cli import main
-from adapters.llm.records import Attempt, CallRecord, Usage
-from adapters.llm.store import LocalStore
+from adapters.llm._cli.main import main
+from adapters.llm._observability.records import Attempt, CallRecord, Usage
+from adapters.llm._observability.store import LocalStore
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")

@@ -19,9 +19,9 @@ import platformdirs
 import pytest
 
 from adapters.llm.errors import UsageError
-from adapters.llm.migrations import MIGRATIONS, m007_hedging, migrate
-from adapters.llm.records import Attempt, CallRecord, Usage
-from adapters.llm.store import LocalStore, StoreError, default_path
+from adapters.llm._observability.migrations import MIGRATIONS, m007_hedging, migrate
+from adapters.llm._observability.records import Attempt, CallRecord, Usage
+from adapters.llm._observability.store import LocalStore, StoreError, default_path
 
 
 def record(call_id: str, **overrides: object) -> CallRecord:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from adapters.llm import ConfigError, DeadlineExceeded, UsageError, load_config
-from adapters.llm.routing import DEADLINE_HEADROOM_S, call_deadline
+from adapters.llm._routing.gateway import DEADLINE_HEADROOM_S, call_deadline
 from adapters.llm.simulator import Fault, Scenario
 
 from .conftest import unique

@@ -171,7 +171,7 @@ def test_refused_keys_keep_traces_spooled(llm, server, keys, monkeypatch):
 def test_enabled_without_keys_warns_once_and_calls_go_on(make_adapter, monkeypatch, caplog):
     monkeypatch.delenv("LANGFUSE_PUBLIC_KEY", raising=False)
     monkeypatch.delenv("LANGFUSE_SECRET_KEY", raising=False)
-    from adapters.llm.telemetry import TelemetryPool
+    from adapters.llm._observability.telemetry import TelemetryPool
 
     pool = TelemetryPool()
     llm = make_adapter(CONFIG.format(name=unique("nokeys"), key=API_KEY), environment="production",
@@ -319,7 +319,7 @@ environments:
 
 def test_a_hedged_call_shows_what_the_lost_hedge_cost_everywhere(make_adapter, sim, server,
                                                                  keys):
-    from adapters.llm.reports import cost_report, stats
+    from adapters.llm._reports.queries import cost_report, stats
     from adapters.llm.simulator import Fault, Scenario
 
     p, b = unique("traced-p"), unique("traced-b")

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adapters.llm import outbox
-from adapters.llm.cli import main
-from adapters.llm.langfuse_spans import TRUNCATED
+from adapters.llm._observability import outbox
+from adapters.llm._cli.main import main
+from adapters.llm._observability.langfuse_spans import TRUNCATED
 
 from .conftest import unique
 from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
@@ -313,7 +313,7 @@ def test_two_processes_on_one_store_never_send_the_same_rows(sim, server, keys, 
 
 # -- leases -------------------------------------------------------------------------------------
 def test_a_lease_keeps_rows_from_a_second_process_until_its_owner_dies(tmp_path):
-    from adapters.llm.store import LocalStore, OutboxEntry
+    from adapters.llm._observability.store import LocalStore, OutboxEntry
 
     store = LocalStore(tmp_path / "calls.sqlite3")
     for i in range(4):
@@ -359,7 +359,7 @@ def _otlp_request(public_key: str, names: list[str]) -> bytes:
 
 def test_an_old_spooled_batch_refused_for_one_span_is_split_and_the_rest_delivered(
         server, keys, tmp_path):
-    from adapters.llm.store import LocalStore
+    from adapters.llm._observability.store import LocalStore
 
     store = LocalStore(tmp_path / "calls.sqlite3")
     store.spool_add("otlp-traces", _otlp_request(keys[0], ["old a", f"old {MARK}", "old c"]))

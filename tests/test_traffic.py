@@ -119,7 +119,7 @@ def test_budget_exceeded_names_scope_spent_limit_and_reset(make_adapter, sim, tm
         - {{scope: agent, id: matching, limit: 0.001, period: month}}
     """)
     from adapters.llm import LiteLLMAdapter, load_config
-    from adapters.llm.policies import PolicyPool
+    from adapters.llm._traffic.policies import PolicyPool
 
     llm = LiteLLMAdapter(config=load_config(config, environment=environment, load_dotenv=False),
                          policies=PolicyPool())
@@ -184,7 +184,7 @@ def test_calls_keep_succeeding_when_redis_dies(make_adapter, sim, tmp_path, own_
     url, proc = own_redis
     monkeypatch.setenv("REDIS_URL", url)
     name = unique("redis-dies")
-    from adapters.llm.policies import PolicyPool
+    from adapters.llm._traffic.policies import PolicyPool
 
     llm = make_adapter(f"""
     model_list:

@@ -8,7 +8,7 @@ Importing this package is cheap and starts nothing: the first adapter starts imp
 litellm in the background, and the first call waits for it within its deadline.
 """
 
-from .config import Config, load_config
+from ._config.loader import Config, load_config
 from .errors import (
     AllProvidersFailed,
     AuthenticationError,
@@ -23,9 +23,9 @@ from .errors import (
     UsageError,
 )
 from .litellm_adapter import LiteLLMAdapter
-from .prompts import Prompt
-from .records import Attempt, LLMResponse, ToolCall, Usage
-from .streaming import ResponseStream
+from ._prompts.registry import Prompt
+from ._observability.records import Attempt, LLMResponse, ToolCall, Usage
+from ._routing.streaming import ResponseStream
 
 __version__ = "0.1.0"
 
@@ -51,3 +51,9 @@ __all__ = [
     "UsageError",
     "load_config",
 ]
+
+# Public objects carry the public path, as in tracebacks and reprs users see
+# ("adapters.llm.ConfigError", not the private module that defines it).
+for _name in __all__:
+    setattr(globals()[_name], "__module__", "adapters.llm")
+del _name

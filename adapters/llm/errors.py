@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .records import Attempt
+    from ._observability.records import Attempt
 
 __all__ = [
     "AllProvidersFailed",

@@ -19,24 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
-from ._call_checks import (check_encodable, check_message, check_request,
+from ._routing.call_checks import (check_encodable, check_message, check_request,
                            check_response_format, check_timeout, check_tools)
-from ._fork import fork_guard, reset_in_child
-from ._lifecycle import default_lifecycle
-from ._litellm import start_import
-from ._loop import default_loop
-from ._redact import redact
-from .caching import CacheControl
-from .config import Config, load_config
-from .pipeline import Call
-from .pipeline import run as run_call
-from .policies import Policies, PolicyPool, default_policies
-from .prompts import Prompt, build_registry, prompt_link
-from .records import LLMResponse
-from .routing import CallSpec, Gateway, RouterPool, call_deadline, default_pool
-from .streaming import ResponseStream
-from .telemetry import Telemetry, TelemetryPool, default_telemetry
-from .tracing import TraceScope, current_parent, current_scope
+from ._process.fork import fork_guard, reset_in_child
+from ._process.lifecycle import default_lifecycle
+from ._routing.litellm import start_import
+from ._process.loop import default_loop
+from ._observability.redact import redact
+from ._traffic.cache import CacheControl
+from ._config.loader import Config, load_config
+from ._traffic.pipeline import Call
+from ._traffic.pipeline import run as run_call
+from ._traffic.policies import Policies, PolicyPool, default_policies
+from ._prompts.registry import Prompt, build_registry, prompt_link
+from ._observability.records import LLMResponse
+from ._routing.gateway import CallSpec, Gateway, RouterPool, call_deadline, default_pool
+from ._routing.streaming import ResponseStream
+from ._observability.telemetry import Telemetry, TelemetryPool, default_telemetry
+from ._observability.tracing import TraceScope, current_parent, current_scope
 
 __all__ = ["LiteLLMAdapter"]
 
@@ -225,7 +225,7 @@ class LiteLLMAdapter:
         default_loop().run(self._warmup())
 
     async def _warmup(self) -> None:
-        from ._litellm import litellm
+        from ._routing.litellm import litellm
 
         refused = fork_guard().refusal()
         if refused is not None:     # litellm's router cannot run here: say what to do instead
@@ -350,7 +350,7 @@ class LiteLLMAdapter:
         from_env = os.environ.get("LLM_ADAPTER_SIMULATOR_URL")
         if from_env:
             return from_env.rstrip("/")
-        from ._simulation import shared_simulator
+        from ._routing.simulation import shared_simulator
 
         return shared_simulator(self.config).url
 

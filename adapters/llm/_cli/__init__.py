@@ -1,0 +1,5 @@
+"""The command line: ``llm-adapter``, one module per command group."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,459 @@
+"""Loading the LiteLLM-compatible configuration: file lookup, ``.env``, interpolation,
+environment profiles and validation.
+
+Loading is pure and fast: it never imports litellm, never touches the network and never
+writes to ``os.environ``. Every problem is a ``ConfigError`` naming the file, the key path,
+what is wrong and how to fix it, so a bad config fails at start-up rather than mid-call.
+The key tables live in ``_config_schema``, ``${VAR}`` handling in ``_interpolate``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+from dotenv import dotenv_values
+
+from .schema import (
+    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, PROFILE_EXTRA_KEYS, ROUTER_FIELDS, SECTIONS,
+    TOP_LEVEL_KEYS, Checker, join_key, masked, suggest,
+)
+from .interpolate import interpolate, referenced_var
+from ..errors import ConfigError
+
+__all__ = ["Config", "Deployment", "LangfuseSettings", "Profile", "RouterSettings", "load_config"]
+
+CONFIG_ENV_VAR = "LLM_ADAPTER_CONFIG"
+PROMPTS_ENV_VAR = "LLM_ADAPTER_PROMPTS"
+ENVIRONMENT_ENV_VAR = "ENVIRONMENT"
+DEFAULT_ENVIRONMENT = "development"
+_FILE_NAME = "litellm_config.yaml"
+
+Fallbacks = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+class FrozenDict(dict[str, Any]):
+    """A read-only dict: frozen dataclasses should not be changeable through their mappings.
+
+    A dict subclass (not ``MappingProxyType``) so LiteLLM's ``isinstance(x, dict)`` checks,
+    ``json.dumps`` and ``copy.deepcopy`` (which yields a plain, mutable dict) all work.
+    """
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("configuration mappings are read-only; copy with dict(...) to change")
+
+    __setitem__ = __delitem__ = __ior__ = _readonly
+    clear = pop = popitem = setdefault = update = _readonly
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenDict({str(k): _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_freeze(v) for v in value]
+    return value
+
+
+def _empty() -> FrozenDict:
+    return FrozenDict()
+
+
+# ------------------------------------------------------------------------------------ the model
+
+
+@dataclass(frozen=True, repr=False)
+class Deployment:
+    """One ``model_list`` entry: a concrete model behind a group name."""
+
+    model_name: str
+    litellm_params: Mapping[str, Any]
+    model_info: Mapping[str, Any]
+    id: str
+    provider: str
+    key_env: str | None
+    key_present: bool
+
+    def public_params(self) -> dict[str, Any]:
+        """``litellm_params`` safe to display: keys, secrets, tokens and passwords masked."""
+        shown: dict[str, Any] = masked(self.litellm_params)
+        return shown
+
+    def __repr__(self) -> str:
+        return (f"Deployment(model_name={self.model_name!r}, id={self.id!r}, "
+                f"provider={self.provider!r}, key_env={self.key_env!r}, "
+                f"key_present={self.key_present!r}, litellm_params={self.public_params()!r}, "
+                f"model_info={masked(self.model_info)!r})")
+
+
+@dataclass(frozen=True)
+class LangfuseSettings:
+    enabled: bool | None = None     # None: the profile does not say
+    default_tags: tuple[str, ...] = ()
+    sample_rate: float | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class Profile:
+    """What one environment (development, production, ...) changes."""
+
+    name: str
+    default_model: str | None
+    fallbacks_enabled: bool = True
+    langfuse: LangfuseSettings = LangfuseSettings()
+    simulated: bool = False         # every deployment served by the built-in simulator
+    simulator: Mapping[str, Any] = field(default_factory=_empty)
+    router_settings: Mapping[str, Any] = field(default_factory=_empty)  # overrides only
+    extra: Mapping[str, Any] = field(default_factory=_empty)  # masking, budgets, ... for later
+
+    def __repr__(self) -> str:
+        return (f"Profile(name={self.name!r}, default_model={self.default_model!r}, "
+                f"fallbacks_enabled={self.fallbacks_enabled!r}, langfuse={self.langfuse!r}, "
+                f"simulated={self.simulated!r}, simulator={masked(self.simulator)!r}, "
+                f"router_settings={masked(self.router_settings)!r}, "
+                f"extra={masked(self.extra)!r})")
+
+
+@dataclass(frozen=True, repr=False)
+class RouterSettings:
+    """Router-wide settings, already merged with the active profile's overrides."""
+
+    routing_strategy: str = "simple-shuffle"
+    num_retries: int = 1
+    timeout: float = 60.0           # seconds each attempt may take (LiteLLM's timeout)
+    stream_timeout: float | None = None     # seconds each read of a stream may wait
+    deadline: float | None = None   # seconds for a whole call; None: from the chain's timeouts
+    cooldown_time: float = 30.0
+    allowed_fails: int = 0
+    retry_after: float = 0.0
+    max_fallbacks: int = 5
+    rpm: int | None = None
+    tpm: int | None = None
+    cache: Mapping[str, Any] | None = None
+    redis_url: str | None = None
+    enable_pre_call_checks: bool = False
+    extra: Mapping[str, Any] = field(default_factory=_empty)  # other Router kwargs, as given
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values of every field (secrets included: not for display)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in masked(self.as_dict()).items())
+        return f"RouterSettings({shown})"
+
+
+@dataclass(frozen=True, repr=False)
+class Config:
+    """A validated configuration for one environment."""
+
+    path: Path | None
+    environment: str
+    deployments: tuple[Deployment, ...]
+    fallbacks: Fallbacks
+    context_window_fallbacks: Fallbacks
+    content_policy_fallbacks: Fallbacks
+    router_settings: RouterSettings
+    profile: Profile
+    profiles: Mapping[str, Profile]
+    sections: Mapping[str, Any]     # uninterpreted top-level sections, interpolated
+    prompts_dir: Path | None = None  # $LLM_ADAPTER_PROMPTS as loaded (environment or .env)
+
+    def groups(self) -> tuple[str, ...]:
+        """The model groups (``model_name`` values) in file order."""
+        return tuple(dict.fromkeys(d.model_name for d in self.deployments))
+
+    def group(self, name: str) -> tuple[Deployment, ...]:
+        found = tuple(d for d in self.deployments if d.model_name == name)
+        if not found:
+            raise ConfigError(f"unknown model group {name!r}", path=_str(self.path),
+                              key="model_list",
+                              fix=suggest(name, self.groups(), what="defined groups"))
+        return found
+
+    @property
+    def default_model(self) -> str:
+        return self.profile.default_model or self.groups()[0]
+
+    @property
+    def packaged(self) -> bool:
+        """Loaded from the default config shipped in the package (no project config found)."""
+        return self.path is not None and self.path.resolve() == _packaged_default()
+
+    def fingerprint(self) -> str:
+        """sha256 over everything that shapes a Router, to tell when one must be rebuilt."""
+        shape = {
+            "environment": self.environment,
+            "deployments": [[d.model_name, d.id, d.litellm_params, d.model_info]
+                            for d in self.deployments],
+            "fallbacks": self.fallbacks,
+            "context_window_fallbacks": self.context_window_fallbacks,
+            "content_policy_fallbacks": self.content_policy_fallbacks,
+            "router_settings": self.router_settings.as_dict(),
+            "profile": [self.profile.fallbacks_enabled, self.profile.simulated,
+                        self.profile.simulator],
+        }
+        text = json.dumps(shape, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def settings_fingerprint(self) -> str:
+        """``fingerprint()`` plus every other section (masking, store, budgets, alerts, ...):
+        what the adapter's telemetry and policies are built from."""
+        rest = {"sections": self.sections, "profile": self.profile.extra,
+                "langfuse": [self.profile.langfuse.enabled, self.profile.langfuse.default_tags]}
+        text = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256((self.fingerprint() + text).encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return (f"Config(path={_str(self.path)!r}, environment={self.environment!r}, "
+                f"groups={self.groups()!r}, deployments={self.deployments!r}, "
+                f"fallbacks={self.fallbacks!r}, router_settings={self.router_settings!r}, "
+                f"profile={self.profile!r}, profiles={tuple(self.profiles)!r}, "
+                f"sections={tuple(self.sections)!r})")
+
+
+# ------------------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, environment: str | None = None,
+                env: Mapping[str, str] | None = None, load_dotenv: bool = True) -> Config:
+    """Find, read, interpolate and validate the config for one environment.
+
+    ``env`` replaces ``os.environ`` (tests, embedding). ``.env`` files (the cwd's, then the
+    config file's project directory's) only fill variables the environment does not set.
+    """
+    variables = dict(os.environ if env is None else env)
+    cwd_dotenv = Path.cwd() / ".env"
+    if load_dotenv:
+        variables = _with_dotenv(variables, cwd_dotenv)
+    file = _find_file(path, variables)
+    project_dotenv = file.parent.parent / ".env"
+    if load_dotenv and project_dotenv.resolve() != cwd_dotenv.resolve():
+        variables = _with_dotenv(variables, project_dotenv)
+    if environment:
+        name, source = environment, "the environment argument"
+    elif variables.get(ENVIRONMENT_ENV_VAR):
+        name, source = variables[ENVIRONMENT_ENV_VAR], ENVIRONMENT_ENV_VAR
+    else:
+        name, source = DEFAULT_ENVIRONMENT, "the default"
+    return _build(_read_yaml(file), file, name, source, variables)
+
+
+def _with_dotenv(variables: dict[str, str], dotenv: Path) -> dict[str, str]:
+    """``variables`` plus the file's values for the names it does not have."""
+    if not dotenv.is_file():
+        return variables
+    try:
+        values = dotenv_values(dotenv, interpolate=False)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the .env file: {exc}", path=str(dotenv),
+                          fix="make it a readable UTF-8 file") from exc
+    extra = {k: v for k, v in values.items() if v is not None and k not in variables}
+    return {**variables, **extra}
+
+
+def _find_file(path: str | os.PathLike[str] | None, variables: Mapping[str, str]) -> Path:
+    if path is not None:
+        chosen, source = Path(path).expanduser(), "the path argument"
+    elif variables.get(CONFIG_ENV_VAR):
+        chosen, source = Path(variables[CONFIG_ENV_VAR]).expanduser(), CONFIG_ENV_VAR
+    else:
+        local = Path.cwd() / "config" / _FILE_NAME
+        return local if local.is_file() else _packaged_default()
+    if chosen.is_file():
+        return chosen
+    problem = "is a directory, not a file" if chosen.is_dir() else "does not exist"
+    raise ConfigError(f"the config file named by {source} {problem}", path=str(chosen),
+                      fix=f"point {source} at a YAML file such as config/{_FILE_NAME}")
+
+
+def _packaged_default() -> Path:
+    """The copy shipped in the package, so an installed adapter works from any directory."""
+    return Path(__file__).resolve().parents[1] / "data" / _FILE_NAME
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which YAML would silently collapse."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                    key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(file: Path) -> Any:
+    where = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file: {exc}", path=where,
+                          fix="make it a readable UTF-8 YAML file") from exc
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"invalid YAML{at}: {exc.problem or exc.context}", path=where,
+                          fix="check indentation and ':' there, and quote values that contain "
+                          "${...}, braces, ': ' or ' #'") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", path=where, fix="fix the YAML syntax") from exc
+
+
+def _build(raw: Any, file: Path, environment: str, env_source: str,
+           variables: Mapping[str, str]) -> Config:
+    check = Checker(str(file))
+    if raw is None:
+        raise check.error("", "the file is empty; it needs at least model_list",
+                          "add model_list: [{model_name: gpt-4o, litellm_params: "
+                          "{model: openai/gpt-4o}}]")
+    top = check.mapping(raw, "", what="a mapping at the top level")
+    for name in top:
+        if name not in TOP_LEVEL_KEYS:
+            raise check.error(name, f"unknown top-level key {name!r}",
+                              suggest(name, TOP_LEVEL_KEYS, what="valid top-level keys"))
+    data: dict[str, Any] = interpolate(top, variables, file=check.file)
+
+    deployments = _deployments(check, data.get("model_list"), top.get("model_list"), variables)
+    groups = tuple(dict.fromkeys(d.model_name for d in deployments))
+    chains = {name: check.fallbacks(data.get(name), name, groups) for name in
+              ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")}
+    base_router = check.router_settings(data.get("router_settings"), "router_settings")
+    profiles = _profiles(check, data.get("environments"), groups)
+    if environment not in profiles:
+        fix = suggest(environment, profiles, what="defined environments")
+        if not data.get("environments"):
+            fix += ("; without an environments section only 'development' exists: add one, "
+                    f"or unset {ENVIRONMENT_ENV_VAR}")
+        raise check.error("environments", f"unknown environment {environment!r} (from "
+                          f"{env_source})", fix)
+    profile = profiles[environment]
+    sections = {name: check.mapping(data[name], name) for name in SECTIONS if name in data}
+    return Config(
+        path=file, environment=environment, deployments=deployments,
+        fallbacks=chains["fallbacks"],
+        context_window_fallbacks=chains["context_window_fallbacks"],
+        content_policy_fallbacks=chains["content_policy_fallbacks"],
+        router_settings=_router({**base_router, **profile.router_settings}),
+        profile=profile, profiles=FrozenDict(profiles), sections=_freeze(sections),
+        prompts_dir=Path(variables[PROMPTS_ENV_VAR]).expanduser()
+        if variables.get(PROMPTS_ENV_VAR) else None)
+
+
+def _deployments(check: Checker, model_list: Any, raw_list: Any,
+                 variables: Mapping[str, str]) -> tuple[Deployment, ...]:
+    example = ("add model_list: [{model_name: gpt-4o, litellm_params: {model: openai/gpt-4o, "
+               "api_key: os.environ/OPENAI_API_KEY}}]")
+    if model_list is None:
+        raise check.error("model_list", "model_list is missing", example)
+    if not isinstance(model_list, list):
+        raise check.error("model_list", f"model_list must be a list of deployments, got a "
+                          f"{type(model_list).__name__}", example)
+    if not model_list:
+        raise check.error("model_list", "model_list is empty", example)
+    out: list[Deployment] = []
+    counts: dict[str, int] = {}
+    ids: dict[str, str] = {}
+    for i, entry in enumerate(model_list):
+        key = join_key("model_list", i)
+        model_name, params, info = check.deployment(entry, key)
+        counts[model_name] = counts.get(model_name, 0) + 1
+        dep_id = info.setdefault("id", f"{model_name}-{counts[model_name]}")
+        if dep_id in ids:
+            raise check.error(join_key(key, "model_info.id"), f"deployment id {dep_id!r} is "
+                              f"already used by {ids[dep_id]}", "give each deployment its own "
+                              "model_info.id, or drop it to get <model_name>-<n>")
+        ids[dep_id] = key
+        raw_key = raw_list[i].get("litellm_params", {}).get("api_key")
+        out.append(_deployment(model_name, params, info, raw_key, variables))
+    return tuple(out)
+
+
+def _deployment(model_name: str, params: dict[str, Any], info: dict[str, Any], raw_key: Any,
+                variables: Mapping[str, str]) -> Deployment:
+    model: str = params["model"]
+    provider = params.get("custom_llm_provider") or (
+        model.split("/", 1)[0] if "/" in model else "openai")
+    if raw_key is not None:
+        key_env = referenced_var(raw_key) if isinstance(raw_key, str) else None
+        present = bool(params.get("api_key"))
+    elif provider in KEYLESS_PROVIDERS or provider not in CONVENTIONAL_KEY_ENV:
+        key_env, present = None, True
+    else:
+        # Resolve the conventional variable here so a key from .env reaches LiteLLM too.
+        key_env = CONVENTIONAL_KEY_ENV[provider]
+        value = variables.get(key_env)
+        if value:
+            params["api_key"] = value
+        present = bool(value)
+    return Deployment(model_name=model_name, litellm_params=_freeze(params),
+                      model_info=_freeze(info), id=info["id"], provider=str(provider),
+                      key_env=key_env, key_present=present)
+
+
+def _profiles(check: Checker, value: Any, groups: tuple[str, ...]) -> dict[str, Profile]:
+    environments = check.mapping(value, "environments",
+                                 what="a mapping of environment name to profile")
+    if not environments:
+        return {DEFAULT_ENVIRONMENT: Profile(name=DEFAULT_ENVIRONMENT, default_model=groups[0])}
+    out: dict[str, Profile] = {}
+    for name, raw in environments.items():
+        settings = check.profile(raw, join_key("environments", name), groups)
+        langfuse = settings.get("langfuse", {})
+        simulator = settings.get("simulator", False)
+        out[name] = Profile(
+            name=name, default_model=settings.get("default_model"),
+            fallbacks_enabled=settings.get("fallbacks_enabled", True),
+            langfuse=LangfuseSettings(
+                enabled=langfuse.get("enabled"),
+                default_tags=tuple(langfuse.get("default_tags", ())),
+                sample_rate=_float(langfuse.get("sample_rate"))),
+            simulated=simulator is not False,
+            simulator=_freeze(simulator if isinstance(simulator, Mapping) else {}),
+            router_settings=_freeze(settings.get("router_settings", {})),
+            extra=_freeze({k: v for k, v in settings.items() if k in PROFILE_EXTRA_KEYS}))
+    return out
+
+
+def _router(merged: Mapping[str, Any]) -> RouterSettings:
+    """Split checked router settings into RouterSettings fields and pass-through ``extra``."""
+    known = {k: v for k, v in merged.items() if k in ROUTER_FIELDS}
+    for name in ("timeout", "stream_timeout", "deadline", "cooldown_time", "retry_after"):
+        if name in known:
+            known[name] = _float(known[name])
+    if known.get("cache") is not None:
+        known["cache"] = _freeze(known["cache"])
+    extra = {k: v for k, v in merged.items() if k not in ROUTER_FIELDS}
+    return RouterSettings(**known, extra=_freeze(extra))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+

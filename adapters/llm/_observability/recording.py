@@ -1,0 +1,172 @@
+"""Call records, from the call to the sinks, off the calling path.
+
+The call builds a raw ``CallRecord`` and drops it in a bounded queue (microseconds); one thread
+masks the queued records in batches and hands them to each sink (local store, Langfuse). A sink that fails is logged and
+counted, never raised into the call; a full queue drops and counts rather than blocking it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .batching import BatchWorker
+from ..errors import LLMAdapterError, ProviderError
+from .masking import Masker
+from .records import CallRecord, LLMResponse
+
+__all__ = ["Recorder", "Sink", "build_record"]
+
+log = logging.getLogger("adapters.llm")
+
+
+class Sink(Protocol):
+    """Where records go. ``emit`` must be quick and thread-safe (enqueue, do the work later);
+    ``flush(timeout)`` delivers what was emitted, within ``timeout`` seconds, True when done.
+    A sink may also have ``close()``: called once at the end of the process, after its flush.
+
+    A sink that also needs the masked record beside the one it chose (the store, writing the
+    Langfuse outbox row with the call's row) has ``emit_pair(record, masked)``, used instead.
+    """
+
+    name: str
+    wants_masked: bool              # False: only secrets are removed (e.g. store with store: false)
+
+    def emit(self, record: CallRecord) -> None: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+
+class Recorder:
+    """Masks records and fans them out to the sinks from one background thread."""
+
+    def __init__(self, sinks: list[Sink], masker: Masker, secrets_only: Masker,
+                 queue_size: int = 10_000) -> None:
+        self.sinks = sinks
+        self.masker = masker
+        self.secrets_only = secrets_only
+        self.failures: dict[str, int] = {}
+        self._worker: BatchWorker[CallRecord] = BatchWorker(
+            "llm-adapter-recorder", self._handle, queue_size=queue_size)
+
+    @property
+    def dropped(self) -> int:
+        return self._worker.dropped
+
+    def record(self, record: CallRecord) -> None:
+        """Queue ``record`` for the sinks; never blocks, never raises."""
+        if self.sinks:
+            self._worker.put(record)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued record reached the sinks and the sinks delivered it."""
+        deadline = time.monotonic() + timeout
+        done = self._worker.drain(timeout)
+        for sink in self.sinks:
+            left = max(deadline - time.monotonic(), 0.0)
+            done = self._guard(sink, lambda s=sink, t=left: s.flush(t)) is True and done
+        return done
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Hand every queued record to the sinks and stop the thread (the sinks stay open:
+        they are flushed and closed by their owner). True when all was handed over in time;
+        records queued later are dropped and counted. Safe to call twice."""
+        return self._worker.stop(timeout)
+
+    def _handle(self, batch: list[CallRecord]) -> None:
+        for record in batch:
+            masked = _masked(record, self.masker)
+            plain = masked if self.masker == self.secrets_only else \
+                _masked(record, self.secrets_only)
+            for sink in self.sinks:
+                chosen = masked if sink.wants_masked else plain
+                pair = getattr(sink, "emit_pair", None)
+                if pair is not None:
+                    self._guard(sink, lambda p=pair, r=chosen, m=masked: p(r, m))
+                else:
+                    self._guard(sink, lambda s=sink, r=chosen: s.emit(r))
+
+    def _guard(self, sink: Sink, action: object) -> object:
+        try:
+            return action()  # type: ignore[operator]
+        except Exception:  # a sink must never take the calls down; it is logged and counted
+            count = self.failures[sink.name] = self.failures.get(sink.name, 0) + 1
+            if count == 1 or count % 100 == 0:
+                log.exception("llm-adapter: the %s sink failed (%d time(s))", sink.name, count)
+            return None
+
+
+def _masked(record: CallRecord, masker: Masker) -> CallRecord:
+    """``record`` as a sink may see it; identifiers that hold patient data become pseudonyms, so
+    what is grouped by them (costs by user, session trees) still groups."""
+    def ident(value: Any) -> Any:
+        return masker.identifier(value) if isinstance(value, str) and value else value
+
+    return dataclasses.replace(
+        record,
+        session_id=ident(record.session_id), user_id=ident(record.user_id),
+        agent=ident(record.agent), stage=ident(record.stage),
+        trace_name=ident(record.trace_name), tags=tuple(ident(t) for t in record.tags),
+        input=masker(record.input),
+        output=masker.text(record.output) if record.output is not None else None,
+        tool_calls=masker(record.tool_calls),
+        metadata=masker(record.metadata),
+        error_message=masker.text(record.error_message) if record.error_message else None,
+        attempts=[dataclasses.replace(a, message=masker.text(a.message)) if a.message else a
+                  for a in record.attempts],
+    )
+
+
+_KNOWN_KEYS = ("session_id", "user_id", "agent", "stage", "tags", "trace_name")
+
+
+def build_record(*, call_id: str, group: str, environment: str, messages: list[dict[str, Any]],
+                 params: Mapping[str, Any], metadata: Mapping[str, Any] | None,
+                 scope: Any, parent: tuple[str, str | None], started_at: float,
+                 response: LLMResponse | None = None, error: LLMAdapterError | None = None,
+                 stream: bool = False, prompt: Any = None) -> CallRecord:
+    """The record of one call, from what the caller asked and what came back (or failed)."""
+    meta = dict(metadata or {})
+    tags = tuple(meta.get("tags") or ()) + tuple(getattr(scope, "tags", ()) or ())
+    extra = {k: v for k, v in meta.items() if k not in _KNOWN_KEYS}
+    scope_meta = getattr(scope, "metadata", None) or {}
+    trace_id, parent_span = parent
+    ended = time.time()
+    record = CallRecord(
+        call_id=call_id, trace_id=trace_id, span_id=call_id[:16], parent_span_id=parent_span,
+        started_at=started_at, ended_at=ended, environment=environment, model_group=group,
+        status="ok" if error is None else "error",
+        latency_ms=response.latency_ms if response else (ended - started_at) * 1000,
+        session_id=meta.get("session_id") or getattr(scope, "session_id", None),
+        user_id=meta.get("user_id") or getattr(scope, "user_id", None),
+        agent=meta.get("agent"), stage=meta.get("stage"),
+        trace_name=meta.get("trace_name") or getattr(scope, "name", None),
+        tags=tuple(dict.fromkeys(tags)), metadata={**scope_meta, **extra},
+        input=messages, stream=stream,
+        model_parameters={k: v for k, v in params.items() if k not in ("tools", "messages")},
+    )
+    if prompt is not None:
+        record.prompt_name, record.prompt_version = prompt.name, prompt.version
+        record.prompt_variant, record.prompt_source = prompt.variant, prompt.source
+    if response is not None:
+        record.deployment, record.provider = response.deployment, response.provider
+        record.provider_model, record.ttft_ms = response.provider_model, response.ttft_ms
+        record.answered_group = response.answered_group
+        record.usage, record.cost, record.cost_details = response.usage, response.cost, \
+            response.cost_details
+        record.output, record.attempts = response.content, list(response.attempts)
+        record.cache_hit, record.cost_saved = response.cache_hit, response.cost_saved
+        record.hedged = response.hedged
+        record.tool_calls = [{"id": t.id, "type": "function",
+                              "function": {"name": t.name, "arguments": t.arguments}}
+                             for t in response.tool_calls]
+    if error is not None:
+        record.error_kind = getattr(error, "kind", None) or type(error).__name__
+        record.error_message = str(error)
+        if isinstance(error, ProviderError):
+            record.attempts = list(error.attempts)
+            record.deployment = error.deployment
+    return record

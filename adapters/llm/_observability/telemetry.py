@@ -1,0 +1,287 @@
+"""Which sinks a config records to, resolved once and shared by the adapters that use it.
+
+The local store is always on (``store: {enabled: false}`` turns it off); Langfuse is on when the
+adapter's ``enable_langfuse`` (default: the profile's ``langfuse.enabled``) says so and keys are
+set. Missing keys while enabled give one warning and the calls go on. Every secret the config
+and the environment hold is collected here for the maskers, which also mask litellm's own logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .._process.fork import reset_in_child
+from .._process.lifecycle import RECORDS, default_lifecycle
+from .log_masking import log_masking
+from .pseudonyms import pseudonym_key
+from .redact import config_secrets
+from .._config.loader import Config
+from ..errors import ConfigError, UsageError
+from .masking import Masker, masker_from_config
+from .recording import Recorder, Sink
+from .tracing import LangfuseSink, langfuse_credentials
+
+__all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path"]
+
+log = logging.getLogger("adapters.llm")
+
+
+SINK_EXIT_TIMEOUT = 5.0     # a sink's share at exit (Langfuse: what it did not take stays stored)
+
+
+@dataclass
+class Telemetry:
+    recorder: Recorder
+    masker: Masker
+    langfuse: LangfuseSink | None
+    store: Any | None                    # LocalStore
+    alerts: Any | None = None            # AlertEvaluator
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Every record so far handed to the sinks and delivered by them; True when done."""
+        return self.recorder.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """The end of this telemetry, in order: the recorder hands over what is queued and
+        stops; each sink is flushed with the time left (at most ``SINK_EXIT_TIMEOUT`` each, the
+        store's own sink first) and closed if it has ``close()``; then the store
+        commits and stops its writer (it gets at least a second, whatever the sinks took).
+        True when everything finished in time. Safe to call twice; records made later are
+        dropped and counted. Shared parts (a store, a sink) are closed for everyone using them:
+        this is for the end of the process (``LiteLLMAdapter.close`` only flushes)."""
+        deadline = time.monotonic() + timeout
+        ok = self.recorder.close(timeout)
+        return _close_parts(self.recorder.sinks, [self.store], deadline) and ok
+
+
+class TelemetryPool:
+    """Telemetry per (config, Langfuse on/off): one store writer and one Langfuse exporter per
+    process and destination, however many adapters are created."""
+
+    def __init__(self) -> None:
+        self._forget()
+        self._warned_keys = False
+        reset_in_child(self, TelemetryPool._forget)
+        lifecycle = default_lifecycle()
+        lifecycle.install()
+        lifecycle.add(self.close, stage=RECORDS)
+
+    def _forget(self) -> None:
+        """Start empty; in a forked child, whose store writer and exporter threads are gone,
+        the next call builds its own."""
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
+        self._stores: dict[str, Any] = {}
+        self._langfuse: dict[tuple[str, str, str, str], LangfuseSink] = {}
+        self._alerts: dict[str, Any] = {}
+        self._warned_keys = False
+        self._closed = False
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Close every telemetry of the pool as ``Telemetry.close`` does, all recorders first,
+        then each sink and store once (several telemetries share them). Run at the end of the
+        process; safe to call twice."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+            items = list(self._items.values())
+        ok = True
+        for telemetry in items:
+            ok = telemetry.recorder.close(max(deadline - time.monotonic(), 0.0)) and ok
+        sinks = {id(sink): sink for t in items for sink in t.recorder.sinks}
+        stores = {id(t.store): t.store for t in items}
+        return _close_parts(list(sinks.values()), list(stores.values()), deadline) and ok
+
+    def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
+        creds = langfuse_credentials() if enable_langfuse else None
+        key = (config.settings_fingerprint(), enable_langfuse,
+               (creds.public_key, creds.base_url) if creds else None)
+        with self._lock:
+            telemetry = self._items.get(key)
+            if telemetry is None:
+                if self._closed:
+                    raise UsageError("the process is ending: its call records were already "
+                                     "written and closed, so no new adapter can record calls")
+                telemetry = self._items[key] = self._build(config, enable_langfuse)
+                default_lifecycle().run_first()     # before the SDK's own at-exit shutdown
+            return telemetry
+
+    def _build(self, config: Config, enable_langfuse: bool) -> Telemetry:
+        source = str(config.path) if config.path else None
+        creds = langfuse_credentials()
+        secrets = [*config_secrets(config), *((creds.secret_key,) if creds else ())]
+        store_settings = _section(config, "store")
+        path = store_path(config)
+        settings = _section(config, "masking")
+
+        def key() -> bytes:
+            return pseudonym_key(settings.get("pseudonym_key"), source=source,
+                                 home=path.parent,
+                                 warn=config.environment == "production" and enable_langfuse)
+
+        masker = masker_from_config(settings, environment=config.environment, secrets=secrets,
+                                    source=source, pseudonym_key=key)
+        secrets_only = masker_from_config({**settings, "enabled": False},
+                                          environment=config.environment, secrets=secrets,
+                                          source=source)
+        log_masking().add(masker)           # litellm's own log lines: from now on
+        sinks: list[Sink] = []
+        store = None
+        keep_calls = store_settings.get("enabled", True)
+        if keep_calls:
+            store = self._store(path)
+        langfuse = None
+        if enable_langfuse:
+            if creds is None:
+                self._warn_missing_keys()
+            else:
+                if store is None:
+                    store = self._store(path)   # the outbox lives there
+                langfuse = self._langfuse_sink(creds, config, store)
+        if keep_calls:
+            # With Langfuse on, a call's outbox row is committed with its calls row.
+            sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store,
+                                    langfuse=langfuse))
+        elif langfuse is not None:
+            sinks.append(langfuse)
+        alerts = self._alert_evaluator(config)
+        if alerts is not None:
+            sinks.append(alerts)
+        return Telemetry(Recorder(sinks, masker, secrets_only), masker, langfuse, store, alerts)
+
+    def _alert_evaluator(self, config: Config) -> Any:
+        """One evaluator per config and process, whatever the Langfuse setting: an alert is
+        sent once, not once per adapter flavour."""
+        from .alert_rules import AlertSettings
+
+        settings = AlertSettings.from_config(config)
+        if settings is None:
+            return None
+        key = config.settings_fingerprint()
+        evaluator = self._alerts.get(key)
+        if evaluator is None:
+            from .alerts import AlertEvaluator
+
+            evaluator = self._alerts[key] = AlertEvaluator(settings)
+        return evaluator
+
+    def _store(self, path: Path) -> Any:
+        from .store import LocalStore
+
+        store = LocalStore(path)
+        existing = self._stores.setdefault(str(store.path), store)
+        if existing is not store:
+            store.close()
+        existing.start()            # the first record does not wait for the writer's start
+        return existing
+
+    def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
+        key = (creds.public_key, creds.base_url, config.environment, str(store.path))
+        sink = self._langfuse.get(key)
+        if sink is None:
+            sink = self._langfuse[key] = LangfuseSink(
+                creds, environment=config.environment, store=store,
+                default_tags=config.profile.langfuse.default_tags)
+        return sink
+
+    def _warn_missing_keys(self) -> None:
+        if not self._warned_keys:
+            self._warned_keys = True
+            log.warning("llm-adapter: Langfuse is enabled but LANGFUSE_PUBLIC_KEY / "
+                        "LANGFUSE_SECRET_KEY are not set; calls are recorded in the local store "
+                        "only (set them, or enable_langfuse=False to silence this)")
+
+
+class _StoreSink:
+    """The calls row of each record and, with Langfuse on, its outbox row (the masked
+    record), queued as one item so the store commits them in one transaction."""
+
+    name = "store"
+
+    def __init__(self, store: Any, *, masked: bool, langfuse: LangfuseSink | None = None) -> None:
+        self.store = store
+        self.wants_masked = masked
+        self.langfuse = langfuse
+        if langfuse is not None:
+            self.emit_pair = self._emit_pair
+
+    def emit(self, record: Any) -> None:
+        self.store.write(record)
+
+    def _emit_pair(self, record: Any, masked: Any) -> None:
+        assert self.langfuse is not None
+        self.store.write_with_outbox(record, self.langfuse.entry(masked))
+
+    def flush(self, timeout: float) -> bool:
+        if self.langfuse is None:
+            return bool(self.store.flush(timeout))
+        return self.langfuse.flush(timeout)          # commits, then delivers
+
+
+def _close_parts(sinks: list[Sink], stores: list[Any], deadline: float) -> bool:
+    """Flush each sink (at most ``SINK_EXIT_TIMEOUT`` each) and close it if it has
+    ``close()``, then close each store (at least a second each, whatever the sinks took)."""
+    ok = True
+    for sink in sinks:
+        left = min(max(deadline - time.monotonic(), 0.0), SINK_EXIT_TIMEOUT)
+        ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
+        closer = getattr(sink, "close", None)
+        if callable(closer):
+            ok = _step(sink.name, "close", closer) and ok
+    for store in stores:
+        if store is not None:
+            ok = bool(store.close(max(deadline - time.monotonic(), 1.0))) and ok
+    return ok
+
+
+def _step(sink: str, what: str, action: Any) -> bool:
+    """One sink's flush or close at the end: logged, never raised (the others still run)."""
+    try:
+        return action() is not False
+    except sqlite3.Error as exc:    # the store's file went away or broke: say so in one line
+        log.warning("llm-adapter: the %s sink could not %s at exit: %s", sink, what, exc)
+        return False
+    except Exception:  # a sink failing at exit must not keep the store from closing; logged
+        log.exception("llm-adapter: the %s sink failed to %s at exit", sink, what)
+        return False
+
+
+def store_path(config: Config) -> Path:
+    """The store a config's calls go to: ``store.path``, else the default store."""
+    settings = _section(config, "store")
+    unknown = set(settings) - {"enabled", "path"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}",
+                          path=str(config.path) if config.path else None, key="store",
+                          fix="use enabled and path")
+    from .store import default_path
+
+    configured = settings.get("path")
+    if configured:
+        return Path(str(configured)).expanduser()
+    return default_path()
+
+
+def _section(config: Config, name: str) -> dict[str, Any]:
+    """A settings section: the top-level one with the profile's keys over it."""
+    top = config.sections.get(name) or {}
+    own = config.profile.extra.get(name) or {}
+    if not isinstance(top, Mapping) or not isinstance(own, Mapping):
+        raise ConfigError(f"{name} must be a mapping", path=str(config.path), key=name)
+    return {**top, **own}
+
+
+@cache
+def default_telemetry() -> TelemetryPool:
+    """The process's pool: store writers and Langfuse exporters are per process."""
+    return TelemetryPool()

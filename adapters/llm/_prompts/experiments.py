@@ -1,0 +1,112 @@
+"""A/B tests of prompt versions: which labelled variant a caller gets, sticky per user or session.
+
+Langfuse has no traffic splitting of its own (its recipe is ``random.choice`` between labels), so
+the split is done here: the variant is a weighted choice from a bucket in [0, 1) that is the
+sha256 of the experiment's name and the sticky key. The same user (or session) therefore always
+gets the same variant, in every process, with no state to share; without a key the choice is
+random. Weights are relative (50/50, 90/10, 1/1/2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from .sources import LABEL_RE
+
+__all__ = ["STICKY_BY", "Experiment", "bucket", "parse_experiments"]
+
+STICKY_BY = ("user_id", "session_id")
+_KEYS = ("variants", "sticky_by")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One prompt's split: ``variants`` maps a Langfuse label to its relative weight."""
+
+    prompt: str
+    variants: tuple[tuple[str, float], ...]
+    sticky_by: str = "user_id"
+    _bounds: tuple[tuple[float, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        total = sum(w for _, w in self.variants)
+        bounds, running = [], 0.0
+        for label, weight in self.variants:
+            running += weight / total
+            bounds.append((running, label))
+        object.__setattr__(self, "_bounds", tuple(bounds))   # derived once: assign() is hot
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(label for label, _ in self.variants)
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Each variant's expected share of traffic, 0..1."""
+        total = sum(w for _, w in self.variants)
+        return {label: w / total for label, w in self.variants}
+
+    def assign(self, key: str | None) -> str:
+        """The variant for ``key`` (always the same one), or a random one when key is None."""
+        point = random.random() if key is None else bucket(self.prompt, key)
+        for bound, label in self._bounds:
+            if point < bound:
+                return label
+        return self._bounds[-1][1]                 # rounding: the sum of shares may be 0.999...
+
+
+def bucket(experiment: str, key: str) -> float:
+    """A point in [0, 1) fixed by the experiment and the key, uniform over keys."""
+    digest = hashlib.sha256(f"{experiment}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def parse_experiments(raw: Any, *, path: str | None = None,
+                      key: str = "prompts.experiments") -> dict[str, Experiment]:
+    """``{prompt: {variants: {label: weight}, sticky_by: user_id|session_id}}``, validated."""
+    from .._config.schema import suggest
+
+    example = "e.g. experiments: {my-prompt: {variants: {prod-a: 50, prod-b: 50}}}"
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must map prompt names to experiments", path=path, key=key, fix=example)
+    out: dict[str, Experiment] = {}
+    for name, spec in raw.items():
+        where = f"{key}.{name}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError("must be a mapping with variants (and sticky_by)", path=path,
+                              key=where, fix=example)
+        unknown = sorted(map(str, set(spec) - set(_KEYS)))
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r}", path=path,
+                              key=f"{where}.{unknown[0]}",
+                              fix=suggest(unknown[0], _KEYS, what="valid keys"))
+        variants = spec.get("variants")
+        if not isinstance(variants, Mapping) or not variants:
+            raise ConfigError("variants must map labels to weights", path=path,
+                              key=f"{where}.variants", fix=example)
+        pairs = []
+        for label, weight in variants.items():
+            if not isinstance(label, str) or not LABEL_RE.match(label):
+                raise ConfigError(f"{label!r} is not a Langfuse label", path=path,
+                                  key=f"{where}.variants",
+                                  fix="use lowercase letters, digits, '_', '-' or '.'")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+                    not weight > 0 or weight == float("inf"):
+                raise ConfigError(f"weight of {label!r} must be a positive number, not "
+                                  f"{weight!r}", path=path, key=f"{where}.variants.{label}",
+                                  fix="weights are relative: 50 and 50, or 90 and 10")
+            pairs.append((label, float(weight)))
+        sticky_by = spec.get("sticky_by", "user_id")
+        if sticky_by not in STICKY_BY:
+            raise ConfigError(f"sticky_by must be user_id or session_id, not {sticky_by!r}",
+                              path=path, key=f"{where}.sticky_by",
+                              fix=suggest(sticky_by, STICKY_BY, what="valid values"))
+        out[str(name)] = Experiment(prompt=str(name), variants=tuple(pairs), sticky_by=sticky_by)
+    return out
