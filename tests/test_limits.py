@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from adapters.llm import RateLimited, load_config
-from adapters.llm._traffic.counters import Backend, BackendUnavailable, MemoryBackend, Take, backend_for
+from adapters.llm._traffic.counters import Backend, BackendUnavailable, MemoryBackend, Take
+from adapters.llm._traffic.counters_redis import backend_for
 from adapters.llm._traffic.counters_redis import RedisBackend
 from adapters.llm._traffic.limits import DEFAULT_OUTPUT_TOKENS, Limits, RateLimiter
 

@@ -225,25 +225,24 @@ class LiteLLMAdapter:
         default_loop().run(self._warmup())
 
     async def _warmup(self) -> None:
-        from ._routing.litellm import litellm
+        from ._routing.litellm import acompletion, count_tokens, exceptions
 
         refused = fork_guard().refusal()
         if refused is not None:     # litellm's router cannot run here: say what to do instead
             raise refused
 
-        lt = litellm()
         messages = [{"role": "user", "content": "warm-up"}]
         # The tokenizer (rate-limit and budget estimates) loads on its first count.
         model = str(self.config.group(self.model)[0].litellm_params.get("model", ""))
-        lt.token_counter(model=model, messages=messages)
+        count_tokens(model, messages)
         # A mocked answer through the Router: its lazy imports, no provider traffic.
         await self.gateway.router.acompletion(model=self.model, messages=messages,
                                               mock_response="ok", disable_fallbacks=True)
         try:
-            await lt.acompletion(model="openai/gpt-4o", messages=messages,
-                                 mock_response=lt.InternalServerError(
-                                     "warm-up", llm_provider="openai", model="gpt-4o"))
-        except lt.InternalServerError:
+            await acompletion(model="openai/gpt-4o", messages=messages,
+                              mock_response=exceptions().InternalServerError(
+                                  "warm-up", llm_provider="openai", model="gpt-4o"))
+        except exceptions().InternalServerError:
             pass  # the failure path is what is being warmed up
 
     # -- prompts ------------------------------------------------------------------------------

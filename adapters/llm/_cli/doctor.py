@@ -140,15 +140,15 @@ async def _ping_all(config: Config, used: list[str]) -> list[dict[str, Any]]:
 
 
 async def _ping(dep_id: str, entry: dict[str, Any]) -> dict[str, Any]:
-    from .._routing.litellm import litellm
+    from .._routing.litellm import acompletion
     from .._routing.provider_errors import classify
     from .._observability.redact import redact
 
     params = dict(entry["litellm_params"])
     started = time.monotonic()
     try:
-        await litellm().acompletion(messages=[{"role": "user", "content": "ping"}], max_tokens=1,
-                                    timeout=15, num_retries=0, **params)
+        await acompletion(messages=[{"role": "user", "content": "ping"}], max_tokens=1,
+                          timeout=15, num_retries=0, **params)
     except Exception as exc:  # every failure is reported as a failed check
         secrets = [str(params.get("api_key") or "")]
         failure = classify(exc, secrets)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from .langfuse_spans import SpanBuilder
     from .store import LocalStore
-    from .tracing import Credentials
+    from .credentials import Credentials
 
 __all__ = ["Delivery", "DeliveryState", "SPOOL_KIND"]
 

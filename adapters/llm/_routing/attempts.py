@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from .._process.fork import reset_in_child
-from .litellm import litellm
+from .litellm import add_attempt_logger, attempt_logger_base
 
 __all__ = ["CALL_KEY", "AttemptLog", "Tries", "attempt_log"]
 
@@ -52,11 +52,9 @@ class AttemptLog:
     """
 
     def __init__(self) -> None:
-        from litellm.integrations.custom_logger import CustomLogger
-
         log = self
 
-        class _Logger(CustomLogger):  # type: ignore[misc]
+        class _Logger(attempt_logger_base()):  # type: ignore[misc]
             def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
                 tries, dep_id = log._lookup(kwargs)
                 if tries is not None:
@@ -78,10 +76,7 @@ class AttemptLog:
         self._lock = threading.Lock()
         self._calls: dict[str, Tries] = {}
         self.logger = _Logger()
-        lt = litellm()
-        # Only the two events needed: no success hook to run on every call of the process.
-        lt.input_callback.append(self.logger)
-        lt._async_failure_callback.append(self.logger)
+        add_attempt_logger(self.logger)
         reset_in_child(self, AttemptLog._forget)
 
     def _forget(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UsageError
+from .litellm import user_part_types
 
 __all__ = ["check_encodable", "check_message", "check_request", "check_response_format",
            "check_timeout", "check_tools"]
@@ -39,9 +40,9 @@ def check_message(message: Mapping[str, Any], where: str) -> None:
                 raise UsageError(f"{where}.content[{i}] must be a content part like "
                                  "{'type': 'text', 'text': '...'}, got "
                                  f"{type(part).__name__}")
-            if role == "user" and part["type"] not in _user_part_types():
+            if role == "user" and part["type"] not in user_part_types():
                 raise UsageError(f"{where}.content[{i}] has type {part['type']!r}; a user "
-                                 f"message's parts are {', '.join(_user_part_types())}")
+                                 f"message's parts are {', '.join(user_part_types())}")
             if part["type"] == "text" and not isinstance(part.get("text"), str):
                 raise UsageError(f"{where}.content[{i}]['text'] must be a string, not "
                                  f"{type(part.get('text')).__name__}")
@@ -141,13 +142,6 @@ def _check_headers(headers: Any, where: str) -> None:
         if not (name.isascii() and value.isascii()):
             raise UsageError(f"{where}[{name!r}] is not ASCII, which HTTP headers cannot carry; "
                              "percent-encode or base64 it")
-
-
-def _user_part_types() -> tuple[str, ...]:
-    """The part types litellm accepts in a user message (it refuses others before sending)."""
-    from litellm.types.llms.openai import ValidUserMessageContentTypes
-
-    return tuple(ValidUserMessageContentTypes)
 
 
 def _is_model_class(value: Any) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
+from .litellm import cooldown_store
 from .._config.loader import Deployment
 from .._observability.records import Attempt
 
@@ -33,7 +34,7 @@ class Cooldowns:
     def __init__(self, router: Any, deployments: Mapping[str, Deployment],
                  group_ids: Mapping[str, tuple[str, ...]],
                  chains: Mapping[str, tuple[str, ...]], cooldown_time: float) -> None:
-        self._store = router.health().cooldowns
+        self._store = cooldown_store(router)
         self._deployments = deployments
         self._group_ids = group_ids
         self._chains = chains

@@ -29,13 +29,13 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import errors
-from .litellm import litellm
+from .litellm import answering_deployment, model_prices, new_router
 from .provider_errors import (CONTEXT_WINDOW, LOCAL, NEXT_GROUP, STOP, Failure, classify,
                               local_failure, raised_locally, to_error)
 from .._observability.redact import config_secrets, redact
@@ -47,68 +47,13 @@ from .._process.fork import fork_error, fork_guard, refused_after_fork, reset_in
 from .local_servers import is_local_server, not_running_hint
 from .._observability.records import Attempt
 from .streaming import close_stream, first_chunk
-
-if TYPE_CHECKING:
-    from .hedging import Hedger
+from .walk import CallSpec, GroupFailed, Outcome, Walk
+from .hedging import Hedger
 
 __all__ = ["CallSpec", "Gateway", "Outcome", "RouterPool", "call_deadline", "default_pool"]
 
 SIMULATED_KEY = "simulated-key"
 DEADLINE_HEADROOM_S = 10.0      # call_deadline's allowance for start-up and retry backoff
-
-
-@dataclass(frozen=True, slots=True)
-class CallSpec:
-    """One request as the walk needs it."""
-
-    group: str
-    messages: list[dict[str, Any]]
-    params: Mapping[str, Any]           # temperature, max_tokens, tools, ... (passed to litellm)
-    deadline: float                     # time.monotonic() by which the whole call must end
-    stream: bool = False
-    start_at: int = 0                   # skip the chain's first groups (no rate-limit capacity)
-    stream_ttft_timeout: float | None = None    # this call's cut-off (else router_settings')
-    # Asked before a hedge is sent to a group (and deployment, when one is chosen): may the
-    # call take its capacity and budget?
-    admit_hedge: Callable[[str, str | None], Awaitable[bool]] | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What answered: the litellm response (or stream and its first chunk) and the attempts."""
-
-    response: Any
-    deployment: Deployment
-    group: str
-    attempts: list[Attempt]
-    first_chunk: Any = None
-    started: float = 0.0                # monotonic time the answering attempt started
-    first_chunk_at: float | None = None
-    hedged: bool = False
-    exchange_ms: float | None = None    # a race's: provider exchanges in flight, end to end
-
-    def overhead_ms(self, total_ms: float) -> float:
-        """``total_ms`` minus the time a provider HTTP exchange was in flight (failed ones
-        included): what the adapter itself added. Sequential attempts add up; a hedge race's
-        legs overlap, so the race measures its own span."""
-        exchange = self.exchange_ms if self.exchange_ms is not None else \
-            sum(a.latency_ms or 0.0 for a in self.attempts if a.outcome != "skipped")
-        return max(total_ms - exchange, 0.0)
-
-
-@dataclass(slots=True)
-class Walk:
-    """What a walk (or one leg of a hedge race) tried: attempts, errors, Retry-After waits."""
-
-    attempts: list[Attempt] = field(default_factory=list)
-    failures: list[errors.ProviderError] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
-    live: Tries | None = None       # the router call in flight: which deployment it is on
-
-    def in_flight(self) -> str | None:
-        """The deployment the router call in flight was sent to, once litellm sent it."""
-        tries = self.live.tries if self.live is not None else ()
-        return tries[-1][0] if tries and tries[-1][2] is None else None
 
 
 class Gateway:
@@ -118,11 +63,11 @@ class Gateway:
         self.config = config
         self.simulator_url = simulator_url
         self.deployments: dict[str, Deployment] = {d.id: d for d in config.deployments}
-        lt = litellm()
+        prices = model_prices()
         self.pricing: dict[str, Pricing | None] = {
-            d.id: pricing_for(d.litellm_params, d.model_info, lt.model_cost)
+            d.id: pricing_for(d.litellm_params, d.model_info, prices)
             for d in config.deployments}
-        self._secrets = config_secrets(config)
+        self.secrets = config_secrets(config)
         # A deployment whose key is missing cannot answer: it is left out of the Router and the
         # walk reports the variable to set instead of letting the provider SDK fail obscurely.
         usable = [d for d in config.deployments if d.key_present or simulator_url]
@@ -139,11 +84,9 @@ class Gateway:
             g for g, ids in self._group_ids.items()
             if ids and all(is_local_server(self.deployments[i]) for i in ids))
         self._ttft: float | None = config.router_settings.extra.get("stream_ttft_timeout")
-        from .hedging import Hedger  # hedging builds on this module
-
         self.hedger: Hedger | None = Hedger.from_config(config)
         self._fork = fork_guard()
-        self.router = lt.Router(**self._router_kwargs())
+        self.router = new_router(**self._router_kwargs())
         self.cooldowns = Cooldowns(self.router, self.deployments, self._group_ids, self._chains,
                                    config.router_settings.cooldown_time)
 
@@ -327,9 +270,9 @@ class Gateway:
             if raised_locally(exc, responded=collector.responded):
                 # litellm may have cooled the deployment as if it had failed: it did not.
                 self.cooldowns.lift((only,) if only else self._group_ids.get(group, ()), since)
-                raise self._failed(local_failure(exc, self._secrets), collector, group, started,
+                raise self._failed(local_failure(exc, self.secrets), collector, group, started,
                                    walk) from None
-            raise self._failed(classify(exc, self._secrets), collector, group, started,
+            raise self._failed(classify(exc, self.secrets), collector, group, started,
                                walk) from None
         finally:
             log.release(key)
@@ -352,10 +295,10 @@ class Gateway:
         if failure.kind == "connection" and dep is not None and self._local_server(dep.id):
             # A local server that is not running: say so, and rest it like any failure.
             message = f"{not_running_hint(dep)} ({message})"
-            attempts[-1] = replace(attempts[-1], message=redact(message, self._secrets))
+            attempts[-1] = replace(attempts[-1], message=redact(message, self.secrets))
             self.cooldowns.rest(dep.id, "connection refused")
         walk.attempts.extend(attempts)
-        error = to_error(failure, message=redact(f"{group}: {message}", self._secrets),
+        error = to_error(failure, message=redact(f"{group}: {message}", self.secrets),
                          deployment=last.deployment if last else None, group=group,
                          latency_ms=last.latency_ms if last else None,
                          env_var=dep.key_env if dep else None)
@@ -370,8 +313,7 @@ class Gateway:
         return dep is not None and not self.simulator_url and is_local_server(dep)
 
     def _answering(self, response: Any, attempts: list[Attempt], group: str) -> Deployment:
-        hidden = getattr(response, "_hidden_params", None) or {}
-        dep_id = hidden.get("model_id") or (attempts[-1].deployment if attempts else None)
+        dep_id = answering_deployment(response) or (attempts[-1].deployment if attempts else None)
         if dep_id in self.deployments:
             return self.deployments[dep_id]
         return self.config.group(group)[0]
@@ -392,7 +334,7 @@ class Gateway:
                 out.append(Attempt(dep_id, group, provider, "ok",
                                    latency_ms=(now - t0) * 1000))
                 continue
-            failure = classify(failed[0], self._secrets) if failed else final
+            failure = classify(failed[0], self.secrets) if failed else final
             end = failed[1] if failed else now
             kind = failure.kind if failure else None
             out.append(Attempt(
@@ -400,7 +342,7 @@ class Gateway:
                 error_kind=failure.kind if failure else "error",
                 status=failure.status if failure else None,
                 latency_ms=(end - t0) * 1000,
-                message=redact(failure.message, self._secrets) if failure else None))
+                message=redact(failure.message, self.secrets) if failure else None))
         return out
 
     def deadline_error(self, spec: CallSpec, walk: Walk) -> errors.DeadlineExceeded:
@@ -425,17 +367,6 @@ class Gateway:
         return errors.AllProvidersFailed(
             f"{spec.group}: every deployment failed: {tried}{hint}", walk.failures,
             model_group=spec.group, kind="all_failed", attempts=walk.attempts)
-
-
-class GroupFailed(Exception):
-    """A group's router call failed; ``tried``: groups a hedge race tried along with it."""
-
-    def __init__(self, failure: Failure, error: errors.ProviderError, group: str) -> None:
-        super().__init__(str(error))
-        self.failure = failure
-        self.error = error
-        self.group = group
-        self.tried: tuple[str, ...] = ()
 
 
 _CANCELLED = Failure("cancelled", None, None, NEXT_GROUP, "cancelled before it answered")

@@ -34,22 +34,36 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._config.schema import Checker, Num, Spec
 from .provider_errors import NEXT_GROUP
 from .responses import usage_of
 from .pricing import cost_breakdown
 from .._observability.records import Attempt
-from .gateway import GroupFailed, Walk
+from .walk import CallSpec, GroupFailed, Outcome, Walk
 
 if TYPE_CHECKING:
-    from .._config.loader import Config
-    from .gateway import CallSpec, Gateway, Outcome
+    from .._config.loader import Config, Deployment
+    from .cooldowns import Cooldowns
+    from .pricing import Pricing
 
 __all__ = ["HedgePolicy", "Hedger"]
 
 log = logging.getLogger(__name__)
+
+
+class Gateway(Protocol):
+    """What a race needs of the gateway that runs it (the gateway builds its hedger)."""
+
+    cooldowns: Cooldowns
+    deployments: dict[str, Deployment]
+    pricing: dict[str, Pricing | None]
+
+    async def try_group(self, spec: CallSpec, group: str, walk: Walk,
+                        only: str | None = None, rest: Sequence[str] = ()) -> Outcome: ...
+
+    def deadline_error(self, spec: CallSpec, walk: Walk) -> Exception: ...
 
 _KEYS: Mapping[str, Spec] = MappingProxyType({
     "after_ms": Num(low=0, low_open=True, example="500"),

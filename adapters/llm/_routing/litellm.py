@@ -1,4 +1,9 @@
-"""The one place litellm is imported, in a background thread started by the first adapter.
+"""The one place litellm is used: imported in a background thread, reached through typed calls.
+
+Every other module asks this one for what it needs of litellm (``new_router``,
+``answering_deployment``, ``add_attempt_logger``, ...), so an upgrade that changes a private
+behaviour the adapter relies on breaks here, where ``tests/test_litellm_contract.py`` checks each
+of them against the installed version.
 
 ``import litellm`` takes seconds, so importing the package never does it: the first
 ``LiteLLMAdapter`` starts it in a daemon thread (``start_import``), and the first call waits for
@@ -19,13 +24,19 @@ import importlib
 import inspect
 import logging
 import os
+import re
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from functools import cache
 from types import ModuleType
+from typing import Any
 
-__all__ = ["close_clients", "forget_clients", "litellm", "start_import", "stop_logging_worker"]
+__all__ = ["acompletion", "add_attempt_logger", "answering_deployment", "attempt_logger_base",
+           "close_clients", "cooldown_store", "count_tokens", "error_text_kind", "exceptions", "forget_clients",
+           "is_router_cooldown", "litellm", "model_prices", "new_router", "response_from_chunks",
+           "start_import", "stop_logging_worker", "user_part_types"]
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +218,104 @@ def forget_clients() -> None:
     flush = getattr(cache, "flush_cache", None)
     if callable(flush):
         flush()
+
+
+# -- the surface the adapter uses ------------------------------------------------------------
+# Public litellm API first; the private behaviours (marked) each have a contract test.
+def new_router(**kwargs: Any) -> Any:
+    """A ``litellm.Router`` built from ``kwargs``."""
+    return litellm().Router(**kwargs)
+
+
+async def acompletion(**kwargs: Any) -> Any:
+    """``litellm.acompletion`` (one deployment, no Router)."""
+    return await litellm().acompletion(**kwargs)
+
+
+def exceptions() -> ModuleType:
+    """``litellm.exceptions``: the classes litellm maps provider errors to."""
+    module: ModuleType = litellm().exceptions
+    return module
+
+
+def model_prices() -> Mapping[str, Mapping[str, Any]]:
+    """litellm's price map (the offline copy unless the user chose otherwise)."""
+    prices: Mapping[str, Mapping[str, Any]] = litellm().model_cost
+    return prices
+
+
+def count_tokens(model: str, messages: Sequence[Mapping[str, Any]]) -> int:
+    """Prompt tokens of ``messages`` as litellm counts them for ``model`` (may raise)."""
+    return int(litellm().token_counter(model=model, messages=list(messages)))
+
+
+def response_from_chunks(chunks: list[Any]) -> Any:
+    """The full response a stream's chunks add up to."""
+    return litellm().stream_chunk_builder(chunks)
+
+
+def answering_deployment(response: Any) -> str | None:
+    """Private: the id of the deployment that answered, which the Router stamps on the
+    response's ``_hidden_params["model_id"]`` (the ``model_info.id`` of the config)."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    value = hidden.get("model_id") if isinstance(hidden, Mapping) else None
+    return str(value) if value else None
+
+
+def attempt_logger_base() -> type:
+    """``CustomLogger``, the base of a logger that sees each attempt."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    return CustomLogger
+
+
+def add_attempt_logger(logger: Any) -> None:
+    """Private: register ``logger`` for the two attempt events only — before each provider
+    call (``input_callback``) and on each failed one (``_async_failure_callback``) — so no
+    success hook runs on every call of the process."""
+    lt = litellm()
+    if logger not in lt.input_callback:
+        lt.input_callback.append(logger)
+    if logger not in lt._async_failure_callback:
+        lt._async_failure_callback.append(logger)
+
+
+def cooldown_store(router: Any) -> Any:
+    """Private: the Router's cooldown store (``router.health().cooldowns``): records by
+    deployment id with ``timestamp``, ``cooldown_time``, ``status_code`` and
+    ``exception_received``, shared through Redis when the Router has one."""
+    return router.health().cooldowns
+
+
+def is_router_cooldown(exc: BaseException) -> bool:
+    """Whether ``exc`` is the Router refusing because every deployment of a group rests."""
+    from litellm.types.router import RouterRateLimitError, RouterRateLimitErrorBasic
+
+    return isinstance(exc, (RouterRateLimitError, RouterRateLimitErrorBasic))
+
+
+# litellm reports a dropped connection, and an unparseable 200 body, as a 500 with an invented
+# response: only its words tell them apart.
+_CONNECTION_LOST = re.compile(
+    r"Connection error|Connection reset|Connection refused|Server disconnected|Errno 10[34]|"
+    r"ConnectError|RemoteProtocolError|peer closed connection", re.IGNORECASE)
+_MALFORMED = re.compile(
+    r"JSONDecodeError|Unterminated string|Expecting value|Expecting ',' delimiter|"
+    r"Expecting property name|Extra data: line|Invalid control character")
+
+
+def error_text_kind(message: str) -> str | None:
+    """Private: ``"connection"`` or ``"malformed_response"`` when litellm's error text says the
+    connection was lost or the body could not be parsed, else None."""
+    if _CONNECTION_LOST.search(message):
+        return "connection"
+    if _MALFORMED.search(message):
+        return "malformed_response"
+    return None
+
+
+def user_part_types() -> tuple[str, ...]:
+    """The part types litellm accepts in a user message (it refuses others before sending)."""
+    from litellm.types.llms.openai import ValidUserMessageContentTypes
+
+    return tuple(ValidUserMessageContentTypes)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._observability.records import Usage
 
 if TYPE_CHECKING:
-    from .gateway import Gateway
+    from collections.abc import Sequence
 
 __all__ = ["Pricing", "cost_breakdown", "estimate_cost", "pricing_for"]
 
@@ -83,19 +83,18 @@ def _from_entry(entry: Mapping[str, Any], source: str) -> Pricing:
                    source=source)
 
 
-def estimate_cost(gateway: Gateway, group: str, messages: list[dict[str, Any]],
+def estimate_cost(model: str, prices: Sequence[Pricing | None], messages: list[dict[str, Any]],
                   max_tokens: int | None) -> float:
     """What a call to ``group`` may cost, before sending it: the input counted with litellm's
-    tokenizer, the output at ``max_tokens`` (or a default), at the dearest deployment's
-    prices. Unknown prices estimate 0: the budget is then settled on the recorded cost."""
+    tokenizer (as ``model`` counts them), the output at ``max_tokens`` (or a default), at the
+    dearest of the group's deployments' ``prices``. Unknown prices estimate 0: the budget is
+    then settled on the recorded cost."""
     from .litellm import litellm
 
-    deployments = gateway.config.group(group)
-    model = str(deployments[0].litellm_params.get("model", ""))
     try:
         prompt_tokens = int(litellm().token_counter(model=model, messages=messages))
     except Exception:  # a tokenizer that cannot read the messages must not block the call
         prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4
     output = max_tokens or DEFAULT_OUTPUT_ESTIMATE
-    prices = [p for p in (gateway.pricing.get(d.id) for d in deployments) if p is not None]
-    return max((prompt_tokens * p.input + output * p.output for p in prices), default=0.0)
+    return max((prompt_tokens * p.input + output * p.output for p in prices if p is not None),
+               default=0.0)

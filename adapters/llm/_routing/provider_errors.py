@@ -7,13 +7,12 @@ them into the few kinds the routing walk decides on, and into this package's err
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
-from .litellm import litellm
+from .litellm import error_text_kind, exceptions, is_router_cooldown
 from .._observability.redact import clip
 
 # What the walk does after a failure of this kind.
@@ -21,14 +20,6 @@ NEXT_GROUP = "next"            # try the next group in the fallback chain
 STOP = "stop"                  # the request itself is wrong: no fallback can help
 CONTEXT_WINDOW = "context"     # go to context_window_fallbacks, if any
 LOCAL = "local"                # litellm refused the request before sending it: a caller error
-
-_CONNECTION_LOST = re.compile(
-    r"Connection error|Connection reset|Connection refused|Server disconnected|Errno 10[34]|"
-    r"ConnectError|RemoteProtocolError|peer closed connection", re.IGNORECASE)
-_MALFORMED = re.compile(
-    r"JSONDecodeError|Unterminated string|Expecting value|Expecting ',' delimiter|"
-    r"Expecting property name|Extra data: line|Invalid control character")
-
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -42,8 +33,7 @@ class Failure:
 def classify(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
     """The kind, status and next step for an exception raised by a litellm call; ``secrets``
     (the config's, by value) are taken out of its message before it is cut to length."""
-    lt = litellm()
-    ex = lt.exceptions
+    ex = exceptions()
     status = _status(exc)
     retry_after = _retry_after(exc)
     message = clip(_first_line(exc), secrets)
@@ -62,13 +52,14 @@ def classify(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
         (ex.InternalServerError, "server_error", NEXT_GROUP),
         (ex.APIResponseValidationError, "malformed_response", NEXT_GROUP),
     )
-    if isinstance(exc, ex.APIConnectionError) or _CONNECTION_LOST.search(message):
+    said = error_text_kind(message)
+    if isinstance(exc, ex.APIConnectionError) or said == "connection":
         # litellm reports a dropped connection as a 500 with an invented response.
         return Failure("connection", None, None, NEXT_GROUP, message)
-    if _MALFORMED.search(message):
+    if said == "malformed_response":
         # ... and an unparseable 200 body as a 500 too.
         return Failure("malformed_response", None, None, NEXT_GROUP, message)
-    if _is_cooldown(exc):
+    if is_router_cooldown(exc):
         return Failure("cooldown", None, _cooldown_left(exc), NEXT_GROUP, message)
     for cls, kind, action in table:
         if isinstance(exc, cls):
@@ -97,8 +88,7 @@ def raised_locally(exc: BaseException, *, responded: bool) -> bool:
     import httpx
     import openai
 
-    lt = litellm()
-    if isinstance(exc, lt.exceptions.UnsupportedParamsError):
+    if isinstance(exc, exceptions().UnsupportedParamsError):
         return True
     if responded:
         return False
@@ -152,12 +142,6 @@ def to_error(failure: Failure, *, message: str, deployment: str | None, group: s
     if failure.kind == "context_window":
         return errors.ContextWindowExceeded(message, **common)
     return errors.ProviderError(message, **common)
-
-
-def _is_cooldown(exc: BaseException) -> bool:
-    from litellm.types.router import RouterRateLimitError, RouterRateLimitErrorBasic
-
-    return isinstance(exc, (RouterRateLimitError, RouterRateLimitErrorBasic))
 
 
 def _cooldown_left(exc: BaseException) -> float | None:

@@ -12,15 +12,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .litellm import litellm
+from .litellm import response_from_chunks
 from .._process.loop import LoopThread
 from .provider_errors import classify
-from .._observability.redact import config_secrets
 from .responses import build_response
 from .._observability.records import LLMResponse
 
 if TYPE_CHECKING:
-    from .gateway import Outcome
+    from .pricing import Pricing
+    from .walk import Outcome
 
 __all__ = ["ReplayStream", "ResponseStream", "close_stream", "first_chunk"]
 
@@ -28,17 +28,22 @@ OnEnd = Callable[[LLMResponse | None, "errors.LLMAdapterError | None"], None]
 
 
 class ResponseStream:
-    """Iterate (sync or async) for text chunks; ``response`` is set once the stream is done."""
+    """Iterate (sync or async) for text chunks; ``response`` is set once the stream is done.
+
+    It holds what answered and what it needs to price and report it (``pricing``, and the
+    config's ``secrets`` to redact from a mid-stream error), never the routing that chose it.
+    """
 
     def __init__(self, outcome: Outcome | None, *, started: float, call_id: str,
-                 on_end: OnEnd, gateway: Any = None, loop: LoopThread | None = None,
-                 model: str | None = None) -> None:
+                 on_end: OnEnd, pricing: Pricing | None = None, secrets: tuple[str, ...] = (),
+                 loop: LoopThread | None = None, model: str | None = None) -> None:
         self._outcome = outcome
         self._model = model             # the group asked for (the outcome's answered)
         self._started = started
         self._call_id = call_id
         self._on_end = on_end
-        self._gateway = gateway
+        self._pricing = pricing
+        self._secrets = secrets
         self._loop = loop
         self._chunks: list[Any] = []
         self._agen: AsyncIterator[str] | None = None
@@ -81,7 +86,7 @@ class ResponseStream:
                 if text:
                     yield text
         except Exception as exc:  # a stream cut after text reached the caller
-            failure = classify(exc, config_secrets(self._gateway.config))
+            failure = classify(exc, self._secrets)
             error = errors.ProviderError(
                 f"{outcome.group}: the stream from {outcome.deployment.id} broke after "
                 f"{len(self._chunks)} chunk(s): {failure.message}",
@@ -95,8 +100,7 @@ class ResponseStream:
 
     def _build(self) -> LLMResponse:
         assert self._outcome is not None
-        lt = litellm()
-        raw = lt.stream_chunk_builder(self._chunks) if self._chunks else None
+        raw = response_from_chunks(self._chunks) if self._chunks else None
         now = time.monotonic()
         ttft = None
         if self._outcome.first_chunk_at is not None:
@@ -106,7 +110,7 @@ class ResponseStream:
         response = build_response(
             raw, model=self._model or self._outcome.group, group=self._outcome.group,
             deployment_id=dep.id, provider=dep.provider,
-            pricing=self._gateway.pricing.get(dep.id), attempts=self._outcome.attempts,
+            pricing=self._pricing, attempts=self._outcome.attempts,
             latency_ms=latency_ms, call_id=self._call_id, ttft_ms=ttft)
         # The answering attempt's latency ends at its first chunk: so does the overhead.
         response.overhead_ms = self._outcome.overhead_ms(latency_ms if ttft is None else ttft)

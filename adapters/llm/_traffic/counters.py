@@ -17,22 +17,17 @@ from __future__ import annotations
 import abc
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from ..errors import BackendUnavailable
 
-if TYPE_CHECKING:
-    from .redis_link import RedisLink
-    from .._config.loader import Config
-
 __all__ = ["Backend", "BackendUnavailable", "Hold", "MemoryBackend", "Outage", "Reserved",
-           "Settled", "Soft", "Take", "Taken", "backend_for"]
+           "Settled", "Soft", "Take", "Taken"]
 
 log = logging.getLogger(__name__)
 
@@ -143,20 +138,6 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         """Release connections."""
-
-
-def backend_for(config: Config, env: Mapping[str, str] | None = None, *,
-                link: Callable[[str], RedisLink] | None = None) -> Backend:
-    """Redis when ``router_settings.redis_url`` or ``REDIS_URL`` is set, else this process.
-
-    ``link`` gives the shared connection (and breaker) for a URL; by default one of its own.
-    """
-    url = config.router_settings.redis_url or (os.environ if env is None else env).get("REDIS_URL")
-    if not url:
-        return MemoryBackend()
-    from .counters_redis import RedisBackend
-
-    return RedisBackend(url, link=None if link is None else link(url))
 
 
 def _decide(waits: Sequence[tuple[float, int]]) -> tuple[bool, int, float, int]:

@@ -8,13 +8,17 @@ caller's ``Outage`` policy decides what happens next.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .counters import Backend, Hold, Reserved, Settled, Soft, Take, Taken
+from .counters import Backend, Hold, MemoryBackend, Reserved, Settled, Soft, Take, Taken
 from .redis_link import RedisLink
 
-__all__ = ["RedisBackend"]
+if TYPE_CHECKING:
+    from .._config.loader import Config
+
+__all__ = ["RedisBackend", "backend_for"]
 
 _LUA_COMMON = """
 local function fmt(x) return string.format('%.17g', x) end
@@ -308,3 +312,15 @@ class RedisBackend(Backend):
     async def aclose(self) -> None:
         """Close this event loop's async client."""
         await self.link.aclose()
+
+
+def backend_for(config: Config, env: Mapping[str, str] | None = None, *,
+                link: Callable[[str], RedisLink] | None = None) -> Backend:
+    """Redis when ``router_settings.redis_url`` or ``REDIS_URL`` is set, else this process.
+
+    ``link`` gives the shared connection (and breaker) for a URL; by default one of its own.
+    """
+    url = config.router_settings.redis_url or (os.environ if env is None else env).get("REDIS_URL")
+    if not url:
+        return MemoryBackend()
+    return RedisBackend(url, link=None if link is None else link(url))

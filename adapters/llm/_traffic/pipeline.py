@@ -115,7 +115,9 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         raise
     if spec.stream:
         return ResponseStream(outcome, started=call.started, call_id=call.call_id,
-                              on_end=finish_stream, gateway=gateway, model=spec.group)
+                              on_end=finish_stream, model=spec.group,
+                              pricing=gateway.pricing.get(outcome.deployment.id),
+                              secrets=gateway.secrets)
     dep = outcome.deployment
     latency_ms = (time.monotonic() - call.started) * 1000
     response = build_response(outcome.response, model=spec.group, group=outcome.group,
@@ -196,8 +198,10 @@ class _Settlement:
     async def _reserve(self, gateway: Gateway, group: str) -> Any:
         budgets, call = self.policies.budgets, self.call
         assert budgets is not None
-        estimate = estimate_cost(gateway, group, call.spec.messages,
-                                 call.spec.params.get("max_tokens"))
+        deployments = gateway.config.group(group)
+        estimate = estimate_cost(str(deployments[0].litellm_params.get("model", "")),
+                                 [gateway.pricing.get(d.id) for d in deployments],
+                                 call.spec.messages, call.spec.params.get("max_tokens"))
         return await budgets.acheck_and_reserve(
             user=call.who("user_id"), session=call.who("session_id"), agent=call.who("agent"),
             tags=[*call.meta.get("tags", ()), *getattr(call.scope, "tags", ())],

@@ -94,7 +94,7 @@ class PolicyPool:
 
 
 def _build(config: Config, link: Callable[[str], RedisLink]) -> Policies:
-    from .counters import backend_for
+    from .counters_redis import backend_for
     from .budgets import Budgets
     from .limits import Limits, RateLimiter
 
