@@ -381,16 +381,9 @@ class LangfuseSource:
         if self._api is None:
             with self._lock:
                 if self._api is None:
-                    import httpx
-                    from langfuse._version import __version__
-                    from langfuse.api.client import LangfuseAPI
+                    from .._observability.langfuse_sdk import api_client
 
-                    c = self.credentials
-                    self._api = LangfuseAPI(
-                        base_url=c.base_url, username=c.public_key, password=c.secret_key,
-                        x_langfuse_sdk_name="python", x_langfuse_sdk_version=__version__,
-                        x_langfuse_public_key=c.public_key,
-                        httpx_client=httpx.Client(timeout=self.timeout))
+                    self._api = api_client(self.credentials, timeout=self.timeout)
         return self._api
 
     def fetch(self, name: str, *, version: int | None = None, label: str | None = None,
@@ -426,17 +419,13 @@ class LangfuseSource:
 
     def create(self, record: PromptRecord, *, labels: list[str]) -> PromptRecord:
         """A new version of ``record``'s prompt carrying ``labels`` (moved from older ones)."""
-        from langfuse.api.prompts.types import (CreateChatPromptRequest, CreateChatPromptType,
-                                                CreateTextPromptRequest)
+        from .._observability.langfuse_sdk import prompt_request
 
         common: dict[str, Any] = {
             "name": record["name"], "labels": [x for x in labels if x != "latest"],
             "tags": record["tags"] or None, "config": record["config"] or {},
             "commit_message": record.get("commit_message")}
-        request: Any = CreateChatPromptRequest(prompt=cast(Any, record["prompt"]),
-                                               type=CreateChatPromptType.CHAT, **common) \
-            if record["type"] == "chat" else \
-            CreateTextPromptRequest(prompt=cast(str, record["prompt"]), **common)
+        request = prompt_request(record["type"], record["prompt"], **common)
         return _record(self._call(lambda: self.api.prompts.create(
             request=request, request_options=self._options(None)),
             f"creating prompt {record['name']!r}"))
@@ -455,11 +444,11 @@ class LangfuseSource:
         """Run one request; its failure as PromptMissing, SourceUnreachable or UsageError."""
         import httpx
         import pydantic
-        from langfuse.api.core.api_error import ApiError
+        from .._observability.langfuse_sdk import api_error
 
         try:
             return action()
-        except ApiError as exc:
+        except api_error() as exc:
             status = exc.status_code
             detail = exc.body.get("message") if isinstance(exc.body, dict) else exc.body
             if status == 404:
