@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import litellm
 import openai
 import pytest
@@ -57,7 +58,6 @@ WEATHER_TOOL = {
         },
     },
 }
-WEATHER_ARGS = {"city": "example", "unit": "celsius", "days": 1}
 LOOKUP_TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
 
 
@@ -168,8 +168,11 @@ async def test_tool_call_round_trip(simulator: Simulator, model: str) -> None:
     assert first.choices[0].finish_reason == "tool_calls"
     [call] = message.tool_calls
     assert call.function.name == "get_weather"
-    assert json.loads(call.function.arguments) == WEATHER_ARGS
-    compact_args = json.dumps(WEATHER_ARGS, separators=(",", ":"))
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER_TOOL["function"]["parameters"])
+    again = await acall(simulator, model, "ok", messages=history, tools=[WEATHER_TOOL])
+    assert json.loads(again.choices[0].message.tool_calls[0].function.arguments) == arguments
+    compact_args = json.dumps(arguments, separators=(",", ":"))
     assert first.usage.completion_tokens == tokens("get_weather") + tokens(compact_args)
 
     history.append({"role": "assistant", "content": message.content, "tool_calls": [call.model_dump()]})
@@ -381,7 +384,7 @@ def test_control_endpoint_reads_one_scenario_as_put_takes_it(simulator: Simulato
 def _statuses(sim: Simulator, name: str, count: int) -> list[int]:
     payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
     url = f"{sim.base(name)}/v1/messages"
-    with httpx.Client(headers={"x-api-key": "k"}) as client:
+    with httpx.Client(headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}) as client:
         return [client.post(url, json=payload).status_code for _ in range(count)]
 
 
