@@ -504,3 +504,33 @@ def test_openai_embeddings_models_and_sampling_controls(sim: Simulator) -> None:
     directed = client.chat.completions.create(
         model="gpt-4o", messages=[{"role": "system", "content": "Reply with: Paris."}, *user()])
     assert directed.choices[0].message.content == "Paris."
+
+
+def test_openai_responses_api(sim: Simulator) -> None:
+    client = oai(sim)
+    response = client.responses.create(model="gpt-4o", input=QUESTION, instructions="Be terse.")
+    assert response.output_text == f"Simulated answer from gpt-4o: {QUESTION}"
+    assert response.usage is not None and response.usage.input_tokens == 10
+    assert response._request_id and response.id.startswith("resp_")
+    parsed = client.responses.parse(model="gpt-4o", input=QUESTION, text_format=City)
+    assert isinstance(parsed.output_parsed, City)
+    with client.responses.stream(model="gpt-4o", input=QUESTION) as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text == response.output_text
+    tools: Any = [{"type": "function", "name": "weather", "parameters": WEATHER_SCHEMA,
+                   "strict": True}]
+    called = oai(sim, "parallel").responses.create(model="gpt-4o", input=QUESTION, tools=tools)
+    calls = [item for item in called.output if item.type == "function_call"]
+    assert len(calls) == 3 and len({c.call_id for c in calls}) == 3
+    for call in calls:
+        jsonschema.validate(json.loads(call.arguments), WEATHER_SCHEMA)
+    follow_up: Any = [{"role": "user", "content": QUESTION},
+                      {"type": "function_call", "call_id": calls[0].call_id, "name": "weather",
+                       "arguments": calls[0].arguments},
+                      {"type": "function_call_output", "call_id": calls[0].call_id,
+                       "output": "sunny"}]
+    answered = client.responses.create(model="gpt-4o", input=follow_up, tools=tools)
+    assert answered.output_text.endswith("the tool returned sunny")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="gpt-4o", input=QUESTION, temperature=3)

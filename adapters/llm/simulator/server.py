@@ -27,6 +27,7 @@ from .wire_anthropic import AnthropicWire
 from .wire_gemini import GeminiWire
 from .wire_ollama import OllamaWire
 from .wire_openai import OpenAIWire
+from .wire_responses import ResponsesWire
 
 __all__ = ["SimulatorApp"]
 
@@ -82,8 +83,10 @@ class SimulatorApp:
             AnthropicWire(),
             GeminiWire(),
             OllamaWire(),
+            ResponsesWire(),
         )
-        self._by_name: dict[str, WireFormat] = {wire.name: wire for wire in self.wires}
+        # the first wire of a provider answers its unknown paths (chat, not Responses)
+        self._by_name: dict[str, WireFormat] = {w.name: w for w in reversed(self.wires)}
         self._handlers: set[asyncio.Task[Any]] = set()
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.add_routes(
