@@ -534,3 +534,31 @@ def test_openai_responses_api(sim: Simulator) -> None:
     assert answered.output_text.endswith("the tool returned sunny")
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="gpt-4o", input=QUESTION, temperature=3)
+
+
+def test_gemini_candidates_stop_and_implicit_cache(sim: Simulator) -> None:
+    client = gemini(sim, unique("gemini-cache"))
+    config = genai_types.GenerateContentConfig(candidate_count=2, stop_sequences=["capital"])
+    response = client.models.generate_content(model=FLASH, contents=QUESTION, config=config)
+    texts = [c.content.parts[0].text for c in response.candidates or []]  # type: ignore[union-attr, index]
+    assert texts == ["Simulated answer from gemini-2.5-flash: What is the "] * 2
+    history = [genai_types.Content(role="user", parts=[genai_types.Part(text=LONG_SYSTEM)]),
+               genai_types.Content(role="model", parts=[genai_types.Part(text="Noted.")]),
+               genai_types.Content(role="user", parts=[genai_types.Part(text=QUESTION)])]
+    first = client.models.generate_content(model=FLASH, contents=history)
+    second = client.models.generate_content(model=FLASH, contents=history)
+    assert first.usage_metadata is not None and second.usage_metadata is not None
+    assert first.usage_metadata.cached_content_token_count is None
+    cached = second.usage_metadata.cached_content_token_count or 0
+    assert 1024 < cached < (second.usage_metadata.prompt_token_count or 0)
+
+
+def test_anthropic_stop_sequences_and_system_prompt(sim: Simulator) -> None:
+    client = claude(sim)
+    stopped = client.messages.create(model=MODEL, max_tokens=50, messages=user(),
+                                     stop_sequences=["capital"])
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", "capital")
+    assert stopped.content[0].text == "Simulated answer from claude-sonnet-4-5: What is the "  # type: ignore[union-attr]
+    directed = client.messages.create(model=MODEL, max_tokens=50, messages=user(),
+                                      system="Reply with: Paris.")
+    assert directed.content[0].text == "Paris."  # type: ignore[union-attr]

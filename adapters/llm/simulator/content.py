@@ -253,13 +253,11 @@ def _base_text(request: ChatRequest, content: str | None) -> str:
     return f"Simulated answer from {request.model}."
 
 
-def _structured_text(request: ChatRequest, seed: int, index: int) -> str:
-    output = request.output
-    assert output is not None
-    rng = seeded_rng(seed, "output", index, request.content_key(), request.system_text)
+def _structured_text(request: ChatRequest, output: OutputSpec, seed: int, index: int) -> str:
+    """JSON mode answers ``{"answer": <the usual text>}``; a schema gets a value drawn from it."""
     if output.schema is None:
-        answer = _base_text(request, None)
-        return json.dumps({"answer": answer})
+        return json.dumps({"answer": _base_text(request, None)})
+    rng = seeded_rng(seed, "output", index, request.content_key(), request.system_text)
     return json.dumps(generate(output.schema, rng))
 
 
@@ -318,7 +316,7 @@ def plan_reply(
             choices.append(Choice("", "tool_calls", tuple(calls), thinking))
             continue
         if request.output is not None and request.tool_result is None:
-            text = _structured_text(request, seed, index)
+            text = _structured_text(request, request.output, seed, index)
         else:
             text = _base_text(request, content)
             if index:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import base64
 import math
 import struct
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from .schema_answers import seeded_rng
 
 __all__ = ["LISTED_MODELS", "as_base64", "vector"]
 
-LISTED_MODELS: dict[str, tuple[str, ...]] = {
+LISTED_MODELS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "openai": ("gpt-4o", "gpt-4o-mini", "o3-mini", "text-embedding-3-small"),
     "anthropic": ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"),
     "gemini": ("gemini-2.5-flash", "gemini-2.5-pro", "text-embedding-004"),
     "ollama": ("llama3.2:latest", "nomic-embed-text:latest"),
-}
+})
 """What each provider's models list answers (any name is still served unless restricted)."""
 
 

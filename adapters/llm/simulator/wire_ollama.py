@@ -29,8 +29,8 @@ __all__ = ["OllamaWire"]
 
 _NS_PER_TOKEN = 1_000_000  # pretend 1 ms per token so the durations look plausible
 _DIMENSIONS = 768
-_GET = {"api/tags": "tags", "api/version": "version", "api/ps": "ps"}
-_POST = {"api/chat": "chat", "api/generate": "generate", "api/embed": "embed",
+_GET: Mapping[str, str] = {"api/tags": "tags", "api/version": "version", "api/ps": "ps"}
+_POST: Mapping[str, str] = {"api/chat": "chat", "api/generate": "generate", "api/embed": "embed",
          "api/embeddings": "embeddings", "api/show": "show"}
 
 
