@@ -624,3 +624,13 @@ def test_gemini_schema_dialect_is_understood() -> None:
     assert list(value) == ["tags", "name", "age"]
     assert isinstance(value["name"], str) and isinstance(value["age"], int)
     assert all(isinstance(tag, str) for tag in value["tags"])
+
+
+def test_gemini_json_array_stream_ends_with_the_error(simulator: Simulator) -> None:
+    name = unique("array-error")
+    simulator.set_scenario(name, Scenario(faults=[Fault("stream_error", status=503, after_chunks=2)]))
+    body = {"contents": [{"role": "user", "parts": [{"text": QUESTION}]}]}
+    url = f"{simulator.base(name)}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    chunks = httpx.post(url, json=body, headers={"x-goog-api-key": "k"}).json()
+    assert len(chunks) == 3 and "candidates" in chunks[1]
+    assert chunks[-1]["error"]["status"] == "UNAVAILABLE"

@@ -235,7 +235,12 @@ class SimulatorApp:
             message = fault.message or f"{_phrase(fault.status)} (simulated by scenario {name!r})"
             spec = ErrorSpec(fault.status, message, fault.error_type, fault.error_code)
             keep = min(fault.after_chunks, len(frames) - 1)
-            frames = [*frames[:keep], wire.stream_error(spec, call.request_id)]
+            if chat.sse:
+                failure = wire.stream_error(spec, call.request_id)
+            else:  # a JSON-array stream ends with the error as its last element
+                error = json.dumps(wire.error_body(spec, call.request_id)).encode()
+                failure = (b",\r\n" if keep else b"[") + error + b"]"
+            frames = [*frames[:keep], failure]
         content_type = wire.stream_content_type if chat.sse else "application/json"
         headers.update({"Content-Type": content_type, "Cache-Control": "no-cache"})
         return await self._stream(call.request, name, headers, frames, scenario, cut_after)

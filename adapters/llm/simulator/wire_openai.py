@@ -8,6 +8,7 @@ Also what most OpenAI-compatible servers speak, so it doubles as the generic
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,7 @@ from .wire import (
 
 __all__ = ["OpenAIWire", "openai_error", "openai_headers"]
 
+_REASONING_MODELS = re.compile(r"^(?:o\d|gpt-5)")
 _CHAT_PATHS = frozenset({"chat/completions", "v1/chat/completions"})
 
 _ERROR_KINDS: Mapping[int, tuple[str, str | None]] = {
@@ -86,6 +88,15 @@ def _output(value: object) -> OutputSpec | None:
         spec = value.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, Mapping) else None
         return OutputSpec(schema if isinstance(schema, Mapping) else {})
+    return None
+
+
+def _reasoning(model: str, effort: object) -> int | None:
+    """Reasoning models (o-series, gpt-5) think unless told not to; others when asked."""
+    if effort in ("none", "minimal"):
+        return None
+    if effort is not None or _REASONING_MODELS.match(model):
+        return 0
     return None
 
 
@@ -187,7 +198,7 @@ class OpenAIWire:
             stop=stop_list(body.get("stop")),
             n=optional_int(body, "n") or 1,
             parallel_tools=body.get("parallel_tool_calls") is not False,
-            thinking=0 if body.get("reasoning_effort") not in (None, "none", "minimal") else None,
+            thinking=_reasoning(model, body.get("reasoning_effort")),
             logprobs=logprobs,
             prefixes=(cache_prefix([model, earlier, body.get("tools")], earlier_tokens),),
         )
