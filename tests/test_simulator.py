@@ -634,3 +634,17 @@ def test_gemini_json_array_stream_ends_with_the_error(simulator: Simulator) -> N
     chunks = httpx.post(url, json=body, headers={"x-goog-api-key": "k"}).json()
     assert len(chunks) == 3 and "candidates" in chunks[1]
     assert chunks[-1]["error"]["status"] == "UNAVAILABLE"
+
+
+def test_token_rate_limit_refuses_once_the_window_is_spent(simulator: Simulator) -> None:
+    name = unique("tpm")
+    simulator.set_scenario(name, Scenario(rate_limit_tokens=15))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}
+    url = f"{simulator.base(name)}/chat/completions"
+    with httpx.Client(headers={"Authorization": "Bearer k"}) as client:
+        first = client.post(url, json=body)
+        second = client.post(url, json=body)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(15 - tokens(QUESTION))
+    assert second.status_code == 429 and "tokens per min" in second.json()["error"]["message"]
+    assert float(second.headers["retry-after"]) > 0

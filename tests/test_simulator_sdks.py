@@ -74,9 +74,7 @@ def sim() -> Iterator[Simulator]:
         "no-quota": Scenario(faults=[Fault("status", status=429, error_code="insufficient_quota",
                                            error_type="insufficient_quota", retry_after=2.0,
                                            message="You exceeded your current quota.")]),
-        "limited": Scenario(rate_limit_requests=2),
         "lenient": Scenario(validate=False),
-        "thinking": Scenario(seed=5),
     }
     with Simulator(scenarios) as simulator:
         yield simulator
@@ -118,7 +116,8 @@ def test_openai_request_id_and_rate_limit_headers(sim: Simulator) -> None:
     assert completion._request_id and completion._request_id.startswith("req_")
     assert raw[0].headers["x-request-id"] != raw[1].headers["x-request-id"]
 
-    limited = oai(sim, "limited")
+    sim.set_scenario(name := unique("openai-limited"), Scenario(rate_limit_requests=2))
+    limited = oai(sim, name)
     limited.chat.completions.create(model="gpt-4o", messages=user())
     limited.chat.completions.create(model="gpt-4o", messages=user())
     with pytest.raises(openai.RateLimitError) as caught:
@@ -243,9 +242,12 @@ def test_anthropic_request_id_and_rate_limit_headers(sim: Simulator) -> None:
     assert "T" in raw[0].headers["anthropic-ratelimit-tokens-reset"]
     message = raw[0].parse()
     assert message._request_id and message._request_id.startswith("req_")
+    sim.set_scenario(name := unique("anthropic-limited"), Scenario(rate_limit_requests=2))
+    limited = claude(sim, name)
+    limited.messages.create(model=MODEL, max_tokens=50, messages=user())
+    limited.messages.create(model=MODEL, max_tokens=50, messages=user())
     with pytest.raises(anthropic.RateLimitError) as caught:
-        for _ in range(3):
-            claude(sim, "limited").messages.create(model=MODEL, max_tokens=50, messages=user())
+        limited.messages.create(model=MODEL, max_tokens=50, messages=user())
     assert caught.value.request_id and caught.value.request_id.startswith("req_")
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["request_id"] == caught.value.request_id

@@ -6,6 +6,7 @@ provider is guessed from what the client sent (its auth header, the path's style
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from .state import Limits
@@ -45,4 +46,6 @@ def rate_limit_error(limits: Limits) -> ErrorSpec:
         message = (f"Rate limit reached on requests per min (RPM): Limit "
                    f"{limits.requests_limit}, Used {limits.requests_limit}. Please try again in "
                    f"{limits.reset_s:.1f}s.")
-    return ErrorSpec(429, message, code="rate_limit_exceeded", retry_after=limits.reset_s)
+    # Retry-After in whole seconds, rounded up, as the vendors send it
+    retry_after = float(max(1, math.ceil(limits.reset_s)))
+    return ErrorSpec(429, message, code="rate_limit_exceeded", retry_after=retry_after)

@@ -205,7 +205,7 @@ class SimulatorApp:
         limits = runtime.admit(chat.input_tokens)
         if limits.exceeded is not None:
             spec = rate_limit_error(limits)
-            return self._error(name, wire, spec, Meta(call.request_id, limits, limits.reset_s))
+            return self._error(name, wire, spec, Meta(call.request_id, limits, spec.retry_after))
         cache = runtime.use_cache(chat.prefixes)
         reply = plan_reply(
             chat, scenario.content, new_id=new_id, seed=scenario.seed or 0,
