@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from .schema_answers import generate, seeded_rng
@@ -140,7 +141,7 @@ class ChatRequest:
     prefixes: tuple[CachePrefix, ...] = ()
     sse: bool = True
 
-    @property
+    @cached_property
     def input_tokens(self) -> int:
         return sum(count_tokens(text) for text in self.texts)
 
@@ -173,11 +174,11 @@ class Choice:
     thinking: str = ""
     stop_sequence: str | None = None
 
-    @property
+    @cached_property
     def thinking_tokens(self) -> int:
         return count_tokens(self.thinking)
 
-    @property
+    @cached_property
     def output_tokens(self) -> int:
         calls = sum(count_tokens(c.name) + count_tokens(c.arguments_json) for c in self.tool_calls)
         return count_tokens(self.text) + calls + self.thinking_tokens
