@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import litellm
 import openai
 import pytest
@@ -57,7 +58,6 @@ WEATHER_TOOL = {
         },
     },
 }
-WEATHER_ARGS = {"city": "example", "unit": "celsius", "days": 1}
 LOOKUP_TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
 
 
@@ -168,8 +168,11 @@ async def test_tool_call_round_trip(simulator: Simulator, model: str) -> None:
     assert first.choices[0].finish_reason == "tool_calls"
     [call] = message.tool_calls
     assert call.function.name == "get_weather"
-    assert json.loads(call.function.arguments) == WEATHER_ARGS
-    compact_args = json.dumps(WEATHER_ARGS, separators=(",", ":"))
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER_TOOL["function"]["parameters"])
+    again = await acall(simulator, model, "ok", messages=history, tools=[WEATHER_TOOL])
+    assert json.loads(again.choices[0].message.tool_calls[0].function.arguments) == arguments
+    compact_args = json.dumps(arguments, separators=(",", ":"))
     assert first.usage.completion_tokens == tokens("get_weather") + tokens(compact_args)
 
     history.append({"role": "assistant", "content": message.content, "tool_calls": [call.model_dump()]})
@@ -381,7 +384,7 @@ def test_control_endpoint_reads_one_scenario_as_put_takes_it(simulator: Simulato
 def _statuses(sim: Simulator, name: str, count: int) -> list[int]:
     payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
     url = f"{sim.base(name)}/v1/messages"
-    with httpx.Client(headers={"x-api-key": "k"}) as client:
+    with httpx.Client(headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}) as client:
         return [client.post(url, json=payload).status_code for _ in range(count)]
 
 
@@ -543,3 +546,105 @@ def test_serve_runs_until_sigint() -> None:
         assert process.wait(timeout=5) == 0
     finally:
         process.kill()
+
+
+# -- raw wire details the SDKs hide -----------------------------------------------------------
+
+
+def test_anthropic_stream_order_and_usage_on_the_wire(simulator: Simulator) -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": QUESTION}]}
+    headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", f"{simulator.base('ok')}/v1/messages", json=body,
+                      headers=headers) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    kinds = [event["type"] for event in events]
+    assert kinds[:3] == ["message_start", "content_block_start", "ping"]
+    assert kinds[-2:] == ["message_delta", "message_stop"]
+    start_usage = events[0]["message"]["usage"]
+    delta_usage = events[-2]["usage"]
+    assert start_usage["input_tokens"] == delta_usage["input_tokens"] == tokens(QUESTION)
+    expected = answer_for(ANTHROPIC, QUESTION)
+    assert delta_usage["output_tokens"] == tokens(expected)
+
+
+def test_gemini_stream_without_alt_sse_is_one_json_array(simulator: Simulator) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": QUESTION}]}]}
+    url = f"{simulator.base('ok')}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    response = httpx.post(url, json=body, headers={"x-goog-api-key": "k"})
+    assert response.headers["content-type"].startswith("application/json")
+    chunks = response.json()
+    assert isinstance(chunks, list) and len(chunks) > 1
+    text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
+    assert text == answer_for(GEMINI, QUESTION)
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+    sse = httpx.post(url, params={"alt": "sse"}, json=body, headers={"x-goog-api-key": "k"})
+    assert sse.headers["content-type"].startswith("text/event-stream")
+
+
+SCHEMAS: list[dict[str, Any]] = [
+    {"type": "object", "properties": {"a": {"type": "string", "minLength": 30, "maxLength": 40},
+                                      "b": {"type": "number", "exclusiveMinimum": 5, "maximum": 6},
+                                      "c": {"type": "integer", "multipleOf": 7, "minimum": 10}},
+     "required": ["a", "b", "c"], "additionalProperties": False},
+    {"type": "array", "items": {"type": "string", "enum": ["x", "y", "z"]}, "minItems": 2,
+     "maxItems": 3, "uniqueItems": True},
+    {"$defs": {"P": {"type": "object", "properties": {"n": {"type": ["string", "null"]}},
+                     "required": ["n"]}},
+     "type": "object", "properties": {"people": {"type": "array", "items": {"$ref": "#/$defs/P"}},
+                                      "one": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]}},
+     "required": ["people", "one"]},
+    {"type": "object", "properties": {"when": {"type": "string", "format": "date-time"},
+                                      "mail": {"type": "string", "format": "email"},
+                                      "code": {"type": "string", "pattern": "^[0-9]{2}$"},
+                                      "fixed": {"const": 3}, "flag": {"type": "boolean"}},
+     "required": ["when", "mail", "code", "fixed", "flag"]},
+]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_schema_answers_are_valid_and_seeded(schema: dict[str, Any]) -> None:
+    from adapters.llm.simulator.schema_answers import generate, seeded_rng
+
+    values = [generate(schema, seeded_rng(seed)) for seed in range(40)]
+    for value in values:
+        jsonschema.validate(value, schema, format_checker=jsonschema.FormatChecker())
+    assert values == [generate(schema, seeded_rng(seed)) for seed in range(40)]
+    assert len({json.dumps(v, sort_keys=True) for v in values}) > 1, "the seed varies the answer"
+
+
+def test_gemini_schema_dialect_is_understood() -> None:
+    from adapters.llm.simulator.schema_answers import generate, seeded_rng
+
+    schema = {"type": "OBJECT", "properties": {"name": {"type": "STRING"},
+                                               "age": {"type": "INTEGER", "nullable": True},
+                                               "tags": {"type": "ARRAY", "items": {"type": "STRING"}}},
+              "required": ["name", "age", "tags"], "propertyOrdering": ["tags", "name", "age"]}
+    value = generate(schema, seeded_rng(1))
+    assert list(value) == ["tags", "name", "age"]
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
+    assert all(isinstance(tag, str) for tag in value["tags"])
+
+
+def test_gemini_json_array_stream_ends_with_the_error(simulator: Simulator) -> None:
+    name = unique("array-error")
+    simulator.set_scenario(name, Scenario(faults=[Fault("stream_error", status=503, after_chunks=2)]))
+    body = {"contents": [{"role": "user", "parts": [{"text": QUESTION}]}]}
+    url = f"{simulator.base(name)}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    chunks = httpx.post(url, json=body, headers={"x-goog-api-key": "k"}).json()
+    assert len(chunks) == 3 and "candidates" in chunks[1]
+    assert chunks[-1]["error"]["status"] == "UNAVAILABLE"
+
+
+def test_token_rate_limit_refuses_once_the_window_is_spent(simulator: Simulator) -> None:
+    name = unique("tpm")
+    simulator.set_scenario(name, Scenario(rate_limit_tokens=15))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}
+    url = f"{simulator.base(name)}/chat/completions"
+    with httpx.Client(headers={"Authorization": "Bearer k"}) as client:
+        first = client.post(url, json=body)
+        second = client.post(url, json=body)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(15 - tokens(QUESTION))
+    assert second.status_code == 429 and "tokens per min" in second.json()["error"]["message"]
+    assert float(second.headers["retry-after"]) > 0

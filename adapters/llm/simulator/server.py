@@ -11,19 +11,23 @@ import json
 import socket
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
 from .content import plan_reply
+from .routing import guess_provider, not_found_message, rate_limit_error
 from .scenarios import Fault, Scenario
 from .state import Registry, ScenarioRuntime
-from .wire import Route, WireFormat
+from .validation import check_model
+from .wire import CHAT_ENDPOINTS, ErrorSpec, Meta, RequestError, Route, WireFormat, new_id
 from .wire_anthropic import AnthropicWire
 from .wire_gemini import GeminiWire
 from .wire_ollama import OllamaWire
 from .wire_openai import OpenAIWire
+from .wire_responses import ResponsesWire
 
 __all__ = ["SimulatorApp"]
 
@@ -48,12 +52,25 @@ def _phrase(status: int) -> str:
         return "Overloaded" if status == 529 else "Error"
 
 
-def _retry_headers(fault: Fault) -> dict[str, str]:
-    if fault.retry_after is None:
+def _retry_headers(seconds: float | None) -> dict[str, str]:
+    if seconds is None:
         return {}
-    seconds = fault.retry_after
+    seconds = max(0.0, seconds)
     text = str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
     return {"Retry-After": text, "retry-after-ms": str(int(seconds * 1000))}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One provider request being answered, and what was decided about it so far."""
+
+    request: web.Request
+    name: str
+    wire: WireFormat
+    route: Route
+    runtime: ScenarioRuntime
+    fault: Fault | None
+    request_id: str
 
 
 class SimulatorApp:
@@ -66,7 +83,10 @@ class SimulatorApp:
             AnthropicWire(),
             GeminiWire(),
             OllamaWire(),
+            ResponsesWire(),
         )
+        # the first wire of a provider answers its unknown paths (chat, not Responses)
+        self._by_name: dict[str, WireFormat] = {w.name: w for w in reversed(self.wires)}
         self._handlers: set[asyncio.Task[Any]] = set()
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.add_routes(
@@ -78,7 +98,7 @@ class SimulatorApp:
                 web.delete("/control/scenarios/{name}", self._delete_scenario),
                 web.get("/control/stats", self._stats),
                 web.post("/control/reset-stats", self._reset_stats),
-                web.post("/s/{scenario}/{path:.+}", self._provider),
+                web.route("*", "/s/{scenario}/{path:.+}", self._provider),
             ]
         )
 
@@ -92,9 +112,10 @@ class SimulatorApp:
 
     # -- provider traffic ---------------------------------------------------------------
 
-    def _route(self, path: str) -> tuple[WireFormat, Route] | None:
+    def _route(self, method: str, path: str, query: Mapping[str, str]
+               ) -> tuple[WireFormat, Route] | None:
         for wire in self.wires:
-            route = wire.match(path)
+            route = wire.match(method, path, query)
             if route is not None:
                 return wire, route
         return None
@@ -113,11 +134,13 @@ class SimulatorApp:
                 self._handlers.discard(task)
 
     async def _serve(self, request: web.Request, name: str) -> web.StreamResponse:
-        routed = self._route(request.match_info["path"])
+        path = request.match_info["path"]
+        request_id = new_id()
+        routed = self._route(request.method, path, request.query)
         if routed is None:
-            self.registry.record_status(name, 404)
-            message = f"the simulator serves no provider at /{request.match_info['path']}"
-            return web.json_response({"error": {"message": message, "code": 404}}, status=404)
+            wire = self._by_name[guess_provider(path, request.headers, request.query)]
+            spec = ErrorSpec(404, not_found_message(wire.name, request.method, path))
+            return self._error(name, wire, spec, Meta(request_id))
         wire, route = routed
         runtime = self.registry.runtime(name)
         fault = runtime.next_fault()
@@ -132,53 +155,95 @@ class SimulatorApp:
             _reset_connection(request, hard=True)
             return web.Response()
         if fault is not None and fault.kind == "status":
-            message = fault.message if fault.message is not None else \
-                f"{_phrase(fault.status)} (simulated by scenario {name!r})"
-            payload = wire.error_body(fault.status, message)
-            return self._json(name, fault.status, payload, _retry_headers(fault))
+            return self._fault_error(name, wire, runtime, fault, request_id)
         if wire.api_key(request.headers, request.query) is None:
-            return self._json(name, 401, wire.error_body(401, "missing API key"))
-        return await self._answer(request, name, wire, route, runtime, fault, raw)
-
-    async def _answer(
-        self,
-        request: web.Request,
-        name: str,
-        wire: WireFormat,
-        route: Route,
-        runtime: ScenarioRuntime,
-        fault: Fault | None,
-        raw: bytes,
-    ) -> web.StreamResponse:
-        """Answer a well-formed call normally, or break it the way ``fault`` says."""
+            return self._error(name, wire, ErrorSpec(401, "missing API key"), Meta(request_id))
+        call = _Call(request, name, wire, route, runtime, fault, request_id)
         try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("the request body must be a JSON object")
-            chat = wire.parse(body, route)
-        except ValueError as exc:  # json.JSONDecodeError and RequestError are ValueErrors
-            return self._json(name, 400, wire.error_body(400, str(exc)))
+            return await self._answer(call, raw)
+        except RequestError as exc:  # json.JSONDecodeError and RequestError are ValueErrors
+            return self._error(name, wire, exc.spec(), Meta(request_id, runtime.peek()))
+        except ValueError as exc:
+            return self._error(name, wire, ErrorSpec(400, str(exc)), Meta(request_id))
+
+    def _fault_error(self, name: str, wire: WireFormat, runtime: ScenarioRuntime, fault: Fault,
+                     request_id: str) -> web.Response:
+        message = fault.message if fault.message is not None else \
+            f"{_phrase(fault.status)} (simulated by scenario {name!r})"
+        spec = ErrorSpec(fault.status, message, fault.error_type, fault.error_code,
+                         retry_after=fault.retry_after)
+        limits = runtime.peek(exhausted=fault.status == 429)
+        return self._error(name, wire, spec, Meta(request_id, limits, fault.retry_after))
+
+    def _error(self, name: str, wire: WireFormat, spec: ErrorSpec, meta: Meta) -> web.Response:
+        headers = wire.headers(meta)
+        headers.update(_retry_headers(meta.retry_after))
+        return self._json(name, spec.status, wire.error_body(spec, meta.request_id), headers)
+
+    async def _answer(self, call: _Call, raw: bytes) -> web.StreamResponse:
+        """Answer a well-formed call normally, or break it the way ``fault`` says."""
+        wire, route, runtime, name = call.wire, call.route, call.runtime, call.name
         scenario = runtime.scenario
+        body: Any = json.loads(raw) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise RequestError("the request body must be a JSON object")
+        if route.endpoint not in CHAT_ENDPOINTS:
+            if scenario.validate:
+                wire.check(body, call.request.headers, route)
+            model = route.model or body.get("model")
+            if isinstance(model, str) and route.endpoint not in ("models", "model"):
+                check_model(wire.name, model.removeprefix("models/"), scenario.models)
+            payload = wire.endpoint(route, body, scenario.seed or 0)
+            return self._json(name, 200, payload, wire.headers(Meta(call.request_id)))
+        chat = wire.parse(body, route)
+        if scenario.validate:
+            wire.check(body, call.request.headers, route)
+        check_model(wire.name, chat.model, scenario.models)
         if scenario.max_input_tokens is not None and chat.input_tokens > scenario.max_input_tokens:
-            status, payload = wire.context_error(scenario.max_input_tokens, chat.input_tokens)
-            return self._json(name, status, payload)
-        reply = plan_reply(chat, scenario.content)
+            spec = wire.context_error(scenario.max_input_tokens, chat.input_tokens)
+            return self._error(name, wire, spec, Meta(call.request_id))
+        limits = runtime.admit(chat.input_tokens)
+        if limits.exceeded is not None:
+            spec = rate_limit_error(limits)
+            return self._error(name, wire, spec, Meta(call.request_id, limits, spec.retry_after))
+        cache = runtime.use_cache(chat.prefixes)
+        reply = plan_reply(
+            chat, scenario.content, new_id=new_id, seed=scenario.seed or 0,
+            tool_calls=scenario.tool_calls, cached_tokens=cache.read,
+            cache_write_tokens=cache.written,
+        )
+        headers = wire.headers(Meta(call.request_id, limits))
+        fault = call.fault
         kind = fault.kind if fault is not None else None
         if not chat.stream:
+            if fault is not None and kind == "stream_error":
+                return self._fault_error(name, wire, runtime, fault, call.request_id)
             body_bytes = json.dumps(wire.render(chat, reply)).encode()
             if kind == "malformed":
                 body_bytes = _MALFORMED_BODY
             if kind == "cut" and fault is not None:
-                return await self._cut_body(request, name, body_bytes)
+                return await self._cut_body(call.request, name, body_bytes)
             self.registry.record_status(name, 200)
-            return web.Response(body=body_bytes, content_type="application/json")
+            return web.Response(body=body_bytes, content_type="application/json", headers=headers)
         frames = wire.stream_frames(chat, reply, scenario.chunk_words)
         if kind == "malformed":  # one good frame, then garbage, then a clean end of stream
             frames = [*frames[:1], wire.malformed_frame()]
         cut_after = None
         if fault is not None and kind == "cut":  # always before the terminator
             cut_after = min(fault.after_chunks, len(frames) - 1)
-        return await self._stream(request, name, wire, frames, scenario, cut_after)
+        if fault is not None and kind == "stream_error":
+            message = fault.message or f"{_phrase(fault.status)} (simulated by scenario {name!r})"
+            spec = ErrorSpec(fault.status, message, fault.error_type, fault.error_code)
+            keep = min(fault.after_chunks, len(frames) - 1)
+            if chat.sse:
+                failure = wire.stream_error(spec, call.request_id)
+            else:  # a JSON-array stream ends with the error as its last element
+                error = json.dumps(wire.error_body(spec, call.request_id)).encode()
+                failure = (b",\r\n" if keep else b"[") + error + b"]"
+            frames = [*frames[:keep], failure]
+        content_type = wire.stream_content_type if chat.sse else "application/json"
+        headers.update({"Content-Type": content_type, "Cache-Control": "no-cache"})
+        return await self._stream(call.request, name, headers, frames, scenario, cut_after)
 
     def _json(
         self,
@@ -207,12 +272,11 @@ class SimulatorApp:
         self,
         request: web.Request,
         name: str,
-        wire: WireFormat,
+        headers: Mapping[str, str],
         frames: list[bytes],
         scenario: Scenario,
         cut_after: int | None,
     ) -> web.StreamResponse:
-        headers = {"Content-Type": wire.stream_content_type, "Cache-Control": "no-cache"}
         response = web.StreamResponse(status=200, headers=headers)
         interval = scenario.chunk_interval_ms / 1000.0
         self.registry.record_status(name, 200)

@@ -7,14 +7,40 @@ server's event loop, so no locks are needed (and none is held while a handler sl
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Mapping
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .content import CachePrefix
 from .scenarios import BUILTIN_SCENARIOS, DEFAULT_SCENARIO, Fault, Scenario
 
-__all__ = ["Registry", "ScenarioRuntime", "ScenarioStats"]
+__all__ = ["CacheUse", "Limits", "Registry", "ScenarioRuntime", "ScenarioStats"]
+
+NOMINAL_REQUESTS = 10_000
+NOMINAL_TOKENS = 10_000_000
+_CACHE_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The rate-limit window as the headers report it, after counting this request."""
+
+    requests_limit: int
+    requests_remaining: int
+    tokens_limit: int
+    tokens_remaining: int
+    reset_s: float
+    exceeded: str | None = None  # "requests" or "tokens" when this request is refused
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """Prompt-cache tokens of one request: read from earlier requests, written by this one."""
+
+    read: int = 0
+    written: int = 0
 
 
 @dataclass
@@ -47,6 +73,64 @@ class ScenarioRuntime:
         self._fault_rng = random.Random(scenario.seed)
         self._jitter_rng = random.Random(scenario.seed)
         self._served = 0
+        self._window_start = time.monotonic()
+        self._window_requests = 0
+        self._window_tokens = 0
+        self._cache: OrderedDict[str, None] = OrderedDict()
+
+    def peek(self, *, exhausted: bool = False) -> Limits:
+        """The window as it stands (``exhausted``: as a 429 reports it, nothing left)."""
+        limits = self.admit(0, count=False)
+        if exhausted:
+            return Limits(limits.requests_limit, 0, limits.tokens_limit, limits.tokens_remaining,
+                          limits.reset_s, "requests")
+        return limits
+
+    def admit(self, tokens: int, *, count: bool = True) -> Limits:
+        """Count a request against the rate-limit window; ``exceeded`` says it is refused.
+
+        Limits the scenario does not set are reported at a nominal size and never refuse.
+        """
+        s = self.scenario
+        now = time.monotonic()
+        if now - self._window_start >= s.rate_limit_window_s:
+            self._window_start, self._window_requests, self._window_tokens = now, 0, 0
+        request_limit = s.rate_limit_requests or NOMINAL_REQUESTS
+        token_limit = s.rate_limit_tokens or NOMINAL_TOKENS
+        reset = max(0.0, s.rate_limit_window_s - (now - self._window_start))
+        exceeded = None
+        if s.rate_limit_requests is not None and self._window_requests >= request_limit:
+            exceeded = "requests"
+        elif s.rate_limit_tokens is not None and self._window_tokens + tokens > token_limit:
+            exceeded = "tokens"
+        if exceeded is None and count:
+            self._window_requests += 1
+            self._window_tokens += tokens
+        return Limits(
+            request_limit,
+            max(0, request_limit - self._window_requests),
+            token_limit,
+            max(0, token_limit - self._window_tokens),
+            reset,
+            exceeded,
+        )
+
+    def use_cache(self, prefixes: Sequence[CachePrefix]) -> CacheUse:
+        """Which prefixes were cached before (read) and which this request writes.
+
+        Explicit prefixes are written on first use; implicit ones are remembered silently.
+        """
+        minimum = self.scenario.prompt_cache_min_tokens
+        usable = [p for p in prefixes if p.tokens >= minimum and p.tokens > 0]
+        read = max((p.tokens for p in usable if p.key in self._cache), default=0)
+        explicit = [p.tokens for p in usable if p.explicit and p.key not in self._cache]
+        written = max(0, max(explicit, default=0) - read)
+        for prefix in usable:
+            self._cache[prefix.key] = None
+            self._cache.move_to_end(prefix.key)
+        while len(self._cache) > _CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return CacheUse(read, written)
 
     def next_fault(self) -> Fault | None:
         """The fault for the next request: the first one in order that fires, if any."""

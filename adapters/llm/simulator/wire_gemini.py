@@ -1,26 +1,40 @@
 """Google AI Studio (Gemini) wire format (``POST .../models/<model>:generateContent``).
 
 Gemini puts the model and the streaming choice in the URL
-(``:streamGenerateContent?alt=sse``) and reports errors as Google RPC statuses.
-Google's JSON mapping accepts lowerCamel and snake_case field names alike, and
-litellm sends a mix of both, so every field is read in either spelling.
+(``:streamGenerateContent?alt=sse``; without ``alt=sse`` the stream is one JSON
+array) and reports errors as Google RPC statuses. Google's JSON mapping accepts
+lowerCamel and snake_case field names alike, and litellm sends a mix of both, so
+every field is read in either spelling. countTokens, embedContent and the models
+list are in ``endpoints_gemini.py``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from .content import ChatRequest, Reply, ToolSpec, count_tokens, join_texts, split_text, text_of
-from .wire import RequestError, Route, optional_int, sse_frame, tool_spec
+from . import endpoints_gemini, validation
+from .content import (
+    ChatRequest,
+    Choice,
+    OutputSpec,
+    Reply,
+    count_tokens,
+    join_texts,
+    split_text,
+    token_pieces,
+)
+from .wire import ErrorSpec, Meta, RequestError, Route, cache_prefix, optional_int, sse_frame, \
+    stop_list
+from .wire_gemini_parts import field, function_responses, parts, texts_of, tools
 
 __all__ = ["GeminiWire"]
 
 _PATH = re.compile(
     r"(?:v1beta/|v1/)?models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)"
 )
-_CAMEL_HUMP = re.compile(r"(?<!^)(?=[A-Z])")
 
 _STATUSES: Mapping[int, str] = {
     400: "INVALID_ARGUMENT",
@@ -34,56 +48,46 @@ _STATUSES: Mapping[int, str] = {
 }
 
 
-def _field(data: object, camel: str) -> Any:
-    """``data[camel]`` or its snake_case twin; None when absent or ``data`` is not an object."""
-    if not isinstance(data, Mapping):
-        return None
-    if camel in data:
-        return data[camel]
-    return data.get(_CAMEL_HUMP.sub("_", camel).lower())
-
-
-def _parts(content: object) -> list[Mapping[str, Any]]:
-    parts = _field(content, "parts")
-    return [p for p in parts if isinstance(p, Mapping)] if isinstance(parts, list) else []
-
-
-def _texts(parts: list[Mapping[str, Any]]) -> list[str]:
-    return [str(p["text"]) for p in parts if "text" in p and not p.get("thought")]
-
-
-def _function_responses(parts: list[Mapping[str, Any]]) -> list[str]:
-    responses = (_field(part, "functionResponse") for part in parts)
-    return [text_of(r.get("response")) for r in responses if isinstance(r, Mapping)]
-
-
-def _tools(value: object) -> tuple[ToolSpec, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise RequestError("tools must be a list")
-    specs = []
-    for index, tool in enumerate(value):
-        declarations = _field(tool, "functionDeclarations")
-        if not isinstance(declarations, list):
-            continue  # a built-in tool such as googleSearch
-        for number, declaration in enumerate(declarations):
-            schema = _field(declaration, "parameters")
-            schema = schema or _field(declaration, "parametersJsonSchema")
-            where = f"tools[{index}].functionDeclarations[{number}]"
-            specs.append(tool_spec(_field(declaration, "name"), schema, where))
-    return tuple(specs)
-
-
 def _tool_choice(body: Mapping[str, Any]) -> str | None:
-    calling = _field(_field(body, "toolConfig"), "functionCallingConfig")
-    mode = str(_field(calling, "mode") or "AUTO").upper()
-    allowed = _field(calling, "allowedFunctionNames")
+    calling = field(field(body, "toolConfig"), "functionCallingConfig")
+    mode = str(field(calling, "mode") or "AUTO").upper()
+    allowed = field(calling, "allowedFunctionNames")
     if mode == "NONE":
         return "none"
     if mode == "ANY":
         return str(allowed[0]) if isinstance(allowed, list) and len(allowed) == 1 else "required"
     return None
+
+
+def _output(config: object) -> OutputSpec | None:
+    if str(field(config, "responseMimeType") or "") != "application/json":
+        return None
+    schema = field(config, "responseJsonSchema") or field(config, "responseSchema")
+    return OutputSpec(schema if isinstance(schema, Mapping) else None)
+
+
+def _thinking(config: object) -> tuple[int | None, bool]:
+    """The thinking budget (None: off) and whether thoughts are returned as parts."""
+    thinking = field(config, "thinkingConfig")
+    if not isinstance(thinking, Mapping):
+        return None, False
+    budget = field(thinking, "thinkingBudget")
+    include = bool(field(thinking, "includeThoughts"))
+    if budget == 0:
+        return None, False
+    return (budget if isinstance(budget, int) and budget > 0 else 0), include
+
+
+def _logprobs(text: str, top: int) -> dict[str, Any]:
+    chosen = []
+    tops = []
+    for piece in token_pieces(text):
+        logprob = -round(0.01 * (len(piece.strip()) % 7 + 1), 4)
+        chosen.append({"token": piece, "logProbability": logprob})
+        alternatives = [{"token": piece if r == 0 else f"{piece}{r}",
+                         "logProbability": logprob - r} for r in range(top)]
+        tops.append({"candidates": alternatives})
+    return {"topCandidates": tops, "chosenCandidates": chosen}
 
 
 class GeminiWire:
@@ -92,14 +96,29 @@ class GeminiWire:
     name = "gemini"
     stream_content_type = "text/event-stream"
 
-    def match(self, path: str) -> Route | None:
+    def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
         found = _PATH.fullmatch(path)
         if found is None:
-            return None
-        return Route(model=found["model"], stream=found["method"] == "streamGenerateContent")
+            return endpoints_gemini.match(method, path)
+        streamed = found["method"] == "streamGenerateContent"
+        return Route(model=found["model"], stream=streamed, method=method,
+                     sse=query.get("alt") == "sse")
 
     def api_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         return headers.get("x-goog-api-key") or query.get("key")
+
+    def check(self, body: Mapping[str, Any], headers: Mapping[str, str], route: Route) -> None:
+        if route.endpoint == "chat":
+            validation.check_gemini(body)
+
+    def endpoint(self, route: Route, body: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        if route.endpoint == "countTokens":
+            request = field(body, "generateContentRequest")
+            source = request if isinstance(request, Mapping) else body
+            tokens = self.parse(source, route).input_tokens
+            return {"totalTokens": tokens,
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]}
+        return endpoints_gemini.answer(route, body, seed)
 
     def parse(self, body: Mapping[str, Any], route: Route) -> ChatRequest:
         contents = body.get("contents")
@@ -107,87 +126,147 @@ class GeminiWire:
             raise RequestError("contents is not specified")
         if not all(isinstance(content, Mapping) for content in contents):
             raise RequestError("contents: every entry must be an object")
-        texts = _texts(_parts(_field(body, "systemInstruction")))
+        system = texts_of(parts(field(body, "systemInstruction")))
+        texts = list(system)
         for content in contents:
-            texts += _texts(_parts(content)) + _function_responses(_parts(content))
-        users = [c for c in contents if c.get("role", "user") == "user" and _texts(_parts(c))]
-        results = _function_responses(_parts(contents[-1]))
-        config = _field(body, "generationConfig")
-        limit = None
-        if isinstance(config, Mapping):
-            limit = optional_int(config, "maxOutputTokens", "max_output_tokens")
+            texts += texts_of(parts(content)) + function_responses(parts(content))
+        users = [c for c in contents if c.get("role", "user") == "user" and texts_of(parts(c))]
+        results = function_responses(parts(contents[-1]))
+        config = field(body, "generationConfig")
+        config = config if isinstance(config, Mapping) else {}
+        limit = optional_int(config, "maxOutputTokens", "max_output_tokens")
+        earlier = list(contents[:-1])
+        earlier_tokens = sum(count_tokens(t) for c in earlier for t in texts_of(parts(c)))
+        thinking, _ = _thinking(config)
+        top = field(config, "logprobs")
+        wants_logprobs = bool(field(config, "responseLogprobs"))
         return ChatRequest(
             model=route.model or "gemini",
             texts=join_texts(texts),
-            last_user_text="\n".join(_texts(_parts(users[-1]))) if users else "",
+            last_user_text="\n".join(texts_of(parts(users[-1]))) if users else "",
             stream=bool(route.stream),
-            tools=_tools(body.get("tools")),
+            tools=tools(body.get("tools")),
             tool_choice=_tool_choice(body),
             tool_result="\n".join(results) if results else None,
             max_tokens=limit,
             body=body,
+            system_text="\n".join(system),
+            output=_output(config),
+            stop=stop_list(field(config, "stopSequences"), "stopSequences"),
+            n=optional_int(config, "candidateCount", "candidate_count") or 1,
+            thinking=thinking,
+            logprobs=(top if isinstance(top, int) else 0) if wants_logprobs else None,
+            prefixes=(cache_prefix([route.model, earlier, body.get("tools")], earlier_tokens),),
+            sse=route.sse,
         )
 
     @staticmethod
-    def _response(
-        request: ChatRequest, reply: Reply, parts: list[Any], output_tokens: int
-    ) -> dict[str, Any]:
-        """One GenerateContentResponse; streamed ones carry the running output count."""
-        candidate = {"content": {"role": "model", "parts": parts}, "index": 0}
-        usage = {
+    def _usage(reply: Reply, output_tokens: int, thoughts: int) -> dict[str, Any]:
+        usage: dict[str, Any] = {
             "promptTokenCount": reply.input_tokens,
-            "candidatesTokenCount": output_tokens,
+            "candidatesTokenCount": output_tokens - thoughts,
             "totalTokenCount": reply.input_tokens + output_tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.input_tokens}],
         }
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        if reply.cached_tokens:
+            usage["cachedContentTokenCount"] = reply.cached_tokens
+            usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.cached_tokens}]
+        return usage
+
+    @staticmethod
+    def _response(request: ChatRequest, reply: Reply, candidates: list[Any],
+                  usage: dict[str, Any]) -> dict[str, Any]:
         return {
-            "candidates": [candidate],
+            "candidates": candidates,
             "usageMetadata": usage,
             "modelVersion": request.model,
             "responseId": reply.id,
         }
 
     @staticmethod
-    def _finish(response: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        """Mark the last response; Gemini says STOP for tool calls too."""
-        reason = "MAX_TOKENS" if reply.finish == "length" else "STOP"
-        response["candidates"][0]["finishReason"] = reason
-        return response
+    def _finish(candidate: dict[str, Any], choice: Choice) -> dict[str, Any]:
+        """Mark the last chunk of a candidate; Gemini says STOP for tool calls too."""
+        candidate["finishReason"] = "MAX_TOKENS" if choice.finish == "length" else "STOP"
+        return candidate
 
     @staticmethod
-    def _call_parts(reply: Reply) -> list[dict[str, Any]]:
-        call = reply.tool_call
-        if call is None:
-            return []
-        return [{"functionCall": {"name": call.name, "args": dict(call.arguments)}}]
+    def _call_parts(choice: Choice) -> list[dict[str, Any]]:
+        return [{"functionCall": {"name": call.name, "args": dict(call.arguments)}}
+                for call in choice.tool_calls]
+
+    @staticmethod
+    def _thought_parts(request: ChatRequest, choice: Choice) -> list[dict[str, Any]]:
+        _, include = _thinking(field(request.body, "generationConfig"))
+        return [{"text": choice.thinking, "thought": True}] if include and choice.thinking else []
 
     def render(self, request: ChatRequest, reply: Reply) -> dict[str, Any]:
-        text = [{"text": reply.text}] if reply.text or reply.tool_call is None else []
-        parts = text + self._call_parts(reply)
-        return self._finish(self._response(request, reply, parts, reply.output_tokens), reply)
+        candidates = []
+        for index, choice in enumerate(reply.choices):
+            text = [{"text": choice.text}] if choice.text or not choice.tool_calls else []
+            content = self._thought_parts(request, choice) + text + self._call_parts(choice)
+            candidate = {"content": {"role": "model", "parts": content}, "index": index}
+            if request.logprobs is not None:
+                candidate["logprobsResult"] = _logprobs(choice.text, request.logprobs)
+                candidate["avgLogprobs"] = -0.05
+            candidates.append(self._finish(candidate, choice))
+        usage = self._usage(reply, reply.output_tokens, reply.thinking_tokens)
+        return self._response(request, reply, candidates, usage)
 
     def stream_frames(self, request: ChatRequest, reply: Reply, chunk_words: int) -> list[bytes]:
         responses = []
+        choice = reply.choices[0]
+        thoughts = self._thought_parts(request, choice)
         produced = ""
-        for piece in split_text(reply.text, chunk_words):
+        pieces = split_text(choice.text, chunk_words)
+        for number, piece in enumerate(pieces):
             produced += piece
-            parts: list[Any] = [{"text": piece}]
-            responses.append(self._response(request, reply, parts, count_tokens(produced)))
-        if reply.tool_call is not None or not responses:
-            parts = self._call_parts(reply)
-            responses.append(self._response(request, reply, parts, reply.output_tokens))
-        self._finish(responses[-1], reply)
-        return [sse_frame(response) for response in responses]
+            content: list[Any] = (thoughts if number == 0 else []) + [{"text": piece}]
+            candidate = {"content": {"role": "model", "parts": content}, "index": 0}
+            used = count_tokens(produced) + choice.thinking_tokens
+            usage = self._usage(reply, used, choice.thinking_tokens)
+            responses.append(self._response(request, reply, [candidate], usage))
+        if choice.tool_calls or not responses:
+            content = (thoughts if not responses else []) + self._call_parts(choice)
+            candidate = {"content": {"role": "model", "parts": content}, "index": 0}
+            usage = self._usage(reply, reply.output_tokens, reply.thinking_tokens)
+            responses.append(self._response(request, reply, [candidate], usage))
+        self._finish(responses[-1]["candidates"][0], choice)
+        if request.sse:
+            return [sse_frame(response) for response in responses]
+        lines = [json.dumps(response) for response in responses]
+        return [("[" if i == 0 else ",\r\n").encode() + line.encode()
+                for i, line in enumerate(lines)] + [b"]"]
 
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        rpc_status = _STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
-        return {"error": {"code": status, "message": message, "status": rpc_status}}
+    def error_body(self, error: ErrorSpec, request_id: str) -> dict[str, Any]:
+        status = error.status
+        rpc_status = error.kind or _STATUSES.get(
+            status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+        body: dict[str, Any] = {"code": status, "message": error.message, "status": rpc_status}
+        if status == 429:
+            delay = error.retry_after if error.retry_after is not None else 1.0
+            body["details"] = [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                 "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
+                                 "generate_content_requests", "quotaId": error.code or
+                                 "GenerateRequestsPerMinutePerProjectPerModel"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{delay:g}s"},
+            ]
+        return {"error": body}
 
-    def context_error(self, limit: int, used: int) -> tuple[int, dict[str, Any]]:
+    def headers(self, meta: Meta) -> dict[str, str]:
+        return {"x-request-id": meta.request_id}
+
+    def stream_error(self, error: ErrorSpec, request_id: str) -> bytes:
+        return sse_frame(self.error_body(error, request_id))
+
+    def context_error(self, limit: int, used: int) -> ErrorSpec:
         message = (
             f"The input token count ({used}) exceeds the maximum number of tokens "
             f"allowed ({limit})."
         )
-        return 400, self.error_body(400, message)
+        return ErrorSpec(400, message)
 
     def malformed_frame(self) -> bytes:
         return b'data: {"candidates":[{"content":{"role":"model","parts":[{"text":"tru\n\n'
