@@ -88,8 +88,10 @@ def set_scenario(url: str, name: str, builtin: str) -> None:
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The ``q`` quantile (0..1), by the package's one percentile definition."""
+    from adapters.llm._percentiles import percentile
+
+    return percentile(sorted(values), q * 100) or 0.0
 
 
 async def timed(call: Call) -> float:

@@ -159,7 +159,7 @@ def test_latency_mean_and_p95_rules() -> None:
     assert [(e.rule, e.state) for e in sender.sent] == [("slow-p95", "firing")]
     assert sender.sent[0].text == ("🔴 slow-p95: p95 latency 20,000 ms over the last 15 min "
                                    "(10 calls) is above 5,000 ms")
-    for _ in range(10):                         # p95 of 20 = the 19th: 1 s
+    for _ in range(30):                         # p95 of 40 = the 39th: 1 s
         evaluator.emit(record(clock.now, latency_ms=1000.0))
     assert [(e.rule, e.state) for e in sender.sent][1:] == [("slow-p95", "resolved")]
 

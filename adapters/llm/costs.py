@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._tokens import answer_tokens, prompt_tokens
 from .records import Usage
 
 if TYPE_CHECKING:
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Pricing", "cost_breakdown", "estimate_cost", "pricing_for"]
 
-# Output tokens assumed for a budget estimate when the call sets no max_tokens.
-DEFAULT_OUTPUT_ESTIMATE = 256
 
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token",
                "cache_read_input_token_cost", "cache_creation_input_token_cost")
@@ -88,14 +87,8 @@ def estimate_cost(gateway: Gateway, group: str, messages: list[dict[str, Any]],
     """What a call to ``group`` may cost, before sending it: the input counted with litellm's
     tokenizer, the output at ``max_tokens`` (or a default), at the dearest deployment's
     prices. Unknown prices estimate 0: the budget is then settled on the recorded cost."""
-    from ._litellm import litellm
-
     deployments = gateway.config.group(group)
-    model = str(deployments[0].litellm_params.get("model", ""))
-    try:
-        prompt_tokens = int(litellm().token_counter(model=model, messages=messages))
-    except Exception:  # a tokenizer that cannot read the messages must not block the call
-        prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4
-    output = max_tokens or DEFAULT_OUTPUT_ESTIMATE
+    prompt = prompt_tokens(str(deployments[0].litellm_params.get("model", "")), messages)
+    output = answer_tokens(max_tokens)
     prices = [p for p in (gateway.pricing.get(d.id) for d in deployments) if p is not None]
-    return max((prompt_tokens * p.input + output * p.output for p in prices), default=0.0)
+    return max((prompt * p.input + output * p.output for p in prices), default=0.0)

@@ -1,0 +1,85 @@
+"""The one definition of each small unit the package shares: percentile, duration, token
+estimate, breaker. Each is used by several features, so its edge cases are pinned here once."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from adapters.llm._durations import parse_duration
+from adapters.llm._percentiles import percentile
+from adapters.llm._tokens import (CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS, answer_tokens,
+                                  call_tokens, prompt_tokens)
+
+
+# -- percentile ---------------------------------------------------------------------------------
+def test_percentile_takes_the_sample_at_rank_p_of_n_plus_one() -> None:
+    ordered = [float(n) for n in range(1, 41)]
+    assert percentile(ordered, 95) == 39.0          # ceil(0.95 × 41) = 39, not nearest rank 38
+    assert percentile(ordered, 50) == 21.0          # ceil(0.5 × 41) = 21
+    assert percentile(ordered, 0) == 1.0            # kept within the samples
+    assert percentile(ordered, 100) == 40.0
+    assert percentile([3.0, 7.0], 99) == 7.0        # never beyond the largest
+    assert percentile([7.0], 1) == 7.0
+    assert percentile([], 95) is None
+
+
+def test_percentile_is_where_statistics_quantiles_puts_it_rounded_up_to_a_sample() -> None:
+    ordered = sorted(float((n * 37) % 101) for n in range(60))
+    for p in (10, 25, 50, 75, 90, 95):
+        exact = statistics.quantiles(ordered, n=100, method="exclusive")[p - 1]
+        found = percentile(ordered, p)
+        assert found in ordered and found >= exact
+        assert found == min(v for v in ordered if v >= exact)
+
+
+@pytest.mark.parametrize("p", [-1, 101, float("nan"), "95", None, True])
+def test_percentile_refuses_what_is_no_percentile(p: object) -> None:
+    with pytest.raises(ValueError, match=r"a percentile is a number from 0 to 100 \(95 for p95\)"):
+        percentile([1.0, 2.0], p)  # type: ignore[arg-type]
+
+
+# -- durations ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, seconds", [
+    ("500ms", 0.5), ("30s", 30), ("15m", 900), ("15min", 900), ("1.5h", 5400), ("24h", 86400),
+    ("7d", 604800), ("2w", 1209600), (" 2 W ", 1209600), ("0s", 0), (".5s", 0.5)])
+def test_one_duration_grammar(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "15", "m", "15 minutes", "-5m", "1y", "fortnight", "1h30m",
+                                  "7d ago", "1e3s"])
+def test_a_bad_duration_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text)
+    assert str(caught.value) == (f"{text!r} is not a duration: write a number and a unit (ms, s, "
+                                 "m, h, d or w), such as 500ms, 30s, 15m, 24h, 7d or 2w")
+
+
+def test_a_duration_that_is_not_text_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="15 is not a duration"):
+        parse_duration(15)  # type: ignore[arg-type]
+
+
+# -- token estimate -----------------------------------------------------------------------------
+def test_the_prompt_is_counted_by_litellms_tokenizer() -> None:
+    messages = [{"role": "user", "content": "Hello there, how are you today? " * 20}]
+    counted = prompt_tokens("openai/gpt-4o", messages)
+    assert 100 < counted < 300
+    assert call_tokens("openai/gpt-4o", messages, 50) == counted + 50
+    assert call_tokens("openai/gpt-4o", messages, None) == counted + DEFAULT_OUTPUT_TOKENS
+
+
+def test_a_prompt_the_tokenizer_cannot_read_counts_its_text() -> None:
+    text = "x" * 400
+    # An object as a content part: litellm's counter raises; the estimate goes on from the text.
+    messages = [{"role": "user", "content": [{"type": "text", "text": text},
+                                             {"type": "mystery", "payload": object()}]}]
+    assert prompt_tokens("openai/gpt-4o", messages) == 400 // CHARS_PER_TOKEN
+
+
+def test_the_answer_counts_max_tokens_as_given() -> None:
+    assert answer_tokens(None) == DEFAULT_OUTPUT_TOKENS == 256
+    assert answer_tokens(0) == 0
+    assert answer_tokens(1000) == 1000
