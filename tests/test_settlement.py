@@ -25,7 +25,7 @@ from adapters.llm import (
     ProviderError,
 )
 from adapters.llm._backend_redis import RedisBackend
-from adapters.llm._redis_link import Breaker
+from adapters.llm._breaker import Breaker
 from adapters.llm.budgets import BudgetRule, Budgets
 from adapters.llm.policies import PolicyPool
 from adapters.llm.simulator import Fault, Scenario

@@ -7,6 +7,7 @@ import statistics
 
 import pytest
 
+from adapters.llm._breaker import Breaker
 from adapters.llm._durations import parse_duration
 from adapters.llm._percentiles import percentile
 from adapters.llm._tokens import (CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS, answer_tokens,
@@ -83,3 +84,60 @@ def test_the_answer_counts_max_tokens_as_given() -> None:
     assert answer_tokens(None) == DEFAULT_OUTPUT_TOKENS == 256
     assert answer_tokens(0) == 0
     assert answer_tokens(1000) == 1000
+
+
+# -- breaker ------------------------------------------------------------------------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_backing_off_breaker_doubles_its_wait_up_to_the_longest() -> None:
+    clock = _Clock()
+    breaker = Breaker(0.5, max_probe_s=3.0, clock=clock)
+    waits = []
+    for _ in range(5):
+        breaker.failed()
+        waits.append(breaker.retry_in())
+        assert not breaker.admit()
+        clock.now += breaker.retry_in()
+        assert breaker.admit(), "one probe once the wait is over"
+    assert waits == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert (breaker.failures, breaker.down_for()) == (5, pytest.approx(9.5))
+    breaker.succeeded()
+    assert breaker.closed and breaker.retry_in() == 0 and breaker.down_for() == 0
+
+
+def test_a_servers_retry_after_lengthens_the_wait_and_jitter_spreads_it() -> None:
+    clock = _Clock()
+    breaker = Breaker(1.0, max_probe_s=10.0, jitter=0.2, clock=clock)
+    breaker.failed(retry_after=120.0)
+    assert breaker.retry_in() == 120.0
+    seen = set()
+    for _ in range(50):
+        breaker.succeeded()
+        breaker.failed()
+        assert 0.8 <= breaker.retry_in() <= 1.2
+        seen.add(breaker.retry_in())
+    assert len(seen) > 1
+
+
+def test_an_abandoned_probe_lets_another_caller_probe() -> None:
+    clock = _Clock()
+    breaker = Breaker(1.0, clock=clock)
+    breaker.failed()
+    clock.now += 1.0
+    assert breaker.admit() and not breaker.admit()
+    breaker.abandoned()
+    assert breaker.admit(), "the next caller probes"
+    assert not breaker.closed
+
+
+@pytest.mark.parametrize("args", [{"probe_s": -1}, {"max_probe_s": -1}, {"jitter": 1.0},
+                                  {"probe_s": float("nan")}])
+def test_a_breaker_refuses_settings_it_cannot_keep(args: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="a breaker needs probe_s >= 0"):
+        Breaker(**args)
