@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import textwrap
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from adapters.llm.alert_rules import AlertSettings
 from adapters.llm.alerts import AlertEvaluator, AlertEvent, Notifier, check_store
 from adapters.llm.cli import main
 from adapters.llm.config import load_config
-from adapters.llm.errors import ConfigError
+from adapters.llm.errors import ConfigError, ProviderError
 from adapters.llm.records import CallRecord
 from adapters.llm.store import LocalStore
 
@@ -500,7 +499,7 @@ def test_live_calls_through_the_adapter_fire_the_webhook(make_adapter, sim, rece
         - {{name: provider-down, metric: error_rate, above: 0.5, window: 1h, min_calls: 3}}
     """)
     for _ in range(4):
-        with pytest.raises(Exception):
+        with pytest.raises(ProviderError):
             llm.generate(prompt="hello", timeout=5)
     assert llm.flush_langfuse(timeout=15)
     firing = [p for p in receiver.posts if p["alert"]["state"] == "firing"]

@@ -141,3 +141,22 @@ def test_an_abandoned_probe_lets_another_caller_probe() -> None:
 def test_a_breaker_refuses_settings_it_cannot_keep(args: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="a breaker needs probe_s >= 0"):
         Breaker(**args)
+
+
+# -- a callable named in the config -------------------------------------------------------------
+def test_a_masking_function_is_found_by_module_and_attribute_path() -> None:
+    import os.path
+
+    from adapters.llm.errors import ConfigError
+    from adapters.llm.masking import _load_function
+
+    assert _load_function("os.path:basename", "c.yaml") is os.path.basename
+    assert _load_function("os:path.basename", "c.yaml") is os.path.basename   # a dotted path
+    with pytest.raises(ConfigError, match=r"cannot load 'os.path:no_such'.*importable"):
+        _load_function("os.path:no_such", "c.yaml")
+    with pytest.raises(ConfigError, match=r"cannot load 'no_such_module_x:f'"):
+        _load_function("no_such_module_x:f", "c.yaml")
+    with pytest.raises(ConfigError, match=r"'os.path:sep' is not callable"):
+        _load_function("os.path:sep", "c.yaml")
+    with pytest.raises(ConfigError, match=r"function must be 'module:callable', not 'basename'"):
+        _load_function("basename", "c.yaml")

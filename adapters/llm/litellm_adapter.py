@@ -56,7 +56,8 @@ class LiteLLMAdapter:
     def __init__(self, model: str | None = None, enable_langfuse: bool | None = None,
                  config_path: str | os.PathLike[str] | None = None,
                  environment: str | None = None, *, config: Config | None = None,
-                 simulator_url: str | None = None, prompts_dir: str | os.PathLike[str] | None = None,
+                 simulator_url: str | None = None,
+                 prompts_dir: str | os.PathLike[str] | None = None,
                  pool: RouterPool | None = None, telemetry: TelemetryPool | None = None,
                  policies: PolicyPool | None = None) -> None:
         self.config = config or load_config(config_path, environment=environment)
@@ -452,7 +453,8 @@ def _messages(prompt: Any, system: Any, messages: Any) -> list[dict[str, Any]]:
         out.extend(_checked(system, "system"))
     if messages is not None:
         if isinstance(messages, (str, bytes)) or not isinstance(messages, (list, tuple)):
-            raise errors.UsageError("messages must be a list of {'role': ..., 'content': ...} dicts")
+            raise errors.UsageError("messages must be a list of {'role': ..., 'content': ...} "
+                                    "dicts")
         out.extend(_checked(messages, "messages"))
     if prompt is not None:
         out.append({"role": "user", "content": prompt})

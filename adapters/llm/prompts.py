@@ -3,9 +3,10 @@
 A prompt comes from Langfuse when it is configured and answers, else from the local registry
 (the embedded default, and the fallback when Langfuse is unreachable or lacks the prompt):
 the project's ``prompts/`` first, then the guide's prompts packaged with the adapter.
-``Prompt.source`` says which kind, ``Prompt.location`` which file or URL. Prompts are cached in memory and refreshed in
-the background once their TTL has passed (stale-while-revalidate), so after the first call a
-``get`` does no I/O, and an edit in Langfuse or in ``prompts/`` takes effect without a deploy.
+``Prompt.source`` says which kind, ``Prompt.location`` which file or URL. Prompts are cached in
+memory and refreshed in the background once their TTL has passed (stale-while-revalidate), so
+after the first call a ``get`` does no I/O, and an edit in Langfuse or in ``prompts/`` takes
+effect without a deploy.
 
 ``compile()`` returns a ``str`` or a ``list`` that remembers its prompt (``prompt_link``), so a
 call given ``system=llm.get_prompt(...)`` can be linked to the prompt version it used.
@@ -482,8 +483,9 @@ def _settings(config: Config) -> dict[str, Any]:
 
 def _directory(config: Config, configured: str | None) -> Path:
     """The project's prompt directory (the packaged prompts are searched after it):
-    ``$LLM_ADAPTER_PROMPTS`` (the environment's, else the one ``.env`` gave), else ``prompts.dir``, else ``prompts/`` beside the config's
-    ``config/`` directory, else ``./prompts`` (which need not exist)."""
+    ``$LLM_ADAPTER_PROMPTS`` (the environment's, else the one ``.env`` gave), else
+    ``prompts.dir``, else ``prompts/`` beside the config's ``config/`` directory, else
+    ``./prompts`` (which need not exist)."""
     chosen = os.environ.get(PROMPTS_ENV_VAR) or config.prompts_dir or configured
     if chosen:
         return Path(chosen).expanduser()
