@@ -88,8 +88,10 @@ def set_scenario(url: str, name: str, builtin: str) -> None:
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The ``q`` quantile (0..1), by the package's one percentile definition."""
+    from adapters.llm._percentiles import percentile
+
+    return percentile(sorted(values), q * 100) or 0.0
 
 
 async def timed(call: Call) -> float:
@@ -110,7 +112,7 @@ async def sequential(paths: dict[str, Call], calls: int, rounds: int,
     drains = drains or {}
     samples: dict[str, list[float]] = {name: [] for name in paths}
     cpu: dict[str, float] = {name: 0.0 for name in paths}
-    for name, call in paths.items():            # warm-up: lazy imports, connection pools
+    for call in paths.values():                 # warm-up: lazy imports, connection pools
         for _ in range(20):
             await call()
     await asyncio.sleep(1.0)                    # litellm's background imports after call 1
@@ -182,14 +184,14 @@ def config_file(url: str, directory: Path, *, store: bool = True) -> Path:
 async def outage(url: str, adapter: object, litellm: object) -> dict[str, float | list[float]]:
     """Primary hard down: adapter (our defaults) vs a bare Router with litellm's defaults."""
     set_scenario(url, "bench-primary", "down")
-    agenerate = getattr(adapter, "agenerate")
+    agenerate = adapter.agenerate
     first = await timed(lambda: agenerate(prompt="x", model="primary"))
     later: list[float] = []
     own: list[float] = []
     for _ in range(200):                      # interleaved, so noise hits both alike
         later.append(await timed(lambda: agenerate(prompt="x", model="primary")))
         own.append(await timed(lambda: agenerate(prompt="x", model="backup")))
-    default_router = getattr(litellm, "Router")(model_list=[
+    default_router = litellm.Router(model_list=[
         {"model_name": "primary", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-b",
                                                      "api_base": f"{url}/s/bench-down-default"}},
         {"model_name": "backup", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-b",

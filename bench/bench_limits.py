@@ -34,8 +34,10 @@ CALL = {"user": "alice", "session": "s1", "agent": "matching", "tags": ["urgent"
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The ``q`` quantile (0..1), by the package's one percentile definition."""
+    from adapters.llm._percentiles import percentile
+
+    return percentile(sorted(values), q * 100) or 0.0
 
 
 def paths(url: str, prefix: str) -> tuple[dict[str, Call], dict[str, str]]:

@@ -50,8 +50,10 @@ def per_call_us(action: Callable[[], object], iterations: int) -> list[float]:
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The ``q`` quantile (0..1), by the package's one percentile definition."""
+    from adapters.llm._percentiles import percentile
+
+    return percentile(sorted(values), q * 100) or 0.0
 
 
 def adapter_p50_ms(calls: int) -> float:

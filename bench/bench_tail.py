@@ -202,8 +202,8 @@ def report(results: dict[tuple[str, str], Cell], concurrency: int, provider: Pro
         if provider.sigma else f"{provider.latency_ms:g} ms each"
     print(f"\nprimary → backup, {shape}, concurrency {concurrency}, stalls "
           f"{provider.stall_s:g} s; hedging: {hedging} (run took {took:.0f} s)\n")
-    print(f"| scenario | path | calls | p50 ms | p95 ms | p99 ms | p99 × healthy p99 | "
-          f"hedged calls | requests / call | hedge cost share |")
+    print("| scenario | path | calls | p50 ms | p95 ms | p99 ms | p99 × healthy p99 | "
+          "hedged calls | requests / call | hedge cost share |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (scenario, path), cell in results.items():
         values = cell.latencies

@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator

@@ -223,7 +223,7 @@ def test_stats(conn):
     assert s["hedged_rate_pct"] == pytest.approx(100 / 30)             # call 13, not a fallback
     assert s["hedge_cost"] == pytest.approx(0.01)
     assert s["mean_latency_ms"] == pytest.approx(35890 / 30)
-    assert s["p95_latency_ms"] == 4000          # rank ceil(0.95 * 30) = 29: 2nd largest
+    assert s["p95_latency_ms"] == 5000          # rank ceil(0.95 * 31) = 30: the largest
     assert (s["total_cost"], s["unknown_price_calls"]) == (pytest.approx(3.70), 2)
     assert s["by_status"] == {"ok": 27, "error": 3}
     assert s["by_error_kind"] == {"RateLimit": 1, "ServiceUnavailable": 1, "Timeout": 1}
@@ -234,11 +234,11 @@ def test_stats(conn):
     assert stats(conn, env="staging")["success_rate_pct"] is None
 
 
-def test_percentile_is_nearest_rank():
+def test_percentile_is_the_sample_at_rank_p_of_n_plus_one():
     assert percentile([], 95) is None
     assert percentile([7.0], 95) == 7.0
-    assert percentile([float(n) for n in range(1, 21)], 95) == 19.0
-    assert percentile([float(n) for n in range(1, 101)], 50) == 50.0
+    assert percentile([float(n) for n in range(1, 21)], 95) == 20.0    # ceil(0.95 × 21) = 20
+    assert percentile([float(n) for n in range(1, 101)], 50) == 51.0   # ceil(0.5 × 101) = 51
 
 
 # -- traces -----------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def test_cli_stats_json_and_table(db: Path):
     code, out = run("stats", "--json", "--db", str(db))
     assert code == 0, out
     data = json.loads(out)
-    assert (data["calls"], data["success_rate_pct"], data["p95_latency_ms"]) == (30, 90.0, 4000)
+    assert (data["calls"], data["success_rate_pct"], data["p95_latency_ms"]) == (30, 90.0, 5000)
     code, out = run("stats", "--env", "production", "--db", str(db))
     assert code == 0 and "success rate" in out and "p95 latency" in out and "fallback rate" in out
     assert "hedged calls" in out and "3.6%" in out, "1 of 28 production calls was hedged"

@@ -25,7 +25,7 @@ from adapters.llm import (
     ProviderError,
 )
 from adapters.llm._traffic.counters_redis import RedisBackend
-from adapters.llm._traffic.redis_link import Breaker
+from adapters.llm._breaker import Breaker
 from adapters.llm._traffic.budgets import BudgetRule, Budgets
 from adapters.llm._traffic.policies import PolicyPool
 from adapters.llm.simulator import Fault, Scenario

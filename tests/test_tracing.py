@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from adapters.llm.errors import ProviderError
+
 from .conftest import unique
 from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
 
@@ -86,7 +88,7 @@ def test_failed_call_is_an_error_generation_with_its_attempts(make_adapter, sim,
     name = unique("traced-down")
     sim.set_scenario(name, "down")
     llm = make_adapter(CONFIG.format(name=name, key=API_KEY), environment="production")
-    with pytest.raises(Exception):
+    with pytest.raises(ProviderError):
         llm.generate(prompt="Hello", timeout=5)
     assert llm.flush_langfuse(timeout=15)
     [gen] = generations(server, keys[0])

@@ -55,5 +55,5 @@ __all__ = [
 # Public objects carry the public path, as in tracebacks and reprs users see
 # ("adapters.llm.ConfigError", not the private module that defines it).
 for _name in __all__:
-    setattr(globals()[_name], "__module__", "adapters.llm")
+    globals()[_name].__module__ = "adapters.llm"
 del _name

@@ -14,8 +14,8 @@ Every error a caller can see is an ``LLMAdapterError``. The tree says who has to
     │                            REDIS_URL, or run without budgets; nothing was sent
     └── ProviderError            one provider attempt failed (status, deployment, latency)
         ├── AuthenticationError    a key is missing or refused: names its env var, never its value
-        ├── ContextWindowExceeded  the input does not fit the model and no larger model is configured
-        ├── DeadlineExceeded       the call's single deadline passed (retries and fallbacks included)
+        ├── ContextWindowExceeded  the input does not fit the model and no larger one is configured
+        ├── DeadlineExceeded       the call's one deadline passed (retries and fallbacks included)
         └── AllProvidersFailed     every attempt failed; ``attempts`` and ``exceptions`` in order
 
 ``AllProvidersFailed`` is also an ``ExceptionGroup`` of the provider errors, so

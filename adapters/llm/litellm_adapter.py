@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from . import errors
 from ._routing.call_checks import (check_encodable, check_message, check_request,
@@ -56,7 +56,8 @@ class LiteLLMAdapter:
     def __init__(self, model: str | None = None, enable_langfuse: bool | None = None,
                  config_path: str | os.PathLike[str] | None = None,
                  environment: str | None = None, *, config: Config | None = None,
-                 simulator_url: str | None = None, prompts_dir: str | os.PathLike[str] | None = None,
+                 simulator_url: str | None = None,
+                 prompts_dir: str | os.PathLike[str] | None = None,
                  pool: RouterPool | None = None, telemetry: TelemetryPool | None = None,
                  policies: PolicyPool | None = None) -> None:
         self.config = config or load_config(config_path, environment=environment)
@@ -111,13 +112,51 @@ class LiteLLMAdapter:
         await asyncio.to_thread(self.close)      # waits on threads: not on the event loop
 
     # -- calls --------------------------------------------------------------------------------
-    def generate(self, prompt: str | None = None, *, system: str | Sequence[Mapping[str, Any]] | None = None,
+    @overload
+    def generate(self, prompt: str | None = None, *,
+                 system: str | Sequence[Mapping[str, Any]] | None = None,
                  messages: Sequence[Mapping[str, Any]] | None = None,
-                 metadata: Mapping[str, Any] | None = None, tools: Sequence[Mapping[str, Any]] | None = None,
-                 tool_choice: Any = None, temperature: float | None = None,
-                 max_tokens: int | None = None, response_format: Any = None,
-                 timeout: float | None = None, stream: bool = False, model: str | None = None,
-                 cache: Mapping[str, Any] | None = None, **litellm_kwargs: Any) -> Any:
+                 metadata: Mapping[str, Any] | None = None,
+                 tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 response_format: Any = None, timeout: float | None = None,
+                 stream: Literal[False] = False, model: str | None = None,
+                 cache: Mapping[str, Any] | None = None, **litellm_kwargs: Any) -> LLMResponse: ...
+
+    @overload
+    def generate(self, prompt: str | None = None, *,
+                 system: str | Sequence[Mapping[str, Any]] | None = None,
+                 messages: Sequence[Mapping[str, Any]] | None = None,
+                 metadata: Mapping[str, Any] | None = None,
+                 tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 response_format: Any = None, timeout: float | None = None,
+                 stream: Literal[True], model: str | None = None,
+                 cache: Mapping[str, Any] | None = None,
+                 **litellm_kwargs: Any) -> ResponseStream: ...
+
+    @overload
+    def generate(self, prompt: str | None = None, *,
+                 system: str | Sequence[Mapping[str, Any]] | None = None,
+                 messages: Sequence[Mapping[str, Any]] | None = None,
+                 metadata: Mapping[str, Any] | None = None,
+                 tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 response_format: Any = None, timeout: float | None = None,
+                 stream: bool = False, model: str | None = None,
+                 cache: Mapping[str, Any] | None = None,
+                 **litellm_kwargs: Any) -> LLMResponse | ResponseStream: ...
+
+    def generate(self, prompt: str | None = None, *,
+                 system: str | Sequence[Mapping[str, Any]] | None = None,
+                 messages: Sequence[Mapping[str, Any]] | None = None,
+                 metadata: Mapping[str, Any] | None = None,
+                 tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 response_format: Any = None, timeout: float | None = None,
+                 stream: bool = False, model: str | None = None,
+                 cache: Mapping[str, Any] | None = None,
+                 **litellm_kwargs: Any) -> LLMResponse | ResponseStream:
         """Answer ``prompt`` (and/or ``messages``); returns an ``LLMResponse``, or a
         ``ResponseStream`` of text chunks when ``stream=True``. Works from any thread and from
         code already running an event loop. ``cache={"no-cache": True, "no-store": True,
@@ -134,6 +173,31 @@ class LiteLLMAdapter:
             result._loop = loop
         return result
 
+    @overload
+    async def agenerate(self, prompt: str | None = None, *,
+                        system: str | Sequence[Mapping[str, Any]] | None = None,
+                        messages: Sequence[Mapping[str, Any]] | None = None,
+                        metadata: Mapping[str, Any] | None = None,
+                        tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                        temperature: float | None = None, max_tokens: int | None = None,
+                        response_format: Any = None, timeout: float | None = None,
+                        stream: Literal[False] = False, model: str | None = None,
+                        cache: Mapping[str, Any] | None = None,
+                        **litellm_kwargs: Any) -> LLMResponse: ...
+
+    @overload
+    async def agenerate(self, prompt: str | None = None, *,
+                        system: str | Sequence[Mapping[str, Any]] | None = None,
+                        messages: Sequence[Mapping[str, Any]] | None = None,
+                        metadata: Mapping[str, Any] | None = None,
+                        tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                        temperature: float | None = None, max_tokens: int | None = None,
+                        response_format: Any = None, timeout: float | None = None,
+                        stream: Literal[True], model: str | None = None,
+                        cache: Mapping[str, Any] | None = None,
+                        **litellm_kwargs: Any) -> ResponseStream: ...
+
+    @overload
     async def agenerate(self, prompt: str | None = None, *,
                         system: str | Sequence[Mapping[str, Any]] | None = None,
                         messages: Sequence[Mapping[str, Any]] | None = None,
@@ -142,7 +206,19 @@ class LiteLLMAdapter:
                         temperature: float | None = None, max_tokens: int | None = None,
                         response_format: Any = None, timeout: float | None = None,
                         stream: bool = False, model: str | None = None,
-                        cache: Mapping[str, Any] | None = None, **litellm_kwargs: Any) -> Any:
+                        cache: Mapping[str, Any] | None = None,
+                        **litellm_kwargs: Any) -> LLMResponse | ResponseStream: ...
+
+    async def agenerate(self, prompt: str | None = None, *,
+                        system: str | Sequence[Mapping[str, Any]] | None = None,
+                        messages: Sequence[Mapping[str, Any]] | None = None,
+                        metadata: Mapping[str, Any] | None = None,
+                        tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                        temperature: float | None = None, max_tokens: int | None = None,
+                        response_format: Any = None, timeout: float | None = None,
+                        stream: bool = False, model: str | None = None,
+                        cache: Mapping[str, Any] | None = None,
+                        **litellm_kwargs: Any) -> LLMResponse | ResponseStream:
         """``generate`` for async code; a stream is iterated with ``async for``."""
         return await self._call(prompt, system=system, messages=messages, metadata=metadata,
                                 tools=tools, tool_choice=tool_choice, temperature=temperature,
@@ -376,7 +452,8 @@ def _messages(prompt: Any, system: Any, messages: Any) -> list[dict[str, Any]]:
         out.extend(_checked(system, "system"))
     if messages is not None:
         if isinstance(messages, (str, bytes)) or not isinstance(messages, (list, tuple)):
-            raise errors.UsageError("messages must be a list of {'role': ..., 'content': ...} dicts")
+            raise errors.UsageError("messages must be a list of {'role': ..., 'content': ...} "
+                                    "dicts")
         out.extend(_checked(messages, "messages"))
     if prompt is not None:
         out.append({"role": "user", "content": prompt})

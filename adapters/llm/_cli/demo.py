@@ -150,7 +150,8 @@ def _summary(calls: list[LLMResponse]) -> str:
     return (f"\n[bold]{len(calls)} calls[/], {fallbacks} answered after a fallback or skip, "
             f"{hedged} hedged, "
             f"total cost [bold]${sum(known):.6f}[/]"
-            + (f" ({len(calls) - len(known)} with unknown price)" if len(known) < len(calls) else ""))
+            + (f" ({len(calls) - len(known)} with unknown price)"
+               if len(known) < len(calls) else ""))
 
 
 def _pause(fast: bool) -> None:

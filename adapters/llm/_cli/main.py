@@ -193,7 +193,8 @@ def status(as_json: bool, wide: bool, config_path: str | None, environment: str 
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME=BUILTIN",
-              help="Start scenario NAME as a copy of a built-in one (e.g. claude-sonnet-primary=down).")
+              help="Start scenario NAME as a copy of a built-in one "
+                   "(e.g. claude-sonnet-primary=down).")
 def simulate(host: str, port: int, scenarios: tuple[str, ...]) -> None:
     """Serve the provider simulator (OpenAI, Anthropic, Gemini, Ollama wire formats)."""
     from ..simulator import BUILTIN_SCENARIOS, serve
@@ -205,7 +206,8 @@ def simulate(host: str, port: int, scenarios: tuple[str, ...]) -> None:
             raise click.BadParameter(f"{builtin!r} is not a built-in scenario; choose from "
                                      f"{', '.join(BUILTIN_SCENARIOS)}", param_hint="--scenario")
         chosen[name] = BUILTIN_SCENARIOS[builtin]
-    click.echo(f"provider simulator on http://{host}:{port}  (api_base: http://{host}:{port}/s/<scenario>; "
+    click.echo(f"provider simulator on http://{host}:{port}  "
+               f"(api_base: http://{host}:{port}/s/<scenario>; "
                f"control: /control/scenarios, /control/stats)")
     serve(host, port, chosen)
 

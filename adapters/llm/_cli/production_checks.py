@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from .._config.loader import Config
-from ..errors import ConfigError
+from ..errors import BackendUnavailable, ConfigError
 
 __all__ = ["production_checks"]
 
@@ -106,14 +106,20 @@ def _cache(config: Config) -> dict[str, Any]:
         return _check("cache reachable", True, f"{settings.get('type')} cache (per process)")
     import redis
 
+    from .._traffic.redis_link import RedisLink
     from .._traffic.cache import _redis_url
 
     url = config.router_settings.redis_url or _redis_url(settings)
+    link = RedisLink(url, timeout=2.0)      # the client the cache uses, with a longer timeout
+    fix = "start Redis or set REDIS_URL to a reachable one"
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
-    except redis.RedisError as exc:
-        return _check("cache reachable", False, f"Redis at {_without_password(url)}: {exc}",
-                      "start Redis or set REDIS_URL to a reachable one")
+        link.ping()
+    except BackendUnavailable as exc:
+        return _check("cache reachable", False, str(exc), fix)
+    except redis.RedisError as exc:     # it answered, refusing (a password, a replica)
+        return _check("cache reachable", False, f"Redis at {_without_password(url)}: {exc}", fix)
+    finally:
+        link.close()
     return _check("cache reachable", True, f"Redis at {_without_password(url)}")
 
 

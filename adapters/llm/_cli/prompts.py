@@ -108,7 +108,8 @@ def _label_map(versions: list[PromptRecord]) -> str:
 
 def _prompt_dict(p: Prompt) -> dict[str, Any]:
     return {"name": p.name, "version": p.version, "type": p.type, "labels": list(p.labels),
-            "source": p.source, "location": p.location, "config": dict(p.config), "variables": list(p.variables),
+            "source": p.source, "location": p.location, "config": dict(p.config),
+            "variables": list(p.variables),
             "placeholders": list(p.placeholders),
             "template": p.template if isinstance(p.template, str) else list(p.template)}
 

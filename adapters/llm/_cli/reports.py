@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import click
 
+from .._durations import parse_duration
 from .tables import Col, FitTable, print_fit, wide_option
 from ..errors import UsageError
 from .._reports.queries import (DIMENSIONS, SIMULATED_ENV, CostRow, DailyCost, SessionTree, Sort,
@@ -35,7 +36,8 @@ SIMULATION_ENV = SIMULATED_ENV        # the shipped simulated profile, reported 
 
 
 class _Moment(click.ParamType):
-    """A date (``2026-11-01``), a datetime, or a span back from now (``7d``, ``24h``); UTC."""
+    """A date (``2026-11-01``), a datetime, or a span back from now (``7d``, ``24h``, ``30s``:
+    the one duration grammar); UTC."""
 
     name = "DATE"
 
@@ -47,15 +49,18 @@ class _Moment(click.ParamType):
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
-        span = re.fullmatch(r"(\d+)\s*([mhdw])", text)
-        if span:
-            unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[span[2]]
-            return datetime.now(timezone.utc) - timedelta(**{unit: int(span[1])})
+        try:
+            back: float | None = parse_duration(text)
+        except ValueError:          # not a span back from now: a date
+            back = None
+        if back is not None:
+            return datetime.now(timezone.utc) - timedelta(seconds=back)
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
             self.fail(f"{text!r} is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM, or a span "
-                      f"back from now such as 30m, 24h, 7d or 2w", param, ctx)
+                      f"back from now (ms, s, m, h, d or w) such as 30m, 24h, 7d or 2w",
+                      param, ctx)
         if self.end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             moment += timedelta(days=1)
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

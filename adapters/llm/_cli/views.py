@@ -86,7 +86,8 @@ def response_table(response: LLMResponse, *, title: str | None = None) -> Any:
     table.add_row("cost", fmt_cost(response.cost))
     table.add_row("attempts", attempts_text(response))
     if response.tool_calls:
-        table.add_row("tool calls", ", ".join(f"{t.name}({t.arguments})" for t in response.tool_calls))
+        table.add_row("tool calls",
+                      ", ".join(f"{t.name}({t.arguments})" for t in response.tool_calls))
     return table
 
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard, cast
 
 from .._config.schema import Checker, Choice, Num, Text, join_key, suggest
+from .._durations import parse_duration
 
 if TYPE_CHECKING:
     from .._config.loader import Config
@@ -34,7 +35,6 @@ ACTIONS: Final[tuple[str, ...]] = ("log", "webhook")
 _KEYS: Final = ("webhook", "actions", "rules")
 _RULE_KEYS: Final = ("name", "metric", "above", "window", "min_calls")
 _WEBHOOK_KEYS: Final = ("url", "retries", "timeout")
-_UNITS: Final = MappingProxyType({"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400})
 _LABELS: Final = MappingProxyType({"error_rate": "error rate", "latency_mean_ms": "mean latency",
                                    "latency_p95_ms": "p95 latency", "cost": "cost"})
 _EXAMPLE: Final = ("e.g. {name: high-error-rate, metric: error_rate, above: 0.05, window: 15m, "
@@ -169,17 +169,17 @@ def _rule(check: Checker, raw: Any, key: str) -> Rule:
 
 
 def _window(check: Checker, raw: Any, key: str) -> Window:
-    fix = "write a rolling duration such as 30s, 15m, 1h or 24h, or a UTC calendar period: " \
-          "day, week or month"
+    fix = "write a rolling duration such as 30s, 15m, 1h, 24h or 1w, or a UTC calendar " \
+          "period: day, week or month"
     if isinstance(raw, str) and is_calendar(raw.strip()):
         return cast(Calendar, raw.strip())
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         seconds = float(raw)
     else:
-        found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(min|[smhd])", str(raw).strip().lower())
-        if found is None:
-            raise check.error(key, f"{raw!r} is not a window", fix)
-        seconds = float(found[1]) * _UNITS[found[2]]
+        try:
+            seconds = parse_duration(str(raw))
+        except ValueError:
+            raise check.error(key, f"{raw!r} is not a window", fix) from None
     if not seconds > 0:
         raise check.error(key, f"the window must be longer than 0 s, got {raw!r}", fix)
     return seconds

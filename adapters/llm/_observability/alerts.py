@@ -25,10 +25,11 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from .batching import BatchWorker
+from .._percentiles import percentile
 from .alert_rules import (AlertSettings, Calendar, Rule, Window, describe_window, format_value,
                           is_calendar, metric_label, period_start, window_start)
 from .records import CallRecord
-from .._reports.queries import percentile, stats
+from .._reports.queries import stats
 
 __all__ = ["AlertEvaluator", "AlertEvent", "Delivery", "Notifier", "Reading", "check_store",
            "reading_dict", "store_readings"]

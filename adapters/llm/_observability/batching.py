@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -124,7 +125,7 @@ class BatchWorker(Generic[T]):
             if batch:
                 busy = True                            # _signalled stays set: puts stay quiet
                 try:
-                    self._guarded(lambda: self._handle(batch), f"a batch of {len(batch)}")
+                    self._guarded(partial(self._handle, batch), f"a batch of {len(batch)}")
                 finally:
                     with self._lock:
                         self._pending -= len(batch)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import outbox
+from .._breaker import Breaker
 from .outbox import OUTBOX, SPOOL, Queue, QueueCounts
 from .sqlite import _connect
 
@@ -94,7 +94,8 @@ class Delivery:
         self.builder = builder
         self.key = credentials.public_key
         self.timeout = timeout
-        self.retry_interval = retry_interval   # longest backoff, and the idle check's period
+        # Backoff after a failure: 0.5 s, doubled up to retry_interval, jittered.
+        self.breaker = Breaker(_BACKOFF_FIRST, max_probe_s=retry_interval, jitter=0.2)
         self.lease_s = lease_s
         # After a wake-up the thread waits this long for more commits, so a busy process sends
         # one request per many calls. Nothing is at risk meanwhile: the rows are committed.
@@ -107,8 +108,6 @@ class Delivery:
         self._headers = {**credentials.headers(), "Content-Type": "application/x-protobuf",
                          "Content-Encoding": "gzip"}
         self._round_lock = threading.Lock()
-        self._failures = 0
-        self._next_try = 0.0                    # monotonic; backoff after a failure
         self._client: httpx.Client | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -151,10 +150,10 @@ class Delivery:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            wait = self._next_try - time.monotonic()
+            wait = self.breaker.retry_in()
             self._wake.wait(wait if wait > 0 else self.retry_interval)
             self._wake.clear()
-            if self._stop.is_set() or time.monotonic() < self._next_try:
+            if self._stop.is_set() or self.breaker.retry_in() > 0:
                 continue                        # in backoff: a commit does not hammer Langfuse
             if self._stop.wait(self.linger):
                 break
@@ -170,7 +169,7 @@ class Delivery:
     @property
     def down(self) -> bool:
         """The last attempt failed transiently (spans are then spooled, not waited on)."""
-        return self._failures > 0
+        return not self.breaker.closed
 
     def deliver(self, deadline: float | None = None) -> bool:
         """Send until nothing is left, a transient failure or ``deadline`` (monotonic);
@@ -311,28 +310,33 @@ class Delivery:
         raise _Transient(f"Langfuse answered HTTP {status}" + (f": {detail}" if detail else ""),
                          retry_after)
 
+    @property
+    def retry_interval(self) -> float:
+        """The longest backoff, and the idle check's period."""
+        return self.breaker.max_probe_s or 0.0
+
+    @retry_interval.setter
+    def retry_interval(self, seconds: float) -> None:
+        self.breaker.max_probe_s = seconds
+
     def _back_off(self, exc: _Transient | None, why: str = "") -> None:
-        self._failures += 1
-        delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), self.retry_interval)
-        delay *= random.uniform(0.8, 1.2)
-        if exc is not None and exc.retry_after is not None:
-            delay = max(delay, min(exc.retry_after, _RETRY_AFTER_MAX))
-        self._next_try = time.monotonic() + delay
+        retry_after = None if exc is None or exc.retry_after is None \
+            else min(exc.retry_after, _RETRY_AFTER_MAX)
+        self.breaker.failed(retry_after)
         message = str(exc) if exc is not None else why
-        if exc is None and self._failures == 1:
+        if exc is None and self.breaker.failures == 1:
             log.warning("llm-adapter: Langfuse delivery paused: %s; retrying with backoff",
                         message)
-        elif self._failures == 1:
+        elif self.breaker.failures == 1:
             log.warning("llm-adapter: Langfuse did not take the traces (%s); they stay in the "
                         "store %s and are retried with backoff (`llm-adapter traces sync` "
                         "sends now)", message, self.store.path)
         self.last_error = message
 
     def _recovered(self) -> None:
-        if self._failures:
+        if not self.breaker.closed:
             log.warning("llm-adapter: Langfuse reachable again; delivering what the store kept")
-        self._failures = 0
-        self._next_try = 0.0
+        self.breaker.succeeded()
         self.last_error = None
 
 

@@ -19,7 +19,7 @@ pseudonym, so what is grouped by it still groups.
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 import re
 import secrets as secrets_module
 from collections.abc import Callable, Iterable, Mapping
@@ -124,7 +124,8 @@ def masker_from_config(settings: Mapping[str, Any] | None, *, environment: str,
         key = f"{where}.patterns[{i}]"
         if not isinstance(entry, Mapping) or not isinstance(entry.get("regex"), str):
             raise ConfigError("each pattern needs a 'regex' string", path=source, key=key,
-                              fix='e.g. {name: patient_id, regex: "PT-\\\\d{6}", replacement: "[PATIENT_ID]"}')
+                              fix='e.g. {name: patient_id, regex: "PT-\\\\d{6}", '
+                                  'replacement: "[PATIENT_ID]"}')
         try:
             compiled = re.compile(entry["regex"])
         except re.error as exc:
@@ -139,7 +140,8 @@ def masker_from_config(settings: Mapping[str, Any] | None, *, environment: str,
         hmac_key = pseudonym_key() if pseudonym_key is not None else \
             secrets_module.token_bytes(32)
     return Masker(rules=tuple(rules), function=_load_function(settings.get("function"), source),
-                  secrets=tuple(s for s in secrets if s), mask_store=bool(settings.get("store", True)),
+                  secrets=tuple(s for s in secrets if s),
+                  mask_store=bool(settings.get("store", True)),
                   enabled=enabled, pseudonym_key=hmac_key)
 
 
@@ -154,10 +156,9 @@ def _load_function(spec: Any, source: str | None) -> Callable[[str], str] | None
     if not isinstance(spec, str) or ":" not in spec:
         raise ConfigError(f"function must be 'module:callable', not {spec!r}", path=source,
                           key="masking.function")
-    module_name, _, attr = spec.partition(":")
     try:
-        function = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        function = pkgutil.resolve_name(spec)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"cannot load {spec!r}: {exc}", path=source, key="masking.function",
                           fix="check the module is importable and defines that callable") from None
     if not callable(function):

@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from .sqlite import _retrying, _transaction
@@ -88,7 +89,7 @@ def expire_dead_leases(conn: sqlite3.Connection, queue: Queue, now: float) -> in
             sql = (f"UPDATE {queue.table} SET lease_until = 0 WHERE lease_owner = ? "
                    f"AND lease_until >= ?")
             args = (owner, now)
-            freed += _retrying(lambda: conn.execute(sql, args)).rowcount
+            freed += _retrying(partial(conn.execute, sql, args)).rowcount
     return freed
 
 
@@ -155,7 +156,8 @@ def split(conn: sqlite3.Connection, queue: Queue, row_id: int,
         if row is None:
             return
         conn.executemany(f"INSERT INTO {queue.table} ({queue.key_column}, payload, created_at, "
-                         f"tries) VALUES (?, ?, ?, ?)", [(row[0], p, row[1], row[2]) for p in parts])
+                         f"tries) VALUES (?, ?, ?, ?)",
+                         [(row[0], p, row[1], row[2]) for p in parts])
         conn.execute(f"DELETE FROM {queue.table} WHERE id = ?", (row_id,))
 
     _retrying(lambda: _transaction(conn, work))
@@ -214,4 +216,4 @@ def _many(conn: sqlite3.Connection, sql: str, ids: Sequence[int], before: tuple[
         chunk = ids[start:start + 500]
         statement = sql.format(", ".join("?" * len(chunk)))
         args = (*before, *chunk, *after)
-        _retrying(lambda: conn.execute(statement, args))
+        _retrying(partial(conn.execute, statement, args))

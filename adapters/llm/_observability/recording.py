@@ -1,8 +1,9 @@
 """Call records, from the call to the sinks, off the calling path.
 
 The call builds a raw ``CallRecord`` and drops it in a bounded queue (microseconds); one thread
-masks the queued records in batches and hands them to each sink (local store, Langfuse). A sink that fails is logged and
-counted, never raised into the call; a full queue drops and counts rather than blocking it.
+masks the queued records in batches and hands them to each sink (local store, Langfuse). A sink
+that fails is logged and counted, never raised into the call; a full queue drops and counts
+rather than blocking it.
 """
 
 from __future__ import annotations

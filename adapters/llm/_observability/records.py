@@ -79,7 +79,8 @@ class LLMResponse:
     trace_id: str = ""              # the Langfuse trace the call was recorded in (for llm.score)
     cache_hit: bool = False         # answered from the response cache: cost 0
     cost_saved: float | None = None # on a cache hit, what the original answer cost
-    cost_details: dict[str, float] | None = None   # by token class: input, cached, cache_write, output, total
+    # by token class: input, cached, cache_write, output, total
+    cost_details: dict[str, float] | None = None
     overhead_ms: float | None = None  # latency outside every provider HTTP exchange of the call
                                       # (streams: up to the first chunk; cache hits: all of it)
     hedged: bool = False            # a hedge attempt was raced against the first one

@@ -24,7 +24,7 @@ MESSAGE_LIMIT = 300                 # characters of provider error text kept in 
 
 # Shapes of provider and Langfuse keys and bearer tokens, for secrets the config did not name.
 _SECRET_SHAPES = re.compile(
-    r"(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}"          # OpenAI, Anthropic (sk-ant-...), Langfuse (sk-lf-/pk-lf-)
+    r"(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}"          # OpenAI, Anthropic (sk-ant-), Langfuse (sk-lf-)
     r"|AIza[0-9A-Za-z_\-]{20,}"                  # Google API keys
     r"|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"        # Authorization: Bearer ...
     r"|(?i:(?:api[_-]?key|x-api-key|x-goog-api-key|key)=)[^&\s\"']+"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Union, cast, overload
 
@@ -295,7 +296,7 @@ class LocalStore:
         for item in items:
             batch = _alone(item)
             try:
-                _retrying(lambda: _transaction(conn, lambda: _insert(conn, *batch)))
+                _retrying(partial(_transaction, conn, partial(_insert, conn, *batch)))
                 self.written += len(batch[0])
                 continue
             except _CONTENT_ERRORS:
@@ -305,7 +306,7 @@ class LocalStore:
                 continue
             try:
                 batch = _alone(_storable_item(item))
-                _retrying(lambda: _transaction(conn, lambda: _insert(conn, *batch)))
+                _retrying(partial(_transaction, conn, partial(_insert, conn, *batch)))
             except (*_CONTENT_ERRORS, sqlite3.Error, RecursionError) as exc:  # e.g. a cycle
                 self._reject(conn, item, exc)
                 continue

@@ -1,4 +1,4 @@
-"""Langfuse: one generation per call, grouped by ``llm.trace(...)``, nested under the caller's spans.
+"""Langfuse: one generation per call, grouped by ``llm.trace(...)``, under the caller's spans.
 
 litellm's own Langfuse callback does not work with Langfuse SDK 5, so the adapter writes the
 generations itself, with the SDK's attribute logic, from the (masked) ``CallRecord``: the call

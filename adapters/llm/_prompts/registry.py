@@ -3,9 +3,10 @@
 A prompt comes from Langfuse when it is configured and answers, else from the local registry
 (the embedded default, and the fallback when Langfuse is unreachable or lacks the prompt):
 the project's ``prompts/`` first, then the guide's prompts packaged with the adapter.
-``Prompt.source`` says which kind, ``Prompt.location`` which file or URL. Prompts are cached in memory and refreshed in
-the background once their TTL has passed (stale-while-revalidate), so after the first call a
-``get`` does no I/O, and an edit in Langfuse or in ``prompts/`` takes effect without a deploy.
+``Prompt.source`` says which kind, ``Prompt.location`` which file or URL. Prompts are cached in
+memory and refreshed in the background once their TTL has passed (stale-while-revalidate), so
+after the first call a ``get`` does no I/O, and an edit in Langfuse or in ``prompts/`` takes
+effect without a deploy.
 
 ``compile()`` returns a ``str`` or a ``list`` that remembers its prompt (``prompt_link``), so a
 call given ``system=llm.get_prompt(...)`` can be linked to the prompt version it used.
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .._config.loader import PROMPTS_ENV_VAR
 from ..errors import ConfigError, UsageError
 from .experiments import Experiment, parse_experiments
+from .._breaker import Breaker
 from .._config.schema import suggest
 from .._process.fork import reset_in_child
 from .sources import (LangfuseSource, LocalSource, PromptMissing, PromptRecord,
@@ -205,7 +207,8 @@ class PromptRegistry:
     A fresh entry is returned as it is; a stale one (older than ``cache_ttl``) is returned at
     once and refreshed by one background thread per entry. A miss loads synchronously: one
     Langfuse request bounded by ``fetch_timeout`` and no retries, then the local registry.
-    After Langfuse failed to answer, misses skip it for ``retry_interval`` seconds.
+    After Langfuse failed to answer, misses skip it for ``retry_interval`` seconds (the
+    breaker), then one of them asks again.
     """
 
     def __init__(self, local_dir: Path, *, langfuse: LangfuseSource | None = None,
@@ -218,7 +221,7 @@ class PromptRegistry:
         self.langfuse = langfuse
         self.cache_ttl = float(cache_ttl)
         self.fetch_timeout = float(fetch_timeout)
-        self.retry_interval = retry_interval
+        self.breaker = Breaker(retry_interval, clock=clock)     # Langfuse's prompts API
         self.experiments: dict[str, Experiment] = {
             name: spec if isinstance(spec, Experiment) else
             parse_experiments({name: spec})[name] for name, spec in (experiments or {}).items()}
@@ -227,7 +230,6 @@ class PromptRegistry:
         self._lock = threading.Lock()
         self._inflight: set[_Key] = set()
         self._warned: set[str] = set()
-        self._resting_until = 0.0
         reset_in_child(self, PromptRegistry._after_fork)
 
     def _after_fork(self) -> None:
@@ -235,6 +237,12 @@ class PromptRegistry:
         again (and the lock may have been held by one)."""
         self._lock = threading.Lock()
         self._inflight = set()
+        self.breaker = Breaker(self.breaker.probe_s, clock=self._clock)
+
+    @property
+    def retry_interval(self) -> float:
+        """Seconds Langfuse is skipped after it failed to answer (then one probe asks)."""
+        return self.breaker.probe_s
 
     def __repr__(self) -> str:
         return (f"PromptRegistry(local={str(self.local.directory)!r}, langfuse="
@@ -283,7 +291,7 @@ class PromptRegistry:
         with self._lock:
             self._entries.clear()
             self._warned.clear()
-            self._resting_until = 0.0
+        self.breaker.succeeded()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until no background load runs (tests, benchmarks); False on timeout."""
@@ -340,18 +348,23 @@ class PromptRegistry:
         label = value if isinstance(value, str) else None
         why, problem = None, ""
         if self.langfuse is not None:
-            if self._clock() < self._resting_until:
+            if not self.breaker.admit():
                 why, problem = "unreachable", "Langfuse did not answer moments ago"
             else:
                 try:
                     record = self.langfuse.fetch(name, version=version, label=label,
                                                  timeout=self.fetch_timeout)
                 except PromptMissing as exc:
+                    self.breaker.succeeded()
                     why, problem = "missing", str(exc)
                 except SourceUnreachable as exc:
-                    self._resting_until = self._clock() + self.retry_interval
+                    self.breaker.failed()
                     why, problem = "unreachable", str(exc)
+                except BaseException:       # neither answered nor away: another may ask
+                    self.breaker.abandoned()
+                    raise
                 else:
+                    self.breaker.succeeded()
                     self._warned.discard(name)
                     return Prompt.from_record(record, "langfuse", self.langfuse.base_url), None
         try:
@@ -470,8 +483,9 @@ def _settings(config: Config) -> dict[str, Any]:
 
 def _directory(config: Config, configured: str | None) -> Path:
     """The project's prompt directory (the packaged prompts are searched after it):
-    ``$LLM_ADAPTER_PROMPTS`` (the environment's, else the one ``.env`` gave), else ``prompts.dir``, else ``prompts/`` beside the config's
-    ``config/`` directory, else ``./prompts`` (which need not exist)."""
+    ``$LLM_ADAPTER_PROMPTS`` (the environment's, else the one ``.env`` gave), else
+    ``prompts.dir``, else ``prompts/`` beside the config's ``config/`` directory, else
+    ``./prompts`` (which need not exist)."""
     chosen = os.environ.get(PROMPTS_ENV_VAR) or config.prompts_dir or configured
     if chosen:
         return Path(chosen).expanduser()

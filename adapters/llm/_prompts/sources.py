@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 from urllib.parse import quote
@@ -401,8 +402,8 @@ class LangfuseSource:
         out: list[dict[str, Any]] = []
         page = 1
         while True:
-            listed = self._call(lambda: self.api.prompts.list(
-                page=page, limit=100, request_options=self._options(None)), "the prompt list")
+            listed = self._call(partial(self.api.prompts.list, page=page, limit=100,
+                                        request_options=self._options(None)), "the prompt list")
             out.extend({"name": m.name, "type": str(getattr(m.type, "value", m.type)),
                         "versions": list(m.versions), "labels": list(m.labels)}
                        for m in listed.data)

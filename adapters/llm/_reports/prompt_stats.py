@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .queries import percentile
+from .._percentiles import percentile
 
 __all__ = ["Comparison", "VariantStats", "compare", "two_proportion_z_test", "variant_stats",
            "welch_t_test", "winner"]

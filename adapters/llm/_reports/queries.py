@@ -9,7 +9,6 @@ are sums of the known prices, ``None`` when prices were unknown and none was kno
 from __future__ import annotations
 
 import json
-import math
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -18,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
+from .._percentiles import percentile
 from ..errors import UsageError
 from .._observability.store import read_calls
 
@@ -215,13 +215,6 @@ def stats(conn: sqlite3.Connection, since: datetime | None = None,
             "hedged_rate_pct": pct(hedged), "hedge_cost": hedge_cost,
             "cache_hit_rate_pct": pct(cache_hit), "by_status": counts("status"),
             "by_error_kind": counts("error_kind")}
-
-
-def percentile(ordered: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of an ascending list: a latency some call really had."""
-    if not ordered:
-        return None
-    return ordered[max(math.ceil(p / 100 * len(ordered)) - 1, 0)]
 
 
 # -- what the store knows of the present (for ``llm-adapter status``) --------------------------

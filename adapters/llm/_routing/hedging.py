@@ -27,18 +27,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import re
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._config.schema import Checker, Num, Spec
+from .._percentiles import percentile
 from .provider_errors import NEXT_GROUP
 from .responses import usage_of
+from .tokens import prompt_tokens as count_prompt
 from .pricing import cost_breakdown
 from .._observability.records import Attempt
 from .walk import CallSpec, GroupFailed, Outcome, Walk
@@ -140,7 +141,7 @@ class Hedger:
         # A loser's cost needs a token count; the first count loads a tokenizer (~0.4 s),
         # which belongs here (the router is being built) rather than on a hedged call.
         for model in {str(d.litellm_params.get("model", "")) for d in config.deployments}:
-            _count(model, [{"role": "user", "content": "warm-up"}])
+            count_prompt(model, [{"role": "user", "content": "warm-up"}])
         return cls(policy)
 
     def applies(self, spec: CallSpec) -> bool:
@@ -165,12 +166,9 @@ class Hedger:
             return p.after_ms / 1000
         with self._lock:
             recent = sorted(self._latencies.get(group, ()))
-        if len(recent) < p.min_samples or p.after_percentile is None:
-            return p.default_after_ms / 1000
-        # The k-th of n sorted samples sits at the k/(n+1) quantile on average: rank p(n+1),
-        # not the nearest rank pn, which from 40 samples would hedge 7 % of calls for a p95.
-        rank = math.ceil(p.after_percentile / 100 * (len(recent) + 1)) - 1
-        return recent[min(max(rank, 0), len(recent) - 1)] / 1000
+        observed = percentile(recent, p.after_percentile) \
+            if len(recent) >= p.min_samples and p.after_percentile is not None else None
+        return (p.default_after_ms if observed is None else observed) / 1000
 
     async def race(self, gateway: Gateway, spec: CallSpec, group: str, rest: Sequence[str],
                    walk: Walk) -> Outcome:
@@ -311,17 +309,8 @@ def _lost(gateway: Gateway, spec: CallSpec, leg: _Leg, attempt: Attempt,
     elif pricing is not None:                       # sent (the pre-call hook saw it) and cut
         if not prompt_tokens:
             dep = gateway.deployments[attempt.deployment or ""]
-            prompt_tokens.append(_count(str(dep.litellm_params.get("model", "")), spec.messages))
+            prompt_tokens.append(count_prompt(str(dep.litellm_params.get("model", "")),
+                                            spec.messages))
         cost = prompt_tokens[0] * pricing.input
     return dataclasses.replace(attempt, outcome="cancelled", error_kind="hedge_lost", cost=cost,
                                message="cancelled: another attempt answered first")
-
-
-def _count(model: str, messages: list[dict[str, Any]]) -> int:
-    from .litellm import litellm
-
-    try:
-        return int(litellm().token_counter(model=model, messages=messages))
-    except Exception as exc:  # an estimate must never fail the call it is for
-        log.debug("token_counter failed for %s (%s); estimating from the length", model, exc)
-        return len(str(messages)) // 4

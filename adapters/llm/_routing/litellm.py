@@ -34,7 +34,8 @@ from types import ModuleType
 from typing import Any
 
 __all__ = ["acompletion", "add_attempt_logger", "answering_deployment", "attempt_logger_base",
-           "close_clients", "cooldown_store", "count_tokens", "error_text_kind", "exceptions", "forget_clients",
+           "close_clients", "cooldown_store", "count_tokens", "error_text_kind", "exceptions",
+           "forget_clients",
            "is_router_cooldown", "litellm", "model_prices", "new_router", "response_from_chunks",
            "start_import", "stop_logging_worker", "user_part_types"]
 

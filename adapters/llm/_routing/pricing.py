@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .tokens import answer_tokens, prompt_tokens
 from .._observability.records import Usage
 
 if TYPE_CHECKING:
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Pricing", "cost_breakdown", "estimate_cost", "pricing_for"]
 
-# Output tokens assumed for a budget estimate when the call sets no max_tokens.
-DEFAULT_OUTPUT_ESTIMATE = 256
 
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token",
                "cache_read_input_token_cost", "cache_creation_input_token_cost")
@@ -85,16 +84,11 @@ def _from_entry(entry: Mapping[str, Any], source: str) -> Pricing:
 
 def estimate_cost(model: str, prices: Sequence[Pricing | None], messages: list[dict[str, Any]],
                   max_tokens: int | None) -> float:
-    """What a call to ``group`` may cost, before sending it: the input counted with litellm's
-    tokenizer (as ``model`` counts them), the output at ``max_tokens`` (or a default), at the
-    dearest of the group's deployments' ``prices``. Unknown prices estimate 0: the budget is
-    then settled on the recorded cost."""
-    from .litellm import litellm
-
-    try:
-        prompt_tokens = int(litellm().token_counter(model=model, messages=messages))
-    except Exception:  # a tokenizer that cannot read the messages must not block the call
-        prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4
-    output = max_tokens or DEFAULT_OUTPUT_ESTIMATE
-    return max((prompt_tokens * p.input + output * p.output for p in prices if p is not None),
+    """What a call may cost, before sending it: the input counted with litellm's tokenizer (as
+    ``model`` counts them), the output at ``max_tokens`` (or a default), at the dearest of the
+    group's deployments' ``prices``. Unknown prices estimate 0: the budget is then settled on
+    the recorded cost."""
+    prompt = prompt_tokens(model, messages)
+    output = answer_tokens(max_tokens)
+    return max((prompt * p.input + output * p.output for p in prices if p is not None),
                default=0.0)

@@ -108,9 +108,9 @@ def local_failure(exc: BaseException, secrets: Iterable[str] = ()) -> Failure:
     root = _causes(exc)[-1]
     return Failure("invalid_request", None, None, LOCAL,
                    f"litellm could not build the request and sent nothing "
-                   f"({type(root).__name__}: {clip(_first_line(root), secrets)}); check the messages, "
-                   "response_format and extra arguments passed to generate() (content types, "
-                   "parameters the provider does not take)")
+                   f"({type(root).__name__}: {clip(_first_line(root), secrets)}); check the "
+                   "messages, response_format and extra arguments passed to generate() "
+                   "(content types, parameters the provider does not take)")
 
 
 def _from_litellm(exc: BaseException) -> bool:

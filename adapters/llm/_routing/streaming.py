@@ -62,7 +62,8 @@ class ResponseStream:
     # -- sync ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
         if self._loop is None:
-            raise errors.UsageError("this stream came from agenerate(); iterate it with `async for`")
+            raise errors.UsageError("this stream came from agenerate(); iterate it with "
+                                    "`async for`")
         agen = self.__aiter__()
         while True:
             try:

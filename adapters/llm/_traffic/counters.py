@@ -136,7 +136,7 @@ class Backend(abc.ABC):
     def ping(self) -> float:
         """Round-trip seconds."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: only a backend with connections has any
         """Release connections."""
 
 

@@ -11,7 +11,6 @@ with room, so a call never holds part of its capacity. A call with no room waits
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import random
 import time
@@ -22,16 +21,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .counters import Backend, BackendUnavailable, Outage, Take
+from .._routing.tokens import DEFAULT_OUTPUT_TOKENS, call_tokens
 from ..errors import ConfigError, RateLimited
 
 if TYPE_CHECKING:
     from .._config.loader import Config
 
 __all__ = ["DEFAULT_OUTPUT_TOKENS", "Limits", "Permit", "RateLimiter"]
-
-log = logging.getLogger(__name__)
-
-DEFAULT_OUTPUT_TOKENS = 256     # assumed answer length when the call sets no max_tokens
 
 
 @dataclass(frozen=True)
@@ -140,15 +136,7 @@ class RateLimiter:
     def estimate_tokens(self, model: str, messages: list[dict[str, Any]],
                         max_tokens: int | None) -> int:
         """Prompt tokens (litellm's counter) plus the answer's ``max_tokens`` or a default."""
-        from .._routing.litellm import litellm
-
-        try:
-            prompt = int(litellm().token_counter(model=model, messages=messages))
-        except Exception as exc:  # an estimate must never fail the call it is for
-            prompt = len(str(messages)) // 4
-            log.debug("token_counter failed for %s (%s); estimating %d tokens from the length",
-                      model, exc, prompt)
-        return prompt + (max_tokens if max_tokens is not None else DEFAULT_OUTPUT_TOKENS)
+        return call_tokens(model, messages, max_tokens)
 
     async def acquire(self, deployments: Sequence[str], tokens: int, *,
                       deadline: float) -> Permit:

@@ -22,9 +22,9 @@ from typing import Any
 
 from .. import errors
 from .._routing.responses import build_response
+from .._routing.tokens import answer_tokens, prompt_tokens
 from .cache import CacheControl, CachedAnswer
 from .._routing.pricing import estimate_cost
-from .limits import DEFAULT_OUTPUT_TOKENS
 from .policies import Policies
 from .._prompts.registry import Prompt
 from .._observability.records import LLMResponse, ToolCall
@@ -214,14 +214,14 @@ class _Settlement:
         reservation = permit = None
         targets = [d for d in gateway.config.group(group) if deployment in (None, d.id)]
         model = str(targets[0].litellm_params.get("model", ""))
-        tokens = limiter.estimate_tokens(model, spec.messages, 0) if limiter else 0
+        tokens = prompt_tokens(model, spec.messages) if limiter else 0
         try:
             if budgets is not None:
                 reservation = await self._reserve(gateway, group)
             if limiter is not None:
                 permit = await limiter.acquire(
                     [d.id for d in targets],
-                    tokens + (spec.params.get("max_tokens") or DEFAULT_OUTPUT_TOKENS),
+                    tokens + answer_tokens(spec.params.get("max_tokens")),
                     deadline=time.monotonic())          # no waiting: a late hedge is no hedge
         except errors.LLMAdapterError:      # over budget, at a limit, counters unreachable
             if reservation is not None and budgets is not None:

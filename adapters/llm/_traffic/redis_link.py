@@ -16,64 +16,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
+from .._breaker import Breaker
 from .._config.schema import masked
 from ..errors import BackendUnavailable
 
-__all__ = ["Breaker", "Conn", "RedisLink"]
+__all__ = ["Conn", "RedisLink"]
 
 T = TypeVar("T")
-
-
-class Breaker:
-    """Closed until a failure; open after one: callers are refused without any I/O, except one
-    probe at a time, at most every ``probe_s`` seconds, whose answer closes it again."""
-
-    def __init__(self, probe_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.probe_s = probe_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failed_at: float | None = None     # None: closed
-        self._down_since: float | None = None
-        self._probing = False
-
-    @property
-    def closed(self) -> bool:
-        return self._failed_at is None
-
-    def down_for(self) -> float:
-        """Seconds since the outage began (0 while closed)."""
-        since = self._down_since
-        return 0.0 if since is None else self._clock() - since
-
-    def admit(self) -> bool:
-        """Whether this caller may talk to the server now (closed, or it is the probe)."""
-        with self._lock:
-            if self._failed_at is None:
-                return True
-            if self._probing or self._clock() - self._failed_at < self.probe_s:
-                return False
-            self._probing = True
-            return True
-
-    def succeeded(self) -> None:
-        with self._lock:
-            self._failed_at = self._down_since = None
-            self._probing = False
-
-    def failed(self) -> None:
-        with self._lock:
-            self._failed_at = self._clock()
-            if self._down_since is None:
-                self._down_since = self._failed_at
-            self._probing = False
-
-    def abandoned(self) -> None:
-        """The caller stopped without an answer either way (cancelled): another may probe."""
-        with self._lock:
-            self._probing = False
 
 
 class Conn(NamedTuple):
@@ -132,17 +85,8 @@ class RedisLink:
 
     def run(self, op: Callable[[Conn], T]) -> T:
         """``op`` on the sync client, through the breaker."""
-        self._admit()
-        conn = self._conn()
-        try:
-            result = op(conn)
-        except BaseException as exc:
-            failure = self._failure(exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        self.breaker.succeeded()
-        return result
+        with self._through_breaker():
+            return op(self._conn())
 
     async def arun(self, op: Callable[[Conn], Awaitable[T]]) -> T:
         """``op`` on this loop's async client, through the breaker.
@@ -150,18 +94,24 @@ class RedisLink:
         Connecting, the handshake and each reply have ``timeout`` each; the whole is bounded
         by three of them, in case a reply trickles in.
         """
-        self._admit()
-        conn = self._aconn()            # outside the timeout: the first one imports redis
-        try:
+        with self._through_breaker():
+            conn = self._aconn()        # outside the timeout: the first one imports redis
             async with asyncio.timeout(3 * self.timeout):
-                result = await op(conn)
+                return await op(conn)
+
+    @contextmanager
+    def _through_breaker(self) -> Iterator[None]:
+        """Refuse at once while the breaker is open; a failure of the body opens it, as
+        ``BackendUnavailable`` when the server is away; its success closes it."""
+        self._admit()
+        try:
+            yield
         except BaseException as exc:
             failure = self._failure(exc)
             if failure is exc:
                 raise
             raise failure from exc
         self.breaker.succeeded()
-        return result
 
     def _admit(self) -> None:
         if not self.breaker.admit():

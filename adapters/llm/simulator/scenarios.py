@@ -163,7 +163,8 @@ class Scenario:
         if self.models is not None:
             if isinstance(self.models, (str, bytes)) or not isinstance(self.models, Sequence) \
                     or not all(isinstance(m, str) for m in self.models):
-                raise ValueError(f"Scenario.models must be a list of names or null, got {self.models!r}")
+                raise ValueError("Scenario.models must be a list of names or null, "
+                                 f"got {self.models!r}")
             object.__setattr__(self, "models", tuple(self.models))
         _integer("Scenario", "tool_calls", self.tool_calls, minimum=1)
         for key in ("rate_limit_requests", "rate_limit_tokens"):

@@ -121,7 +121,8 @@ def _thinking(value: object) -> int | None:
 
 
 def _breakpoints(body: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Each ``cache_control`` marks the end of a cached prefix: tools, then system, then messages."""
+    """Each ``cache_control`` marks the end of a cached prefix: tools, then system, then
+    messages."""
     seen: list[Any] = []
     tokens = 0
     found = []

@@ -258,7 +258,8 @@ class OpenAIWire:
         frames = []
         for index, choice in enumerate(reply.choices):
 
-            def chunk(delta: Mapping[str, Any], finish: str | None = None) -> bytes:
+            def chunk(delta: Mapping[str, Any], finish: str | None = None,
+                      index: int = index) -> bytes:
                 item = {"index": index, "delta": dict(delta), "logprobs": None,
                         "finish_reason": finish}
                 return sse_frame({**envelope, "choices": [item]})

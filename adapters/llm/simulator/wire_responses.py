@@ -36,7 +36,8 @@ def _tools(value: object) -> tuple[ToolSpec, ...]:
     if not isinstance(value, list):
         raise RequestError("tools must be a list", param="tools")
     return tuple(tool_spec(t.get("name"), t.get("parameters"), f"tools[{i}]")
-                 for i, t in enumerate(value) if isinstance(t, Mapping) and t.get("type") == "function")
+                 for i, t in enumerate(value)
+                 if isinstance(t, Mapping) and t.get("type") == "function")
 
 
 def _output(text: object) -> OutputSpec | None:
