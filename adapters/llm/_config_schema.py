@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 __all__ = [
     "CONVENTIONAL_KEY_ENV", "Checker", "DEPLOYMENT_KEYS", "KEYLESS_PROVIDERS", "LITELLM_PARAMS",
-    "MODEL_INFO", "PROFILE_EXTRA_KEYS", "ROUTER_FIELDS", "ROUTING_STRATEGIES", "SECTIONS",
+    "LANGFUSE_KEYS", "MODEL_INFO", "PROFILE_EXTRA_KEYS", "ROUTER_FIELDS", "ROUTING_STRATEGIES", "SECTIONS",
     "TOP_LEVEL_KEYS", "is_secret_key", "join_key", "masked", "suggest",
 ]
 
@@ -84,7 +84,7 @@ Spec: TypeAlias = "Num | Text | Flag | Choice | Strings | Items | Table | Fields
 # --------------------------------------------------------------------------------------- tables
 
 SECTIONS = ("litellm_settings", "general_settings", "langfuse", "masking", "budgets", "alerts",
-            "prompts", "store", "cache")
+            "prompts", "store")
 TOP_LEVEL_KEYS = ("model_list", "fallbacks", "context_window_fallbacks",
                   "content_policy_fallbacks", "router_settings", "environments") + SECTIONS
 DEPLOYMENT_KEYS = ("model_name", "litellm_params", "model_info", "tpm", "rpm")
@@ -166,7 +166,8 @@ _LANGFUSE = Fields("langfuse", MappingProxyType({
     "enabled": Flag(), "default_tags": Strings(),
     "sample_rate": Num(low=0, high=1, example="0.5"),
 }))
-PROFILE_EXTRA_KEYS = ("masking", "budgets", "alerts", "prompts", "cache", "store", "description")
+LANGFUSE_KEYS = _LANGFUSE.table
+PROFILE_EXTRA_KEYS = ("masking", "budgets", "alerts", "prompts", "store", "description")
 _PROFILE_KEYS = ("default_model", "fallbacks_enabled", "langfuse", "simulator",
                  "router_settings") + PROFILE_EXTRA_KEYS
 
@@ -445,6 +446,10 @@ class Checker:
         out: dict[str, Any] = {}
         for name, item in raw.items():
             sub = join_key(key, name)
+            if name == "cache":
+                raise self.error(sub, "a profile's cache key is not read",
+                                 f"the response cache is {key}.router_settings.cache, e.g. "
+                                 "router_settings: {cache: {type: local, ttl: 3600}}")
             if name not in _PROFILE_KEYS:
                 raise self.unknown(name, key, "an environment profile", _PROFILE_KEYS)
             if name == "default_model":
