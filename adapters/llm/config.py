@@ -211,6 +211,7 @@ class Config:
             "context_window_fallbacks": self.context_window_fallbacks,
             "content_policy_fallbacks": self.content_policy_fallbacks,
             "router_settings": self.router_settings.as_dict(),
+            "litellm_settings": self.settings.litellm.model_dump(),
             "profile": [self.profile.fallbacks_enabled, self.profile.simulated,
                         self.profile.simulator],
         }
@@ -221,7 +222,8 @@ class Config:
         """``fingerprint()`` plus every other section (masking, store, budgets, alerts, ...):
         what the adapter's telemetry and policies are built from."""
         rest = {"sections": self.sections, "profile": self.profile.extra,
-                "langfuse": [self.profile.langfuse.enabled, self.profile.langfuse.default_tags]}
+                "langfuse": [self.profile.langfuse.enabled, self.profile.langfuse.default_tags,
+                             self.profile.langfuse.sample_rate]}
         text = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256((self.fingerprint() + text).encode()).hexdigest()
 

@@ -79,7 +79,7 @@ class TelemetryPool:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
         self._stores: dict[str, Any] = {}
-        self._langfuse: dict[tuple[str, str, str, str], LangfuseSink] = {}
+        self._langfuse: dict[tuple[str, str, str, str, float | None], LangfuseSink] = {}
         self._alerts: dict[str, Any] = {}
         self._warned_keys = False
         self._closed = False
@@ -185,12 +185,13 @@ class TelemetryPool:
         return existing
 
     def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
-        key = (creds.public_key, creds.base_url, config.environment, str(store.path))
+        rate = config.profile.langfuse.sample_rate
+        key = (creds.public_key, creds.base_url, config.environment, str(store.path), rate)
         sink = self._langfuse.get(key)
         if sink is None:
             sink = self._langfuse[key] = LangfuseSink(
                 creds, environment=config.environment, store=store,
-                default_tags=config.profile.langfuse.default_tags)
+                default_tags=config.profile.langfuse.default_tags, sample_rate=rate)
         return sink
 
     def _warn_missing_keys(self) -> None:
@@ -219,6 +220,9 @@ class _StoreSink:
 
     def _emit_pair(self, record: Any, masked: Any) -> None:
         assert self.langfuse is not None
+        if not self.langfuse.sampled(masked):       # langfuse.sample_rate: the store keeps it
+            self.store.write(record)
+            return
         self.store.write_with_outbox(record, self.langfuse.entry(masked))
 
     def flush(self, timeout: float) -> bool:
