@@ -77,9 +77,10 @@ def sim_deployment(group: str, scenario: str, *, model: str = "openai/gpt-4o",
             "model_info": {"id": scenario}}
 
 
-def one_group(scenario: str, **sections: Any) -> dict[str, Any]:
+def one_group(scenario: str, *, key: str = "sk-test-main-0001", **sections: Any
+              ) -> dict[str, Any]:
     """The standard one-group config: group ``main`` on ``scenario``, plus ``sections``."""
-    return {"model_list": [sim_deployment("main", scenario)], **sections}
+    return {"model_list": [sim_deployment("main", scenario, key=key)], **sections}
 
 
 def two_groups(primary: str, backup: str, **sections: Any) -> dict[str, Any]:

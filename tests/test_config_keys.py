@@ -334,3 +334,17 @@ def test_trace_sampling_is_uniform_over_uuid4_and_opentelemetry_ids() -> None:
             share = sum(trace_sampled(t, rate) for t in ids) / len(ids)
             assert abs(share - rate) < 0.05, (rate, share)
         assert [trace_sampled(t, 0.5) for t in ids] == [trace_sampled(t, 0.5) for t in ids]
+
+
+def test_a_top_level_langfuse_section_is_under_every_profile(config_file: Any) -> None:
+    path = config_file({**ML, "langfuse": {"enabled": True, "default_tags": ["app"],
+                                           "sample_rate": 0.5},
+                        "environments": {"development": {},
+                                         "production": {"langfuse": {"default_tags": ["prod"]}},
+                                         "ci": {"langfuse": {"enabled": False}}}})
+    get = {e: load_config(path, environment=e, env={}, load_dotenv=False).profile.langfuse
+           for e in ("development", "production", "ci")}
+    assert (get["development"].enabled, get["development"].default_tags) == (True, ("app",))
+    assert (get["production"].enabled, get["production"].default_tags) == (True, ("prod",))
+    assert get["ci"].enabled is False and get["ci"].sample_rate == 0.5
+    assert LiteLLMAdapter(config_path=path, environment="ci").enable_langfuse is False

@@ -36,10 +36,12 @@ def spec(rule: Spec) -> BeforeValidator:
     def check(value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, tuple):    # an already checked value (a merge of two layers)
             value = list(value)
+        name = info.field_name or ""
         try:
-            return _RULES.check(value, rule, info.field_name or "")
-        except ConfigError as exc:
-            raise problem(exc.problem, exc.fix) from None
+            return _RULES.check(value, rule, name)
+        except ConfigError as exc:      # a nested rule names the key below this field
+            below = (exc.key or "")[len(name):] if (exc.key or "").startswith(name) else ""
+            raise problem(exc.problem, exc.fix, at=below.lstrip(".") or None) from None
 
     return BeforeValidator(check)
 
@@ -73,9 +75,10 @@ def config_error(exc: ValidationError, *, file: str | None, key: str) -> ConfigE
     where = _key(key, first["loc"])
     ctx: Mapping[str, Any] = first.get("ctx") or {}
     if first["type"] == "config":
-        at = ctx.get("at") or ""
-        return ConfigError(str(ctx["problem"]), path=file, key=join_key(where, at) if at else
-                           where, fix=str(ctx.get("fix") or "") or None)
+        at = str(ctx.get("at") or "")
+        key_path = where + at if at.startswith("[") else join_key(where, at) if at else where
+        return ConfigError(str(ctx["problem"]), path=file, key=key_path,
+                           fix=str(ctx.get("fix") or "") or None)
     name = str(first["loc"][-1]) if first["loc"] else key
     if first["type"] == "missing":
         return ConfigError(f"{name} is missing", path=file, key=where,

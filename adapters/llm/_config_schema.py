@@ -19,7 +19,8 @@ from .errors import ConfigError
 
 __all__ = [
     "CONVENTIONAL_KEY_ENV", "Checker", "DEPLOYMENT_KEYS", "KEYLESS_PROVIDERS", "LITELLM_PARAMS",
-    "LANGFUSE_KEYS", "MODEL_INFO", "PROFILE_EXTRA_KEYS", "ROUTER_FIELDS", "ROUTING_STRATEGIES", "SECTIONS",
+    "MODEL_INFO", "PROFILE_EXTRA_KEYS", "ROUTER_FIELDS", "ROUTER_SETTINGS",
+    "ROUTING_STRATEGIES", "SECTIONS",
     "TOP_LEVEL_KEYS", "is_secret_key", "join_key", "masked", "suggest",
 ]
 
@@ -148,7 +149,7 @@ ROUTER_FIELDS: Mapping[str, Spec] = MappingProxyType({
     "tpm": Num(low=1, integer=True, optional=True, example="100000"),
     "cache": _CACHE, "redis_url": Text(), "enable_pre_call_checks": Flag(),
 })
-_ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
+ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
     **ROUTER_FIELDS,
     # LiteLLM Router kwargs passed through as they are.
     "retry_policy": Table(), "allowed_fails_policy": Table(), "model_group_alias": Table(),
@@ -162,11 +163,6 @@ _ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
     "hedging": Table(), "max_wait": Num(low=0, seconds=True, example="10"),
     "stream_ttft_timeout": Num(low=0, low_open=True, seconds=True, optional=True, example="10"),
 })
-_LANGFUSE = Fields("langfuse", MappingProxyType({
-    "enabled": Flag(), "default_tags": Strings(),
-    "sample_rate": Num(low=0, high=1, example="0.5"),
-}))
-LANGFUSE_KEYS = _LANGFUSE.table
 PROFILE_EXTRA_KEYS = ("masking", "budgets", "alerts", "prompts", "store", "description")
 _PROFILE_KEYS = ("default_model", "fallbacks_enabled", "langfuse", "simulator",
                  "router_settings") + PROFILE_EXTRA_KEYS
@@ -385,8 +381,15 @@ class Checker:
                            MODEL_INFO, passthrough=True)
         return model_name, params, info
 
+    def langfuse(self, value: Any, key: str) -> dict[str, Any]:
+        from ._settings import LangfuseSection, check_section
+
+        return check_section(LangfuseSection, value, key=key, file=self.file).given()
+
     def router_settings(self, value: Any, key: str) -> dict[str, Any]:
-        return self.fields(value, key, "router_settings", _ROUTER_SETTINGS)
+        from ._settings_router import check_router_settings   # built on these rules
+
+        return check_router_settings(value, key=key, file=self.file)
 
     def fallbacks(self, value: Any, key: str, groups: tuple[str, ...]
                   ) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -458,7 +461,7 @@ class Checker:
             elif name == "fallbacks_enabled":
                 out[name] = self.check(item, Flag(), sub)
             elif name == "langfuse":
-                out[name] = self.fields(item, sub, "langfuse", _LANGFUSE.table)
+                out[name] = self.langfuse(item, sub)
             elif name == "simulator":
                 if not isinstance(item, (bool, Mapping)):
                     raise self.error(sub, f"expected true, false or a mapping, got "

@@ -16,10 +16,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from ._config_errors import problem, spec
-from ._config_schema import Flag, Num, join_key, suggest
+from urllib.parse import quote
 
-__all__ = ["CHAIN_KEYS", "LiteLLMSettings", "PROXY_LITELLM_KEYS", "proxy_only_keys"]
+from ._config_errors import problem, spec
+from ._config_schema import Checker, Flag, Num, join_key, suggest
+
+__all__ = ["CHAIN_KEYS", "LiteLLMSettings", "PROXY_LITELLM_KEYS", "lift_chains",
+           "proxy_only_keys", "router_keys"]
 
 # Fallback lists LiteLLM also reads from litellm_settings; the loader moves them to the top.
 CHAIN_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
@@ -85,3 +88,47 @@ def proxy_only_keys(data: Mapping[str, Any]) -> tuple[str, ...]:
     if isinstance(settings, Mapping):
         found += [join_key("litellm_settings", k) for k in settings if k in PROXY_LITELLM_KEYS]
     return tuple(found)
+
+
+def lift_chains(check: Checker, data: dict[str, Any]) -> None:
+    """LiteLLM also reads the fallback lists from litellm_settings: use them as top-level ones."""
+    settings = data.get("litellm_settings")
+    if not isinstance(settings, Mapping):
+        return
+    for name in CHAIN_KEYS:
+        if name in settings:
+            if name in data:
+                raise check.error(join_key("litellm_settings", name), f"{name} is given both "
+                                  "here and at the top level", f"keep only the top-level {name}")
+            data[name] = settings[name]
+
+
+def router_keys(check: Checker, merged: Mapping[str, Any], litellm: LiteLLMSettings
+                ) -> dict[str, Any]:
+    """Checked router settings with LiteLLM's spellings resolved: ``redis_host``/``redis_port``
+    /``redis_password`` become the ``redis_url`` they name (a given ``redis_url`` wins, as in
+    LiteLLM), ``litellm_settings.num_retries`` / ``request_timeout`` are the defaults of
+    ``num_retries`` / ``timeout``; litellm's own response-cache keys are refused."""
+    merged = dict(merged)
+    for name in ("caching_groups", "cache_responses"):
+        if merged.get(name):
+            raise check.error(join_key("router_settings", name), f"{name} is not supported: "
+                              "it would turn on litellm's own response cache beside the "
+                              "adapter's", "use router_settings.cache: {type: redis, ttl: 3600} "
+                              "(one cache for every group), and remove this key")
+        merged.pop(name, None)
+    host = merged.pop("redis_host", None)
+    port = merged.pop("redis_port", None)
+    password = merged.pop("redis_password", None)
+    if host and not merged.get("redis_url"):
+        auth = f":{quote(str(password), safe='')}@" if password else ""
+        merged["redis_url"] = f"redis://{auth}{host}:{int(port or 6379)}"
+    elif (port or password) and not host and not merged.get("redis_url"):
+        raise check.error("router_settings.redis_host", "redis_port or redis_password is set "
+                          "but redis_host is not", "add redis_host (e.g. 127.0.0.1), or set "
+                          "redis_url: redis://host:6379")
+    if litellm.num_retries is not None and "num_retries" not in merged:
+        merged["num_retries"] = litellm.num_retries
+    if litellm.request_timeout is not None and "timeout" not in merged:
+        merged["timeout"] = litellm.request_timeout
+    return merged

@@ -21,14 +21,12 @@ from typing import Any, NoReturn
 import yaml
 from dotenv import dotenv_values
 
-from urllib.parse import quote
-
 from ._config_schema import (
-    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, LANGFUSE_KEYS, PROFILE_EXTRA_KEYS, ROUTER_FIELDS,
+    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, PROFILE_EXTRA_KEYS, ROUTER_FIELDS,
     SECTIONS, TOP_LEVEL_KEYS, Checker, join_key, masked, suggest,
 )
 from ._interpolate import interpolate, referenced_var
-from ._litellm_keys import CHAIN_KEYS
+from ._litellm_keys import lift_chains, router_keys
 from ._settings import Settings, resolve
 from .errors import ConfigError
 
@@ -348,14 +346,14 @@ def _build(raw: Any, file: Path, environment: str, env_source: str,
             raise check.error(name, f"unknown top-level key {name!r}",
                               suggest(name, TOP_LEVEL_KEYS, what="valid top-level keys"))
     data: dict[str, Any] = interpolate(top, variables, file=check.file)
-    _lift_chains(check, data)
+    lift_chains(check, data)
 
     deployments = _deployments(check, data.get("model_list"), top.get("model_list"), variables)
     groups = tuple(dict.fromkeys(d.model_name for d in deployments))
     chains = {name: check.fallbacks(data.get(name), name, groups) for name in
               ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")}
     base_router = check.router_settings(data.get("router_settings"), "router_settings")
-    langfuse = check.fields(data.get("langfuse"), "langfuse", "langfuse", LANGFUSE_KEYS)
+    langfuse = check.langfuse(data.get("langfuse"), "langfuse")
     profiles = _profiles(check, data.get("environments"), groups, langfuse)
     if environment not in profiles:
         fix = suggest(environment, profiles, what="defined environments")
@@ -392,19 +390,6 @@ def _build(raw: Any, file: Path, environment: str, env_source: str,
         profile=profile, profiles=FrozenDict(profiles), sections=_freeze(sections),
         prompts_dir=Path(variables[PROMPTS_ENV_VAR]).expanduser()
         if variables.get(PROMPTS_ENV_VAR) else None, settings=settings)
-
-
-def _lift_chains(check: Checker, data: dict[str, Any]) -> None:
-    """LiteLLM also reads the fallback lists from litellm_settings: use them as top-level ones."""
-    settings = data.get("litellm_settings")
-    if not isinstance(settings, Mapping):
-        return
-    for name in CHAIN_KEYS:
-        if name in settings:
-            if name in data:
-                raise check.error(join_key("litellm_settings", name), f"{name} is given both "
-                                  "here and at the top level", f"keep only the top-level {name}")
-            data[name] = settings[name]
 
 
 def _deployments(check: Checker, model_list: Any, raw_list: Any,
@@ -496,29 +481,7 @@ def _router(check: Checker, merged: Mapping[str, Any], settings: Settings) -> Ro
     ``redis_url`` would (which wins when both are given), and ``litellm_settings.num_retries``
     / ``request_timeout`` are the defaults of ``num_retries`` / ``timeout``.
     """
-    merged = dict(merged)
-    for name in ("caching_groups", "cache_responses"):
-        if merged.get(name):
-            raise check.error(join_key("router_settings", name), f"{name} is not supported: "
-                              "it would turn on litellm's own response cache beside the "
-                              "adapter's", "use router_settings.cache: {type: redis, ttl: 3600} "
-                              "(one cache for every group), and remove this key")
-        merged.pop(name, None)
-    host = merged.pop("redis_host", None)
-    port = merged.pop("redis_port", None)
-    password = merged.pop("redis_password", None)
-    if host and not merged.get("redis_url"):
-        auth = f":{quote(str(password), safe='')}@" if password else ""
-        merged["redis_url"] = f"redis://{auth}{host}:{int(port or 6379)}"
-    elif (port or password) and not host and not merged.get("redis_url"):
-        raise check.error("router_settings.redis_host", "redis_port or redis_password is set "
-                          "but redis_host is not", "add redis_host (e.g. 127.0.0.1), or set "
-                          "redis_url: redis://host:6379")
-    litellm = settings.litellm
-    if litellm.num_retries is not None and "num_retries" not in merged:
-        merged["num_retries"] = litellm.num_retries
-    if litellm.request_timeout is not None and "timeout" not in merged:
-        merged["timeout"] = litellm.request_timeout
+    merged = router_keys(check, merged, settings.litellm)
     known = {k: v for k, v in merged.items() if k in ROUTER_FIELDS}
     for name in ("timeout", "stream_timeout", "deadline", "cooldown_time", "retry_after"):
         if name in known:
