@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 from ._config_errors import config_error, problem, spec, unknown_keys
 from ._config_schema import Choice, Flag, Num, Strings, Text, join_key, suggest
 from ._litellm_keys import LiteLLMSettings, proxy_only_keys
+from .alert_rules import AlertSettings
 
 __all__ = ["BudgetLimit", "BudgetsSettings", "ExperimentSettings", "HedgingSettings",
            "LangfuseSection", "LiteLLMSettings", "MaskPattern", "MaskingSettings",
@@ -48,8 +49,12 @@ class Section(BaseModel):
     def _known_keys(cls, value: Any) -> Any:
         if isinstance(value, BaseModel):
             return value
-        return unknown_keys(value, [f for f in cls.model_fields if f not in cls.internal],
-                            cls.what)
+        own: dict[str, Any] = {}            # keys the loader sets (not offered as fixes)
+        if isinstance(value, Mapping):
+            own = {k: v for k, v in value.items() if k in cls.internal}
+            value = {k: v for k, v in value.items() if k not in cls.internal}
+        valid = [f for f in cls.model_fields if f not in cls.internal]
+        return {**unknown_keys(value, valid, cls.what), **own}
 
     def given(self) -> dict[str, Any]:
         """The keys the file (or the profile) wrote, with their checked values."""
@@ -130,28 +135,28 @@ class BudgetsSettings(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _limits_list(cls, value: Any) -> Any:
-        if isinstance(value, Mapping) and "limits" in value and \
-                not isinstance(value["limits"], (list, tuple)):
-            raise problem(f"expected a list, got {value['limits']!r}"[:80],
-                          "write a YAML list", at="limits")
-        return value
+    def _limits_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, Mapping) or "limits" not in value:
+            return value
+        limits = value["limits"]
+        if not isinstance(limits, (list, tuple)):
+            raise problem(f"expected a list, got {limits!r}"[:80], "write a YAML list",
+                          at="limits")
+        where = join_key(_key(info), "limits")      # each limit knows where it was written
+        return {**value, "limits": [
+            {**item, "key": join_key(where, i)} if isinstance(item, Mapping) else item
+            for i, item in enumerate(limits)]}
 
     @model_validator(mode="after")
-    def _keyed(self, info: ValidationInfo) -> BudgetsSettings:
-        where = join_key(_key(info), "limits")
+    def _distinct(self) -> BudgetsSettings:
         seen: dict[tuple[str, str | None, str], str] = {}
-        limits = []
         for i, rule in enumerate(self.limits):
-            key = rule.key or join_key(where, i)
-            same = seen.setdefault((rule.scope, rule.id, rule.period), key)
-            if same != key:
+            same = seen.setdefault((rule.scope, rule.id, rule.period), rule.key)
+            if same != rule.key:
                 raise problem(f"the same budget ({rule.scope}"
                               f"{' ' + repr(rule.id) if rule.id else ''}, per {rule.period}) "
                               f"is already defined at {same}", "keep one of the two",
                               at=f"limits[{i}]")
-            limits.append(rule if rule.key else rule.model_copy(update={"key": key}))
-        object.__setattr__(self, "limits", tuple(limits))   # frozen: set once, here
         return self
 
 
@@ -346,7 +351,7 @@ class Settings(BaseModel):
     store: StoreSettings = StoreSettings()
     langfuse: LangfuseSection = LangfuseSection()
     litellm: LiteLLMSettings = LiteLLMSettings()
-    alerts: Any = None                  # alert_rules.AlertSettings, or None without alerts
+    alerts: AlertSettings | None = None     # None: neither the file nor the profile has any
     proxy_only: tuple[str, ...] = ()    # LiteLLM proxy keys the file has (not used here)
 
 
@@ -368,7 +373,7 @@ def _merged(model: type[T], layers: list[tuple[Any, str]], file: str | None) -> 
 
 def resolve(data: Mapping[str, Any], profile: Mapping[str, Any], *, profile_key: str,
             router: Mapping[str, Any], router_key: str, file: str | None,
-            alerts: Callable[[], Any] | None = None) -> Settings:
+            alerts: Callable[[], AlertSettings | None] | None = None) -> Settings:
     """The settings of one environment: ``data`` is the interpolated file, ``profile`` the
     active profile's checked settings, ``router`` the merged router_settings (whose
     ``hedging`` was written at ``router_key``)."""
