@@ -3,7 +3,11 @@ built, LiteLLM's keys take effect over the real wire, a LiteLLM proxy config.yam
 
 from __future__ import annotations
 
+import shutil
+import socket
 import sqlite3
+import subprocess
+import time
 import uuid
 import warnings
 from contextlib import closing
@@ -282,6 +286,48 @@ def test_redis_host_and_port_share_limits_between_adapters(make_adapter: Any) ->
     # Another pool would count in its own memory: only the shared Redis knows of the first call.
     with pytest.raises(RateLimited):
         second.generate(prompt="Hello")
+
+
+@pytest.fixture
+def locked_redis() -> Any:
+    """A Redis server of this test's own that wants a password."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed (apt-get install redis-server)"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    password = f"pw/{uuid.uuid4().hex[:8]}@x"
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--requirepass", password], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port, password=password)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.RedisError:
+            time.sleep(0.05)
+    yield port, password, client
+    client.close()
+    proc.kill()
+    proc.wait()
+
+
+def test_redis_password_reaches_a_server_that_wants_one(make_adapter: Any, locked_redis: Any
+                                                        ) -> None:
+    port, password, client = locked_redis
+    environment = unique("locked")
+    config = {**one_group(unique("locked")),
+              "router_settings": {"redis_host": "127.0.0.1", "redis_port": port,
+                                  "redis_password": password, "rpm": 1},
+              "environments": {environment: {}}}
+    first = make_adapter(config, environment=environment, policies=PolicyPool())
+    first.generate(prompt="Hello")
+    with pytest.raises(RateLimited):
+        make_adapter(config, environment=environment, policies=PolicyPool()).generate(
+            prompt="Hello")
+    assert any(environment.encode() in k for k in client.keys("*")), "counted in that Redis"
 
 
 # -------------------------------------------------------------------------- langfuse.sample_rate
