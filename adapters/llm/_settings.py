@@ -21,6 +21,7 @@ from ._config_errors import config_error, problem, spec, unknown_keys
 from ._config_schema import Choice, Flag, Num, Strings, Text, join_key, suggest
 from ._litellm_keys import LiteLLMSettings, proxy_only_keys
 from .alert_rules import AlertSettings
+from .prompt_sources import LABEL_RE
 
 __all__ = ["BudgetLimit", "BudgetsSettings", "ExperimentSettings", "HedgingSettings",
            "LangfuseSection", "LiteLLMSettings", "MaskPattern", "MaskingSettings",
@@ -29,7 +30,6 @@ __all__ = ["BudgetLimit", "BudgetsSettings", "ExperimentSettings", "HedgingSetti
 SCOPES = ("user", "session", "agent", "tag", "environment")
 PERIODS = ("day", "week", "month", "total")
 STICKY_BY = ("user_id", "session_id")
-_LABEL = re.compile(r"^[a-z0-9_\-.]+$")     # a Langfuse label (as prompt_sources.LABEL_RE)
 _BUDGET_EXAMPLE = "e.g. {scope: user, limit: 5.00, period: day}"
 _EXPERIMENT_EXAMPLE = "e.g. experiments: {my-prompt: {variants: {prod-a: 50, prod-b: 50}}}"
 
@@ -199,7 +199,7 @@ class ExperimentSettings(Section):
                           at="variants")
         pairs = []
         for label, weight in variants.items():
-            if not isinstance(label, str) or not _LABEL.match(label):
+            if not isinstance(label, str) or not LABEL_RE.match(label):
                 raise problem(f"{label!r} is not a Langfuse label",
                               "use lowercase letters, digits, '_', '-' or '.'", at="variants")
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._backend import Backend, BackendUnavailable, Hold, Outage, Reserved, Settled, Soft
+from ._settings import PERIODS, SCOPES
 from ._settle_later import Late, SettleLater
 from .errors import BudgetExceeded, UsageError
 
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BudgetRule", "Budgets", "Crossing", "PERIODS", "Reservation", "SCOPES"]
 
-SCOPES = ("user", "session", "agent", "tag", "environment")
-PERIODS = ("day", "week", "month", "total")
 _NANO = 1_000_000_000
 
 

@@ -4,7 +4,9 @@ environment profiles and validation.
 Loading is pure and fast: it never imports litellm, never touches the network and never
 writes to ``os.environ``. Every problem is a ``ConfigError`` naming the file, the key path,
 what is wrong and how to fix it, so a bad config fails at start-up rather than mid-call.
-The key tables live in ``_config_schema``, ``${VAR}`` handling in ``_interpolate``.
+The key tables live in ``_config_schema``, ``${VAR}`` handling in ``_interpolate``, the typed
+sections (router_settings, langfuse and every feature section) in ``_settings`` and
+``_settings_router``, LiteLLM's own keys (and a proxy config's) in ``_litellm_keys``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._settings import STICKY_BY
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["STICKY_BY", "Experiment", "bucket", "experiments_of", "parse_experiments"]
 
-STICKY_BY = ("user_id", "session_id")
 
 
 @dataclass(frozen=True)
