@@ -218,8 +218,18 @@ def test_drop_params_drops_what_the_provider_does_not_support(make_adapter: Any)
     strict = make_adapter(base)
     with pytest.raises(UsageError, match="logit_bias"):
         strict.generate(prompt="Hello", logit_bias={"1": 5})
-    lenient = make_adapter({**base, "litellm_settings": {"drop_params": True}})
+    import litellm
+
+    before = (litellm.drop_params, litellm.num_retries, litellm.request_timeout)
+    lenient = make_adapter({**base, "litellm_settings": {"drop_params": True, "num_retries": 2,
+                                                         "request_timeout": 30}})
     assert lenient.generate(prompt="Hello", logit_bias={"1": 5}).content.startswith("Simulated")
+    # The application's own litellm calls are untouched: nothing was set on the module.
+    assert (litellm.drop_params, litellm.num_retries, litellm.request_timeout) == before
+    with pytest.raises(litellm.UnsupportedParamsError):
+        litellm.completion(model="anthropic/claude-sonnet-4-5-20250929", api_key="sk-ant-test-1",
+                           api_base="http://127.0.0.1:9",      # refused before sending
+                           messages=[{"role": "user", "content": "Hi"}], logit_bias={"1": 5})
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
