@@ -3,6 +3,7 @@ built, LiteLLM's keys take effect over the real wire, a LiteLLM proxy config.yam
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sqlite3
@@ -188,6 +189,22 @@ def test_a_litellm_proxy_config_loads_and_its_call_keys_apply(config_file: Any) 
         "general_settings.alerting", "general_settings.store_model_in_db",
         "litellm_settings.success_callback")
     assert "p@ss" not in repr(config) and "MASTER" not in repr(config)
+
+
+def test_environment_variables_feed_the_files_references_only(config_file: Any) -> None:
+    before = dict(os.environ)
+    path = config_file({**ML, "environment_variables": {"LLMA_TEST_BASE": "http://b.test/v1",
+                                                        "OPENAI_API_KEY": "sk-from-file-1"},
+                        "router_settings": {"redis_host": "os.environ/LLMA_TEST_REDIS"}})
+    path.write_text(path.read_text().replace("model: openai/gpt-4o",
+                                             "model: openai/gpt-4o\n    api_base: "
+                                             "os.environ/LLMA_TEST_BASE"))
+    config = load_config(path, env={"OPENAI_API_KEY": "sk-env"}, load_dotenv=False)
+    a = config.deployments[0]
+    assert a.litellm_params["api_base"] == "http://b.test/v1"
+    assert a.litellm_params["api_key"] == "sk-from-file-1"     # as the proxy: the file's wins
+    assert config.router_settings.redis_url is None             # LLMA_TEST_REDIS is unset
+    assert dict(os.environ) == before and "environment_variables" not in config.sections
 
 
 def test_proxy_only_keys_are_named_in_one_warning_without_their_values(

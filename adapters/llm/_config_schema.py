@@ -87,7 +87,8 @@ Spec: TypeAlias = "Num | Text | Flag | Choice | Strings | Items | Table | Fields
 SECTIONS = ("litellm_settings", "general_settings", "langfuse", "masking", "budgets", "alerts",
             "prompts", "store")
 TOP_LEVEL_KEYS = ("model_list", "fallbacks", "context_window_fallbacks",
-                  "content_policy_fallbacks", "router_settings", "environments") + SECTIONS
+                  "content_policy_fallbacks", "router_settings", "environments",
+                  "environment_variables") + SECTIONS
 DEPLOYMENT_KEYS = ("model_name", "litellm_params", "model_info", "tpm", "rpm")
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing",
                       "usage-based-routing-v2", "latency-based-routing", "cost-based-routing")

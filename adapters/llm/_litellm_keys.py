@@ -20,9 +20,10 @@ from urllib.parse import quote
 
 from ._config_errors import problem, spec
 from ._config_schema import Checker, Flag, Num, join_key, suggest
+from ._interpolate import interpolate
 
 __all__ = ["CHAIN_KEYS", "LiteLLMSettings", "PROXY_LITELLM_KEYS", "lift_chains",
-           "proxy_only_keys", "router_keys"]
+           "proxy_only_keys", "router_keys", "with_environment_variables"]
 
 # Fallback lists LiteLLM also reads from litellm_settings; the loader moves them to the top.
 CHAIN_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
@@ -132,3 +133,22 @@ def router_keys(check: Checker, merged: Mapping[str, Any], litellm: LiteLLMSetti
     if litellm.request_timeout is not None and "timeout" not in merged:
         merged["timeout"] = litellm.request_timeout
     return merged
+
+
+def with_environment_variables(check: Checker, section: Any, variables: Mapping[str, str]
+                               ) -> dict[str, str]:
+    """``variables`` with a proxy config's ``environment_variables`` over them, as the proxy
+    sets them before reading the rest; here they only feed ``${VAR}`` / ``os.environ/VAR`` in
+    this file (``os.environ`` itself is never written)."""
+    given = check.mapping(section, "environment_variables")
+    out = dict(variables)
+    for name, value in interpolate(given, variables, file=check.file,
+                                   key="environment_variables").items():
+        if value is None:                   # an unset ${VAR}: nothing to set
+            continue
+        if not isinstance(value, (str, int, float)):
+            raise check.error(join_key("environment_variables", name), "expected text or a "
+                              "number", "write NAME: value, e.g. OLLAMA_API_BASE: "
+                              "http://localhost:11434")
+        out[name] = str(value)
+    return out

@@ -28,7 +28,7 @@ from ._config_schema import (
     SECTIONS, TOP_LEVEL_KEYS, Checker, join_key, masked, suggest,
 )
 from ._interpolate import interpolate, referenced_var
-from ._litellm_keys import lift_chains, router_keys
+from ._litellm_keys import lift_chains, router_keys, with_environment_variables
 from ._settings import Settings, resolve
 from .errors import ConfigError
 
@@ -347,6 +347,8 @@ def _build(raw: Any, file: Path, environment: str, env_source: str,
         if name not in TOP_LEVEL_KEYS:
             raise check.error(name, f"unknown top-level key {name!r}",
                               suggest(name, TOP_LEVEL_KEYS, what="valid top-level keys"))
+    variables = with_environment_variables(check, top.pop("environment_variables", None),
+                                           variables)
     data: dict[str, Any] = interpolate(top, variables, file=check.file)
     lift_chains(check, data)
 
