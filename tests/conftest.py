@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import pytest
+import yaml
 
 from adapters.llm import LiteLLMAdapter, load_config
 from adapters.llm.simulator import Simulator
@@ -48,14 +50,66 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{RUN}{uuid.uuid4().hex[:8]}"   # RUN: this run's Redis keys are found
 
 
+# -- configs --------------------------------------------------------------------------------
+ConfigSource = str | Mapping[str, Any]
+
+
+def write_config(directory: Path, source: ConfigSource, *, sim_url: str | None = None,
+                 name: str | None = None) -> Path:
+    """A config file in ``directory`` from YAML text (dedented) or a dict; ``{sim}`` in it
+    becomes ``sim_url``."""
+    text = yaml.safe_dump(dict(source), sort_keys=False) if isinstance(source, Mapping) \
+        else textwrap.dedent(source)
+    if sim_url is not None:
+        text = text.replace("{sim}", sim_url)
+    path = directory / (name or f"config-{uuid.uuid4().hex[:6]}.yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sim_deployment(group: str, scenario: str, *, model: str = "openai/gpt-4o",
+                   key: str = "sk-test-0001", **params: Any) -> dict[str, Any]:
+    """A model_list entry served by the simulator's ``scenario`` (also its deployment id)."""
+    return {"model_name": group,
+            "litellm_params": {"model": model, "api_base": f"{{sim}}/s/{scenario}",
+                               "api_key": key, **params},
+            "model_info": {"id": scenario}}
+
+
+def one_group(scenario: str, *, key: str = "sk-test-main-0001", **sections: Any
+              ) -> dict[str, Any]:
+    """The standard one-group config: group ``main`` on ``scenario``, plus ``sections``."""
+    return {"model_list": [sim_deployment("main", scenario, key=key)], **sections}
+
+
+def two_groups(primary: str, backup: str, **sections: Any) -> dict[str, Any]:
+    """The standard chain: ``primary`` falls back to ``backup`` (groups of those names)."""
+    return {"model_list": [sim_deployment("primary", primary, key="sk-test-primary-0001"),
+                           sim_deployment("backup", backup, key="sk-test-backup-0002")],
+            "fallbacks": ["primary", "backup"], **sections}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config from YAML text or a dict into the test's directory; its path. Needs no
+    simulator: pass ``sim_url=`` to fill ``{sim}``."""
+
+    def write(source: ConfigSource, *, sim_url: str | None = None,
+              name: str | None = None) -> Path:
+        return write_config(tmp_path, source, sim_url=sim_url, name=name)
+
+    return write
+
+
 @pytest.fixture
 def make_adapter(tmp_path: Path, sim: Simulator):
-    """Write a config (``{sim}`` is the simulator URL) and build an adapter on it."""
+    """Write a config (YAML text or a dict; ``{sim}`` is the simulator URL) and build an
+    adapter on it."""
 
-    def build(yaml_text: str, *, model: str | None = None, environment: str | None = None,
-              **kwargs: object) -> LiteLLMAdapter:
-        path = tmp_path / f"config-{uuid.uuid4().hex[:6]}.yaml"
-        path.write_text(textwrap.dedent(yaml_text).replace("{sim}", sim.url))
+    def build(source: ConfigSource, *, model: str | None = None,
+              environment: str | None = None, **kwargs: object) -> LiteLLMAdapter:
+        path = write_config(tmp_path, source, sim_url=sim.url)
         config = load_config(path, environment=environment, load_dotenv=False)
         return LiteLLMAdapter(model=model, config=config, **kwargs)  # type: ignore[arg-type]
 

@@ -16,20 +16,18 @@ from adapters.llm import AllProvidersFailed
 from adapters.llm._observability.migrations import MIGRATIONS, m007_hedging, migrate
 from adapters.llm._observability.store import LocalStore, read_calls
 
-from .conftest import unique
+from .conftest import two_groups, unique
 
-CHAIN = """
-model_list:
-  - model_name: primary
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{down}", api_key: sk-test-p-0001}}
-    model_info: {{id: {down}}}
-  - model_name: backup
-    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{{sim}}/s/{ok}", api_key: sk-test-b-0001}}
-    model_info: {{id: {ok}}}
-fallbacks: [primary, backup]
-router_settings: {{num_retries: 0, cache: {{type: local, ttl: 60}}}}
-store: {{path: "{db}"}}
-"""
+
+def chain(down: str, ok: str, db: Path) -> dict:
+    """primary (on ``down``) falls back to backup (on ``ok``); calls recorded in ``db``."""
+    config = two_groups(down, ok, router_settings={"num_retries": 0,
+                                                   "cache": {"type": "local", "ttl": 60}},
+                        store={"path": str(db)})
+    config["model_list"][0]["litellm_params"]["api_key"] = "sk-test-p-0001"
+    config["model_list"][1]["litellm_params"].update(model="openai/gpt-4o-mini",
+                                                      api_key="sk-test-b-0001")
+    return config
 
 
 @pytest.fixture
@@ -37,7 +35,7 @@ def fallback_llm(make_adapter, sim, tmp_path: Path):
     down, ok = unique("asked-down"), unique("answers")
     sim.set_scenario(down, "down")
     db = tmp_path / "calls.sqlite3"
-    llm = make_adapter(CHAIN.format(down=down, ok=ok, db=db))
+    llm = make_adapter(chain(down, ok, db))
     return llm, db, ok
 
 
@@ -85,7 +83,7 @@ def test_a_failed_call_has_no_answering_group(make_adapter, sim, tmp_path: Path)
     sim.set_scenario(down, "down")
     sim.set_scenario(also_down, "down")
     db = tmp_path / "calls.sqlite3"
-    llm = make_adapter(CHAIN.format(down=down, ok=also_down, db=db))
+    llm = make_adapter(chain(down, also_down, db))
     with pytest.raises(AllProvidersFailed):
         llm.generate(prompt="x")
     assert llm.flush_langfuse()

@@ -8,25 +8,17 @@ import time
 import uuid
 
 import pytest
+import yaml
 
 from adapters.llm._traffic.policies import PolicyPool
 
-from .conftest import unique
+from .conftest import one_group, unique
 from .redis_support import RUN, shared_redis_url
-
-CONFIG = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: {key}}}
-    model_info: {{id: {name}}}
-router_settings:
-  cache: {cache}
-"""
 
 
 def adapter(make_adapter, name: str, cache: str, *, key: str = "sk-test-cache-0001",
             pool: PolicyPool | None = None):
-    return make_adapter(CONFIG.format(name=name, cache=cache, key=key),
+    return make_adapter(one_group(name, key=key, router_settings={"cache": yaml.safe_load(cache)}),
                         policies=pool or PolicyPool())
 
 

@@ -323,7 +323,7 @@ def test_router_settings_pass_through_and_profile_merge(tmp_path: Path) -> None:
 router_settings:
   timeout: 30
   retry_policy: {RateLimitErrorRetries: 2}
-  hedging: {after: 2}
+  hedging: {after_ms: 2}
   redis_url: "redis://:hunter2@redis.test:6379"
   cache: {type: redis, ttl: 60, password: pw-redis}
 environments:
@@ -332,24 +332,28 @@ environments:
 """)
     rs = config.router_settings
     assert (rs.timeout, rs.num_retries, rs.cache) == (30.0, 3, {"type": "local"})
-    assert rs.extra == {"retry_policy": {"RateLimitErrorRetries": 2}, "hedging": {"after": 2}}
+    assert rs.extra == {"retry_policy": {"RateLimitErrorRetries": 2}, "hedging": {"after_ms": 2}}
     assert "hunter2" not in repr(config) and "hunter2" not in repr(rs)
 
 
 def test_sections_and_profile_extra_are_carried(tmp_path: Path) -> None:
     config = load(tmp_path, ML + """\
 masking: {enabled: true}
-budgets: {daily_usd: 5}
-store: {url: "${DB_URL:-sqlite:///x.db}"}
+budgets: {soft_threshold: 0.5}
+store: {path: "${DB_PATH:-x.db}"}
 litellm_settings: {drop_params: true}
 environments:
-  development: {budgets: {daily_usd: 1}, description: local work, simulator: {scenarios: {a: down}}}
+  development: {budgets: {fail_open: true}, description: local work, simulator: {scenarios: {a: down}}}
 """)
     assert config.sections["masking"] == {"enabled": True}
-    assert config.sections["store"] == {"url": "sqlite:///x.db"}
+    assert config.sections["store"] == {"path": "x.db"}
     assert config.sections["litellm_settings"] == {"drop_params": True}
-    assert config.profile.extra == {"budgets": {"daily_usd": 1}, "description": "local work"}
+    assert config.profile.extra == {"budgets": {"fail_open": True}, "description": "local work"}
     assert config.profile.simulated and config.profile.simulator == {"scenarios": {"a": "down"}}
+    budgets = config.settings.budgets           # the profile's keys over the file's
+    assert (budgets.soft_threshold, budgets.fail_open) == (0.5, True)
+    assert config.settings.masking.enabled is True and config.settings.store.path == "x.db"
+    assert config.settings.litellm.drop_params is True
 
 
 def test_mappings_are_read_only_but_copy_to_plain_dicts(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import unique
+from .conftest import sim_deployment, unique, write_config
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
 
@@ -88,13 +88,9 @@ SCRIPT = textwrap.dedent('''
 def run_script(tmp_path: Path, sim, mode: str, before: str) -> tuple[list[dict], Path]:
     dep = unique("fork")
     home = tmp_path / "home"
-    config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(f"""
-    model_list:
-      - model_name: only
-        litellm_params: {{model: openai/gpt-4o, api_base: "{sim.url}/s/{dep}", api_key: sk-test-fork-0001}}
-        model_info: {{id: {dep}}}
-    """))
+    config = write_config(tmp_path, {"model_list": [
+        sim_deployment("only", dep, key="sk-test-fork-0001")]}, sim_url=sim.url,
+        name="config.yaml")
     script = tmp_path / "fork_script.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "LLM_ADAPTER_HOME": str(home),

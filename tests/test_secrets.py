@@ -396,11 +396,11 @@ def test_masking_off_keeps_identifiers_but_not_keys(make_adapter, server, keys):
 
 def test_a_short_or_unknown_masking_key_is_a_config_error(make_adapter):
     for masking, words in (('{pseudonym_key: "short"}', "at least 16 characters"),
-                           ('{pseudonym: "a-long-enough-secret-42"}', "unknown key(s) pseudonym")):
-        llm = make_adapter(CONFIG.format(name=unique("bad"), key=random_key()) +
-                           f"masking: {masking}\n", environment="production")
-        with pytest.raises(errors.ConfigError, match=re.escape(words)):
-            llm.telemetry                                   # noqa: B018
+                           ('{pseudonym: "a-long-enough-secret-42"}',
+                            "masking.pseudonym: unknown key 'pseudonym'")):
+        with pytest.raises(errors.ConfigError, match=re.escape(words)):    # at construction
+            make_adapter(CONFIG.format(name=unique("bad"), key=random_key()) +
+                         f"masking: {masking}\n", environment="production")
 
 
 # -- the log filter ---------------------------------------------------------------------------

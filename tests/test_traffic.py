@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -17,18 +16,18 @@ import pytest
 
 from adapters.llm import BudgetExceeded, RateLimited
 
-from .conftest import unique
+from .conftest import one_group, sim_deployment, unique
+from .conftest import write_config as write_file
 from .redis_support import RUN, shared_redis_url
 
 
 
-def write_config(tmp_path: Path, sim_url: str, body: str) -> tuple[Path, str]:
+def write_config(tmp_path: Path, sim_url: str, config: dict[str, Any]) -> tuple[Path, str]:
     """A config whose only environment has a unique name: limits and budgets are namespaced by
     environment, so tests sharing one Redis never share counters."""
     environment = f"t{RUN}{uuid.uuid4().hex[:6]}"
-    path = tmp_path / f"{environment}.yaml"
-    path.write_text(textwrap.dedent(body).replace("{sim}", sim_url) +
-                    f"environments:\n  {environment}: {{default_model: main}}\n")
+    path = write_file(tmp_path, {**config, "environments": {environment: {"default_model": "main"}}},
+                      sim_url=sim_url, name=f"{environment}.yaml")
     return path, environment
 
 
@@ -72,13 +71,8 @@ def run_processes(n: int, config: Path, environment: str, calls: int, home: Path
 @pytest.mark.parametrize("processes", [2, 4])
 def test_processes_together_stay_within_one_rpm_limit(sim, tmp_path, processes):
     name = unique("rpm")
-    config, environment = write_config(tmp_path, sim.url, f"""
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-rpm-0001}}
-        model_info: {{id: {name}}}
-    router_settings: {{rpm: 12}}
-    """)
+    config, environment = write_config(tmp_path, sim.url, one_group(
+        name, key="sk-test-rpm-0001", router_settings={"rpm": 12}))
     results = run_processes(processes, config, environment, 8, tmp_path / "home")
     sent = int(sim.stats(name).get("requests", 0))
     ok = sum(r[0] for r in results)
@@ -89,15 +83,9 @@ def test_processes_together_stay_within_one_rpm_limit(sim, tmp_path, processes):
 
 def test_budget_stops_the_call_that_would_cross_it_across_processes(sim, tmp_path):
     name = unique("budget")
-    config, environment = write_config(tmp_path, sim.url, f"""
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-budget-0001}}
-        model_info: {{id: {name}}}
-    budgets:
-      limits:
-        - {{scope: user, limit: 0.001, period: day}}
-    """)
+    config, environment = write_config(tmp_path, sim.url, one_group(
+        name, key="sk-test-budget-0001",
+        budgets={"limits": [{"scope": "user", "limit": 0.001, "period": "day"}]}))
     results = run_processes(4, config, environment, 6, tmp_path / "home")
     ok = sum(r[0] for r in results)
     over = sum(r[2] for r in results)
@@ -109,15 +97,9 @@ def test_budget_stops_the_call_that_would_cross_it_across_processes(sim, tmp_pat
 
 def test_budget_exceeded_names_scope_spent_limit_and_reset(make_adapter, sim, tmp_path):
     name = unique("budget-one")
-    config, environment = write_config(tmp_path, sim.url, f"""
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-budget-0002}}
-        model_info: {{id: {name}}}
-    budgets:
-      limits:
-        - {{scope: agent, id: matching, limit: 0.001, period: month}}
-    """)
+    config, environment = write_config(tmp_path, sim.url, one_group(
+        name, key="sk-test-budget-0002", budgets={"limits": [
+            {"scope": "agent", "id": "matching", "limit": 0.001, "period": "month"}]}))
     from adapters.llm import LiteLLMAdapter, load_config
     from adapters.llm._traffic.policies import PolicyPool
 
@@ -138,16 +120,10 @@ def test_budget_exceeded_names_scope_spent_limit_and_reset(make_adapter, sim, tm
 def test_cooldowns_are_shared_through_redis(sim, tmp_path):
     primary, backup = unique("shared-down"), unique("shared-backup")
     sim.set_scenario(primary, "down")
-    config, environment = write_config(tmp_path, sim.url, f"""
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{primary}", api_key: sk-test-cd-0001}}
-        model_info: {{id: {primary}}}
-      - model_name: backup
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{backup}", api_key: sk-test-cd-0002}}
-        model_info: {{id: {backup}}}
-    fallbacks: [main, backup]
-    """)
+    config, environment = write_config(tmp_path, sim.url, {
+        "model_list": [sim_deployment("main", primary, key="sk-test-cd-0001"),
+                       sim_deployment("backup", backup, key="sk-test-cd-0002")],
+        "fallbacks": ["main", "backup"]})
     run_processes(1, config, environment, 1, tmp_path / "home")
     assert sim.stats(primary)["requests"] == 1
     run_processes(2, config, environment, 3, tmp_path / "home")
@@ -186,13 +162,8 @@ def test_calls_keep_succeeding_when_redis_dies(make_adapter, sim, tmp_path, own_
     name = unique("redis-dies")
     from adapters.llm._traffic.policies import PolicyPool
 
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-rd-0001}}
-        model_info: {{id: {name}}}
-    router_settings: {{rpm: 1000, cache: {{type: redis, ttl: 60}}}}
-    """, policies=PolicyPool())
+    llm = make_adapter(one_group(name, key="sk-test-rd-0001", router_settings={
+        "rpm": 1000, "cache": {"type": "redis", "ttl": 60}}), policies=PolicyPool())
     before = [llm.generate(prompt=f"before {i}") for i in range(3)]
     assert llm.generate(prompt="before 0").cache_hit
     proc.kill()

@@ -40,6 +40,7 @@ __all__ = [
     "DeadlineExceeded",
     "LLMAdapterError",
     "ProviderError",
+    "ProxyKeyWarning",
     "RateLimited",
     "UsageError",
 ]
@@ -152,3 +153,8 @@ class AllProvidersFailed(ProviderError, ExceptionGroup):  # type: ignore[misc]
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ProxyKeyWarning(UserWarning):
+    """The config has keys only a LiteLLM proxy server reads (``general_settings``, the
+    proxy's callbacks and budgets): the file loads, and those keys are not used."""

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -28,6 +29,7 @@ from ._process.loop import default_loop
 from ._observability.redact import redact
 from ._traffic.cache import CacheControl
 from ._config.loader import Config, load_config
+from .errors import ProxyKeyWarning
 from ._traffic.pipeline import Call
 from ._traffic.pipeline import run as run_call
 from ._traffic.policies import Policies, PolicyPool, default_policies
@@ -62,6 +64,11 @@ class LiteLLMAdapter:
                  policies: PolicyPool | None = None) -> None:
         self.config = config or load_config(config_path, environment=environment)
         self.model = model or self.config.default_model
+        if self.config.settings.proxy_only:
+            warnings.warn(
+                f"{self.config.path}: {', '.join(self.config.settings.proxy_only)}: LiteLLM "
+                "proxy key(s), read by the proxy server only; this library does not use them",
+                ProxyKeyWarning, stacklevel=2)
         if self.model not in self.config.groups():
             self.config.group(self.model)        # raises ConfigError listing the defined groups
         profile = self.config.profile

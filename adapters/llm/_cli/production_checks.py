@@ -64,7 +64,7 @@ def _prompts(config: Config) -> list[dict[str, Any]]:
     report is the same whichever variant a random draw would pick."""
     from .._prompts.registry import build_registry
 
-    wanted = list((config.sections.get("prompts") or {}).get("prefetch") or [])
+    wanted = list(config.settings.prompts.prefetch)
     if not wanted:
         return [_check("prompts declared", False, "no prompts listed in prompts.prefetch",
                        "list the prompts the code uses under prompts.prefetch")]
@@ -124,16 +124,15 @@ def _cache(config: Config) -> dict[str, Any]:
 
 
 def _alerts(config: Config) -> dict[str, Any]:
-    alerts = {**(config.sections.get("alerts") or {}), **(config.profile.extra.get("alerts") or {})}
-    rules = alerts.get("rules") or []
+    alerts = config.settings.alerts
+    rules = alerts.rules if alerts is not None else ()
     return _check("alerts configured", bool(rules), f"{len(rules)} rule(s)",
                   "add alerts.rules (error rate, latency, daily cost) and a webhook")
 
 
 def _masking(config: Config) -> dict[str, Any]:
-    masking = {**(config.sections.get("masking") or {}),
-               **(config.profile.extra.get("masking") or {})}
-    enabled = masking.get("enabled", config.environment == "production")
+    configured = config.settings.masking.enabled
+    enabled = configured if configured is not None else config.environment == "production"
     return _check("patient data masked", bool(enabled),
                   "on" if enabled else "off: prompts reach Langfuse unmasked",
                   "set masking.enabled: true")
@@ -142,15 +141,14 @@ def _masking(config: Config) -> dict[str, Any]:
 def _pseudonym_key(config: Config) -> dict[str, Any]:
     from .._observability.pseudonyms import ENV_VAR, shared_key
 
-    masking = {**(config.sections.get("masking") or {}),
-               **(config.profile.extra.get("masking") or {})}
+    configured = config.settings.masking.pseudonym_key
     name = "pseudonym key shared"
     try:
-        key = shared_key(masking.get("pseudonym_key"), env=os.environ, source=None)
+        key = shared_key(configured, env=os.environ, source=None)
     except ConfigError as exc:
         return _check(name, False, exc.problem, exc.fix or "")
     if key is not None:
-        return _check(name, True, "masking.pseudonym_key" if masking.get("pseudonym_key")
+        return _check(name, True, "masking.pseudonym_key" if configured
                       else f"{ENV_VAR} is set")
     return _check(name, False, "no key: each host pseudonymises identifiers with its own, so "
                   "Langfuse splits users and sessions served by several hosts",

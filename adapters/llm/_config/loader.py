@@ -4,7 +4,9 @@ environment profiles and validation.
 Loading is pure and fast: it never imports litellm, never touches the network and never
 writes to ``os.environ``. Every problem is a ``ConfigError`` naming the file, the key path,
 what is wrong and how to fix it, so a bad config fails at start-up rather than mid-call.
-The key tables live in ``_config_schema``, ``${VAR}`` handling in ``_interpolate``.
+The key tables live in ``_config_schema``, ``${VAR}`` handling in ``_interpolate``, the typed
+sections (router_settings, langfuse and every feature section) in ``_settings`` and
+``_settings_router``, LiteLLM's own keys (and a proxy config's) in ``_litellm_keys``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import yaml
 from dotenv import dotenv_values
 
 from .schema import (
-    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, PROFILE_EXTRA_KEYS, ROUTER_FIELDS, SECTIONS,
-    TOP_LEVEL_KEYS, Checker, join_key, masked, suggest,
+    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, PROFILE_EXTRA_KEYS, ROUTER_FIELDS,
+    SECTIONS, TOP_LEVEL_KEYS, Checker, join_key, masked, suggest,
 )
 from .interpolate import interpolate, referenced_var
+from .litellm_keys import lift_chains, router_keys, with_environment_variables
+from .settings import Settings, resolve
 from ..errors import ConfigError
 
 __all__ = ["Config", "Deployment", "LangfuseSettings", "Profile", "RouterSettings", "load_config"]
@@ -119,7 +123,8 @@ class Profile:
     simulated: bool = False         # every deployment served by the built-in simulator
     simulator: Mapping[str, Any] = field(default_factory=_empty)
     router_settings: Mapping[str, Any] = field(default_factory=_empty)  # overrides only
-    extra: Mapping[str, Any] = field(default_factory=_empty)  # masking, budgets, ... for later
+    extra: Mapping[str, Any] = field(default_factory=_empty)  # masking, budgets, ... as written
+    langfuse_given: Mapping[str, Any] = field(default_factory=_empty, compare=False)
 
     def __repr__(self) -> str:
         return (f"Profile(name={self.name!r}, default_model={self.default_model!r}, "
@@ -171,8 +176,9 @@ class Config:
     router_settings: RouterSettings
     profile: Profile
     profiles: Mapping[str, Profile]
-    sections: Mapping[str, Any]     # uninterpreted top-level sections, interpolated
+    sections: Mapping[str, Any]     # the top-level sections as written, interpolated
     prompts_dir: Path | None = None  # $LLM_ADAPTER_PROMPTS as loaded (environment or .env)
+    settings: Settings = Settings()  # every feature section, checked and merged at load
 
     def groups(self) -> tuple[str, ...]:
         """The model groups (``model_name`` values) in file order."""
@@ -205,6 +211,7 @@ class Config:
             "context_window_fallbacks": self.context_window_fallbacks,
             "content_policy_fallbacks": self.content_policy_fallbacks,
             "router_settings": self.router_settings.as_dict(),
+            "litellm_settings": self.settings.litellm.model_dump(),
             "profile": [self.profile.fallbacks_enabled, self.profile.simulated,
                         self.profile.simulator],
         }
@@ -215,7 +222,8 @@ class Config:
         """``fingerprint()`` plus every other section (masking, store, budgets, alerts, ...):
         what the adapter's telemetry and policies are built from."""
         rest = {"sections": self.sections, "profile": self.profile.extra,
-                "langfuse": [self.profile.langfuse.enabled, self.profile.langfuse.default_tags]}
+                "langfuse": [self.profile.langfuse.enabled, self.profile.langfuse.default_tags,
+                             self.profile.langfuse.sample_rate]}
         text = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256((self.fingerprint() + text).encode()).hexdigest()
 
@@ -332,17 +340,25 @@ def _build(raw: Any, file: Path, environment: str, env_source: str,
                           "{model: openai/gpt-4o}}]")
     top = check.mapping(raw, "", what="a mapping at the top level")
     for name in top:
+        if name == "cache":
+            raise check.error(name, "a top-level cache section is not read",
+                              "the response cache is router_settings.cache, e.g. "
+                              "router_settings: {cache: {type: redis, ttl: 3600}}")
         if name not in TOP_LEVEL_KEYS:
             raise check.error(name, f"unknown top-level key {name!r}",
                               suggest(name, TOP_LEVEL_KEYS, what="valid top-level keys"))
+    variables = with_environment_variables(check, top.pop("environment_variables", None),
+                                           variables)
     data: dict[str, Any] = interpolate(top, variables, file=check.file)
+    lift_chains(check, data)
 
     deployments = _deployments(check, data.get("model_list"), top.get("model_list"), variables)
     groups = tuple(dict.fromkeys(d.model_name for d in deployments))
     chains = {name: check.fallbacks(data.get(name), name, groups) for name in
               ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")}
     base_router = check.router_settings(data.get("router_settings"), "router_settings")
-    profiles = _profiles(check, data.get("environments"), groups)
+    langfuse = check.langfuse(data.get("langfuse"), "langfuse")
+    profiles = _profiles(check, data.get("environments"), groups, langfuse)
     if environment not in profiles:
         fix = suggest(environment, profiles, what="defined environments")
         if not data.get("environments"):
@@ -352,15 +368,32 @@ def _build(raw: Any, file: Path, environment: str, env_source: str,
                           f"{env_source})", fix)
     profile = profiles[environment]
     sections = {name: check.mapping(data[name], name) for name in SECTIONS if name in data}
+    merged_router = {**base_router, **profile.router_settings}
+    profile_key = join_key("environments", environment)
+    router_key = join_key(profile_key, "router_settings") \
+        if "hedging" in profile.router_settings else "router_settings"
+    extra = dict(profile.extra)
+
+    def alerts() -> Any:
+        from .._observability.alert_rules import AlertSettings
+
+        return AlertSettings.from_sections(sections.get("alerts"), extra.get("alerts"),
+                                           profile_key=join_key(profile_key, "alerts"),
+                                           source=check.file)
+
+    settings = resolve(sections, {**extra, "langfuse": profile.langfuse_given}
+                       if profile.langfuse_given else extra, profile_key=profile_key,
+                       router=merged_router, router_key=router_key, file=check.file,
+                       alerts=alerts)
     return Config(
         path=file, environment=environment, deployments=deployments,
         fallbacks=chains["fallbacks"],
         context_window_fallbacks=chains["context_window_fallbacks"],
         content_policy_fallbacks=chains["content_policy_fallbacks"],
-        router_settings=_router({**base_router, **profile.router_settings}),
+        router_settings=_router(check, merged_router, settings),
         profile=profile, profiles=FrozenDict(profiles), sections=_freeze(sections),
         prompts_dir=Path(variables[PROMPTS_ENV_VAR]).expanduser()
-        if variables.get(PROMPTS_ENV_VAR) else None)
+        if variables.get(PROMPTS_ENV_VAR) else None, settings=settings)
 
 
 def _deployments(check: Checker, model_list: Any, raw_list: Any,
@@ -414,15 +447,21 @@ def _deployment(model_name: str, params: dict[str, Any], info: dict[str, Any], r
                       key_env=key_env, key_present=present)
 
 
-def _profiles(check: Checker, value: Any, groups: tuple[str, ...]) -> dict[str, Profile]:
+def _profiles(check: Checker, value: Any, groups: tuple[str, ...],
+              base_langfuse: Mapping[str, Any]) -> dict[str, Profile]:
+    """Each environment's profile; ``base_langfuse`` (the top-level section) under each one's."""
     environments = check.mapping(value, "environments",
                                  what="a mapping of environment name to profile")
     if not environments:
-        return {DEFAULT_ENVIRONMENT: Profile(name=DEFAULT_ENVIRONMENT, default_model=groups[0])}
+        return {DEFAULT_ENVIRONMENT: Profile(
+            name=DEFAULT_ENVIRONMENT, default_model=groups[0], langfuse=LangfuseSettings(
+                enabled=base_langfuse.get("enabled"),
+                default_tags=tuple(base_langfuse.get("default_tags", ())),
+                sample_rate=_float(base_langfuse.get("sample_rate"))))}
     out: dict[str, Profile] = {}
     for name, raw in environments.items():
         settings = check.profile(raw, join_key("environments", name), groups)
-        langfuse = settings.get("langfuse", {})
+        langfuse = {**base_langfuse, **settings.get("langfuse", {})}
         simulator = settings.get("simulator", False)
         out[name] = Profile(
             name=name, default_model=settings.get("default_model"),
@@ -434,12 +473,19 @@ def _profiles(check: Checker, value: Any, groups: tuple[str, ...]) -> dict[str, 
             simulated=simulator is not False,
             simulator=_freeze(simulator if isinstance(simulator, Mapping) else {}),
             router_settings=_freeze(settings.get("router_settings", {})),
-            extra=_freeze({k: v for k, v in settings.items() if k in PROFILE_EXTRA_KEYS}))
+            extra=_freeze({k: v for k, v in settings.items() if k in PROFILE_EXTRA_KEYS}),
+            langfuse_given=_freeze(settings.get("langfuse", {})))
     return out
 
 
-def _router(merged: Mapping[str, Any]) -> RouterSettings:
-    """Split checked router settings into RouterSettings fields and pass-through ``extra``."""
+def _router(check: Checker, merged: Mapping[str, Any], settings: Settings) -> RouterSettings:
+    """Split checked router settings into RouterSettings fields and pass-through ``extra``.
+
+    As in LiteLLM, ``redis_host``/``redis_port``/``redis_password`` name the Redis that
+    ``redis_url`` would (which wins when both are given), and ``litellm_settings.num_retries``
+    / ``request_timeout`` are the defaults of ``num_retries`` / ``timeout``.
+    """
+    merged = router_keys(check, merged, settings.litellm)
     known = {k: v for k, v in merged.items() if k in ROUTER_FIELDS}
     for name in ("timeout", "stream_timeout", "deadline", "cooldown_time", "retry_after"):
         if name in known:

@@ -19,7 +19,8 @@ from ..errors import ConfigError
 
 __all__ = [
     "CONVENTIONAL_KEY_ENV", "Checker", "DEPLOYMENT_KEYS", "KEYLESS_PROVIDERS", "LITELLM_PARAMS",
-    "MODEL_INFO", "PROFILE_EXTRA_KEYS", "ROUTER_FIELDS", "ROUTING_STRATEGIES", "SECTIONS",
+    "MODEL_INFO", "PROFILE_EXTRA_KEYS", "ROUTER_FIELDS", "ROUTER_SETTINGS",
+    "ROUTING_STRATEGIES", "SECTIONS",
     "TOP_LEVEL_KEYS", "is_secret_key", "join_key", "masked", "suggest",
 ]
 
@@ -84,9 +85,10 @@ Spec: TypeAlias = "Num | Text | Flag | Choice | Strings | Items | Table | Fields
 # --------------------------------------------------------------------------------------- tables
 
 SECTIONS = ("litellm_settings", "general_settings", "langfuse", "masking", "budgets", "alerts",
-            "prompts", "store", "cache")
+            "prompts", "store")
 TOP_LEVEL_KEYS = ("model_list", "fallbacks", "context_window_fallbacks",
-                  "content_policy_fallbacks", "router_settings", "environments") + SECTIONS
+                  "content_policy_fallbacks", "router_settings", "environments",
+                  "environment_variables") + SECTIONS
 DEPLOYMENT_KEYS = ("model_name", "litellm_params", "model_info", "tpm", "rpm")
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing",
                       "usage-based-routing-v2", "latency-based-routing", "cost-based-routing")
@@ -148,7 +150,7 @@ ROUTER_FIELDS: Mapping[str, Spec] = MappingProxyType({
     "tpm": Num(low=1, integer=True, optional=True, example="100000"),
     "cache": _CACHE, "redis_url": Text(), "enable_pre_call_checks": Flag(),
 })
-_ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
+ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
     **ROUTER_FIELDS,
     # LiteLLM Router kwargs passed through as they are.
     "retry_policy": Table(), "allowed_fails_policy": Table(), "model_group_alias": Table(),
@@ -162,11 +164,7 @@ _ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
     "hedging": Table(), "max_wait": Num(low=0, seconds=True, example="10"),
     "stream_ttft_timeout": Num(low=0, low_open=True, seconds=True, optional=True, example="10"),
 })
-_LANGFUSE = Fields("langfuse", MappingProxyType({
-    "enabled": Flag(), "default_tags": Strings(),
-    "sample_rate": Num(low=0, high=1, example="0.5"),
-}))
-PROFILE_EXTRA_KEYS = ("masking", "budgets", "alerts", "prompts", "cache", "store", "description")
+PROFILE_EXTRA_KEYS = ("masking", "budgets", "alerts", "prompts", "store", "description")
 _PROFILE_KEYS = ("default_model", "fallbacks_enabled", "langfuse", "simulator",
                  "router_settings") + PROFILE_EXTRA_KEYS
 
@@ -384,8 +382,15 @@ class Checker:
                            MODEL_INFO, passthrough=True)
         return model_name, params, info
 
+    def langfuse(self, value: Any, key: str) -> dict[str, Any]:
+        from .settings import LangfuseSection, check_section
+
+        return check_section(LangfuseSection, value, key=key, file=self.file).given()
+
     def router_settings(self, value: Any, key: str) -> dict[str, Any]:
-        return self.fields(value, key, "router_settings", _ROUTER_SETTINGS)
+        from .settings_router import check_router_settings   # built on these rules
+
+        return check_router_settings(value, key=key, file=self.file)
 
     def fallbacks(self, value: Any, key: str, groups: tuple[str, ...]
                   ) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -445,6 +450,10 @@ class Checker:
         out: dict[str, Any] = {}
         for name, item in raw.items():
             sub = join_key(key, name)
+            if name == "cache":
+                raise self.error(sub, "a profile's cache key is not read",
+                                 f"the response cache is {key}.router_settings.cache, e.g. "
+                                 "router_settings: {cache: {type: local, ttl: 3600}}")
             if name not in _PROFILE_KEYS:
                 raise self.unknown(name, key, "an environment profile", _PROFILE_KEYS)
             if name == "default_model":
@@ -453,7 +462,7 @@ class Checker:
             elif name == "fallbacks_enabled":
                 out[name] = self.check(item, Flag(), sub)
             elif name == "langfuse":
-                out[name] = self.fields(item, sub, "langfuse", _LANGFUSE.table)
+                out[name] = self.langfuse(item, sub)
             elif name == "simulator":
                 if not isinstance(item, (bool, Mapping)):
                     raise self.error(sub, f"expected true, false or a mapping, got "

@@ -64,11 +64,17 @@ class AlertSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> AlertSettings | None:
-        """The config's alert settings; None when neither the file nor the profile has any."""
-        top = config.sections.get("alerts") or {}
-        own = config.profile.extra.get("alerts") or {}
-        profile_key = join_key(join_key("environments", config.profile.name), "alerts")
-        check = Checker(str(config.path) if config.path else None)
+        """The config's alert settings (resolved at load); None when neither the file nor the
+        profile has any."""
+        settings: AlertSettings | None = config.settings.alerts
+        return settings
+
+    @classmethod
+    def from_sections(cls, top: Any, own: Any, *, profile_key: str,
+                      source: str | None) -> AlertSettings | None:
+        """The file's ``alerts`` with the profile's (at ``profile_key``) keys over them."""
+        top, own = top or {}, own or {}
+        check = Checker(source)
         keys = {name: join_key(profile_key if name in own else "alerts", name)
                 for name in (*check.mapping(top, "alerts"), *check.mapping(own, profile_key))}
         merged = {**top, **own}

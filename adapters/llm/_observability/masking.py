@@ -24,11 +24,14 @@ import re
 import secrets as secrets_module
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .pseudonyms import pseudonym, shared_key
+from .pseudonyms import pseudonym
 from .redact import redact
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .._config.settings import MaskingSettings
 
 __all__ = ["DETECTORS", "Masker", "masker_from_config"]
 
@@ -97,51 +100,28 @@ class Masker:
         return value
 
 
-_KEYS = ("enabled", "detectors", "patterns", "function", "store", "pseudonym_key")
-
-
-def masker_from_config(settings: Mapping[str, Any] | None, *, environment: str,
+def masker_from_config(settings: MaskingSettings | None, *, environment: str,
                        secrets: Iterable[str] = (), source: str | None = None,
                        pseudonym_key: Callable[[], bytes] | None = None) -> Masker:
-    """The masker for an environment's ``masking`` settings (see the module docstring).
-    ``pseudonym_key`` is asked for the key only when masking is on."""
-    settings = dict(settings or {})
-    where = "masking"
-    unknown = set(settings) - set(_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", path=source, key=where,
-                          fix=f"use {', '.join(_KEYS)}")
-    enabled = settings.get("enabled", environment == "production")
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"enabled must be true or false, not {enabled!r}", path=source,
-                          key=f"{where}.enabled")
-    wanted = settings.get("detectors", list(DETECTORS))
-    if not isinstance(wanted, list) or any(d not in DETECTORS for d in wanted):
-        raise ConfigError(f"detectors must be a list drawn from {', '.join(DETECTORS)}; got "
-                          f"{wanted!r}", path=source, key=f"{where}.detectors")
+    """The masker for an environment's ``masking`` settings (checked at load; see the module
+    docstring). ``pseudonym_key`` is asked for the key only when masking is on."""
+    from .._config.settings import MaskingSettings
+
+    settings = settings or MaskingSettings()
+    enabled = settings.enabled if settings.enabled is not None else environment == "production"
+    wanted = settings.detectors if settings.detectors is not None else DETECTORS
     rules = [(name, re.compile(p), r) for name, p, r in _DETECTORS if name in wanted]
-    for i, entry in enumerate(settings.get("patterns") or []):
-        key = f"{where}.patterns[{i}]"
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("regex"), str):
-            raise ConfigError("each pattern needs a 'regex' string", path=source, key=key,
-                              fix='e.g. {name: patient_id, regex: "PT-\\\\d{6}", '
-                                  'replacement: "[PATIENT_ID]"}')
-        try:
-            compiled = re.compile(entry["regex"])
-        except re.error as exc:
-            raise ConfigError(f"invalid regular expression: {exc}", path=source, key=key) from None
-        name = str(entry.get("name") or "redacted")
-        rules.append((_kind(name), compiled,
-                      str(entry.get("replacement", f"[{name.upper()}]"))))
-    if settings.get("pseudonym_key") is not None:
-        shared_key(settings["pseudonym_key"], env={}, source=source)        # type and length
+    for entry in settings.patterns:
+        name = entry.name or "redacted"
+        rules.append((_kind(name), re.compile(entry.regex),
+                      entry.replacement if entry.replacement is not None
+                      else f"[{name.upper()}]"))
     hmac_key = b""
     if enabled:     # a caller that names no key source gets one for this process only
         hmac_key = pseudonym_key() if pseudonym_key is not None else \
             secrets_module.token_bytes(32)
-    return Masker(rules=tuple(rules), function=_load_function(settings.get("function"), source),
-                  secrets=tuple(s for s in secrets if s),
-                  mask_store=bool(settings.get("store", True)),
+    return Masker(rules=tuple(rules), function=_load_function(settings.function, source),
+                  secrets=tuple(s for s in secrets if s), mask_store=settings.store,
                   enabled=enabled, pseudonym_key=hmac_key)
 
 

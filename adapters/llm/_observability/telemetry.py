@@ -12,7 +12,6 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,7 +23,7 @@ from .log_masking import log_masking
 from .pseudonyms import pseudonym_key
 from .redact import config_secrets
 from .._config.loader import Config
-from ..errors import ConfigError, UsageError
+from ..errors import UsageError
 from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
 from .tracing import LangfuseSink, langfuse_credentials
@@ -80,7 +79,7 @@ class TelemetryPool:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, bool, tuple[str, str] | None], Telemetry] = {}
         self._stores: dict[str, Any] = {}
-        self._langfuse: dict[tuple[str, str, str, str], LangfuseSink] = {}
+        self._langfuse: dict[tuple[str, str, str, str, float | None], LangfuseSink] = {}
         self._alerts: dict[str, Any] = {}
         self._warned_keys = False
         self._closed = False
@@ -120,24 +119,24 @@ class TelemetryPool:
         source = str(config.path) if config.path else None
         creds = langfuse_credentials()
         secrets = [*config_secrets(config), *((creds.secret_key,) if creds else ())]
-        store_settings = _section(config, "store")
+        store_settings = config.settings.store
         path = store_path(config)
-        settings = _section(config, "masking")
+        settings = config.settings.masking
 
         def key() -> bytes:
-            return pseudonym_key(settings.get("pseudonym_key"), source=source,
+            return pseudonym_key(settings.pseudonym_key, source=source,
                                  home=path.parent,
                                  warn=config.environment == "production" and enable_langfuse)
 
         masker = masker_from_config(settings, environment=config.environment, secrets=secrets,
                                     source=source, pseudonym_key=key)
-        secrets_only = masker_from_config({**settings, "enabled": False},
+        secrets_only = masker_from_config(settings.model_copy(update={"enabled": False}),
                                           environment=config.environment, secrets=secrets,
                                           source=source)
         log_masking().add(masker)           # litellm's own log lines: from now on
         sinks: list[Sink] = []
         store = None
-        keep_calls = store_settings.get("enabled", True)
+        keep_calls = store_settings.enabled
         if keep_calls:
             store = self._store(path)
         langfuse = None
@@ -186,12 +185,13 @@ class TelemetryPool:
         return existing
 
     def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
-        key = (creds.public_key, creds.base_url, config.environment, str(store.path))
+        rate = config.profile.langfuse.sample_rate
+        key = (creds.public_key, creds.base_url, config.environment, str(store.path), rate)
         sink = self._langfuse.get(key)
         if sink is None:
             sink = self._langfuse[key] = LangfuseSink(
                 creds, environment=config.environment, store=store,
-                default_tags=config.profile.langfuse.default_tags)
+                default_tags=config.profile.langfuse.default_tags, sample_rate=rate)
         return sink
 
     def _warn_missing_keys(self) -> None:
@@ -220,6 +220,9 @@ class _StoreSink:
 
     def _emit_pair(self, record: Any, masked: Any) -> None:
         assert self.langfuse is not None
+        if not self.langfuse.sampled(masked):       # langfuse.sample_rate: the store keeps it
+            self.store.write(record)
+            return
         self.store.write_with_outbox(record, self.langfuse.entry(masked))
 
     def flush(self, timeout: float) -> bool:
@@ -258,27 +261,12 @@ def _step(sink: str, what: str, action: Any) -> bool:
 
 def store_path(config: Config) -> Path:
     """The store a config's calls go to: ``store.path``, else the default store."""
-    settings = _section(config, "store")
-    unknown = set(settings) - {"enabled", "path"}
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}",
-                          path=str(config.path) if config.path else None, key="store",
-                          fix="use enabled and path")
     from .store import default_path
 
-    configured = settings.get("path")
+    configured = config.settings.store.path         # checked when the config was loaded
     if configured:
         return Path(str(configured)).expanduser()
     return default_path()
-
-
-def _section(config: Config, name: str) -> dict[str, Any]:
-    """A settings section: the top-level one with the profile's keys over it."""
-    top = config.sections.get(name) or {}
-    own = config.profile.extra.get(name) or {}
-    if not isinstance(top, Mapping) or not isinstance(own, Mapping):
-        raise ConfigError(f"{name} must be a mapping", path=str(config.path), key=name)
-    return {**top, **own}
 
 
 @cache

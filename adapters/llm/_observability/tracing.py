@@ -60,7 +60,7 @@ class TraceScope:
         outer = current_parent()
         if outer is not None:
             self.trace_id, self.parent_span_id = outer
-        if self.sink is not None:
+        if self.sink is not None and trace_sampled(self.trace_id, self.sink.sample_rate):
             self._span = self.sink.open_trace_span(self)
         self._token = _SCOPE.set(self)
         return self
@@ -118,7 +118,7 @@ class LangfuseSink:
 
     def __init__(self, credentials: Credentials, *, environment: str, store: LocalStore,
                  default_tags: Sequence[str] = (), timeout: float = 5.0,
-                 retry_interval: float = 10.0) -> None:
+                 retry_interval: float = 10.0, sample_rate: float | None = None) -> None:
         from langfuse import Langfuse
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -130,6 +130,7 @@ class LangfuseSink:
         self.environment = environment
         self.default_tags = tuple(default_tags)
         self.store = store
+        self.sample_rate = 1.0 if sample_rate is None else sample_rate
         # The SDK's own pipeline carries llm.trace spans and scores only; what it does not
         # deliver is spooled in the store.
         self.exporter = SpoolingExporter(
@@ -157,8 +158,15 @@ class LangfuseSink:
                                       default_tags=self.default_tags, release=self._release),
                            time.time())
 
+    def sampled(self, record: CallRecord) -> bool:
+        """Whether ``langfuse.sample_rate`` sends this record's trace. Decided by the trace id
+        alone, so every record of one trace and its ``llm.trace`` span go, or stay, together
+        (the store keeps every call either way)."""
+        return trace_sampled(record.trace_id, self.sample_rate)
+
     def emit(self, record: CallRecord) -> None:
-        self.store.write_with_outbox(None, self.entry(record))
+        if self.sampled(record):
+            self.store.write_with_outbox(None, self.entry(record))
 
     def flush(self, timeout: float) -> bool:
         """Deliver what the outbox and spool hold, within ``timeout``; True only when Langfuse
@@ -236,3 +244,16 @@ def sync(store: LocalStore, credentials: Credentials | None = None, *,
         return sync_all(delivery, retry_quarantined=retry_quarantined)
     finally:
         delivery.close()
+
+
+def trace_sampled(trace_id: str, rate: float) -> bool:
+    """Whether a trace is in the ``rate`` share: its first 48 bits (random in a uuid4 hex id
+    and in an OpenTelemetry one alike; a uuid4's low bits are not) below ``rate`` of their
+    range."""
+    if rate >= 1.0:
+        return True
+    try:
+        head = int(trace_id[:12], 16)
+    except ValueError:
+        return True         # no trace id to decide by: keep it
+    return head < round(rate * 2 ** 48)

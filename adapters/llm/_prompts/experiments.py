@@ -13,15 +13,16 @@ import hashlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._config.settings import STICKY_BY
 from ..errors import ConfigError
-from .sources import LABEL_RE
 
-__all__ = ["STICKY_BY", "Experiment", "bucket", "parse_experiments"]
+if TYPE_CHECKING:
+    from .._config.settings import ExperimentSettings
 
-STICKY_BY = ("user_id", "session_id")
-_KEYS = ("variants", "sticky_by")
+__all__ = ["STICKY_BY", "Experiment", "bucket", "experiments_of", "parse_experiments"]
+
 
 
 @dataclass(frozen=True)
@@ -69,44 +70,20 @@ def bucket(experiment: str, key: str) -> float:
 def parse_experiments(raw: Any, *, path: str | None = None,
                       key: str = "prompts.experiments") -> dict[str, Experiment]:
     """``{prompt: {variants: {label: weight}, sticky_by: user_id|session_id}}``, validated."""
-    from .._config.schema import suggest
+    from .._config.settings import ExperimentSettings, check_section
 
-    example = "e.g. experiments: {my-prompt: {variants: {prod-a: 50, prod-b: 50}}}"
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise ConfigError("must map prompt names to experiments", path=path, key=key, fix=example)
-    out: dict[str, Experiment] = {}
-    for name, spec in raw.items():
-        where = f"{key}.{name}"
-        if not isinstance(spec, Mapping):
-            raise ConfigError("must be a mapping with variants (and sticky_by)", path=path,
-                              key=where, fix=example)
-        unknown = sorted(map(str, set(spec) - set(_KEYS)))
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r}", path=path,
-                              key=f"{where}.{unknown[0]}",
-                              fix=suggest(unknown[0], _KEYS, what="valid keys"))
-        variants = spec.get("variants")
-        if not isinstance(variants, Mapping) or not variants:
-            raise ConfigError("variants must map labels to weights", path=path,
-                              key=f"{where}.variants", fix=example)
-        pairs = []
-        for label, weight in variants.items():
-            if not isinstance(label, str) or not LABEL_RE.match(label):
-                raise ConfigError(f"{label!r} is not a Langfuse label", path=path,
-                                  key=f"{where}.variants",
-                                  fix="use lowercase letters, digits, '_', '-' or '.'")
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
-                    not weight > 0 or weight == float("inf"):
-                raise ConfigError(f"weight of {label!r} must be a positive number, not "
-                                  f"{weight!r}", path=path, key=f"{where}.variants.{label}",
-                                  fix="weights are relative: 50 and 50, or 90 and 10")
-            pairs.append((label, float(weight)))
-        sticky_by = spec.get("sticky_by", "user_id")
-        if sticky_by not in STICKY_BY:
-            raise ConfigError(f"sticky_by must be user_id or session_id, not {sticky_by!r}",
-                              path=path, key=f"{where}.sticky_by",
-                              fix=suggest(sticky_by, STICKY_BY, what="valid values"))
-        out[str(name)] = Experiment(prompt=str(name), variants=tuple(pairs), sticky_by=sticky_by)
-    return out
+        raise ConfigError("must map prompt names to experiments", path=path, key=key,
+                          fix="e.g. experiments: {my-prompt: {variants: {prod-a: 50, "
+                          "prod-b: 50}}}")
+    return experiments_of({str(name): check_section(ExperimentSettings, spec,
+                                                    key=f"{key}.{name}", file=path)
+                           for name, spec in raw.items()})
+
+
+def experiments_of(settings: Mapping[str, ExperimentSettings]) -> dict[str, Experiment]:
+    """The experiments of checked settings (``prompts.experiments``, resolved at load)."""
+    return {name: Experiment(prompt=name, variants=s.variants, sticky_by=s.sticky_by)
+            for name, s in settings.items()}

@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._config.loader import PROMPTS_ENV_VAR
 from ..errors import ConfigError, UsageError
-from .experiments import Experiment, parse_experiments
+from .experiments import Experiment, experiments_of, parse_experiments
 from .._breaker import Breaker
-from .._config.schema import suggest
 from .._process.fork import reset_in_child
 from .sources import (LangfuseSource, LocalSource, PromptMissing, PromptRecord,
                              SourceUnreachable, packaged_prompts_dir)
@@ -45,7 +44,6 @@ __all__ = ["CompiledChat", "CompiledText", "LocalRegistry", "Prompt", "PromptMes
 log = logging.getLogger("adapters.llm")
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_SETTINGS = ("dir", "cache_ttl", "fetch_timeout", "prefetch", "experiments")
 _Key = tuple[str, str, int | str]            # (name, "version" | "label", value)
 
 
@@ -436,49 +434,17 @@ def build_registry(config: Config, *, enable_langfuse: bool, local_dir: Path | N
     Langfuse is used when ``enable_langfuse`` and ``LANGFUSE_PUBLIC_KEY``/``_SECRET_KEY`` are
     set. With ``prefetch``, the prompts listed under ``prompts.prefetch`` start loading now.
     """
-    settings = _settings(config)
-    source = None if config.path is None else str(config.path)
+    settings = config.settings.prompts      # checked when the config was loaded
     credentials = langfuse_credentials() if enable_langfuse else None
     langfuse = None if credentials is None else \
-        LangfuseSource(credentials, timeout=settings["fetch_timeout"])
+        LangfuseSource(credentials, timeout=settings.fetch_timeout)
     registry = PromptRegistry(
-        local_dir or _directory(config, settings.get("dir")), langfuse=langfuse,
-        cache_ttl=settings["cache_ttl"], fetch_timeout=settings["fetch_timeout"],
-        experiments=parse_experiments(settings.get("experiments"), path=source))
-    if prefetch and settings["prefetch"]:
-        registry.prefetch(settings["prefetch"])
+        local_dir or _directory(config, settings.dir), langfuse=langfuse,
+        cache_ttl=settings.cache_ttl, fetch_timeout=settings.fetch_timeout,
+        experiments=experiments_of(settings.experiments))
+    if prefetch and settings.prefetch:
+        registry.prefetch(list(settings.prefetch))
     return registry
-
-
-def _settings(config: Config) -> dict[str, Any]:
-    where = None if config.path is None else str(config.path)
-    top = config.sections.get("prompts") or {}
-    own = config.profile.extra.get("prompts") or {}
-    for value, key in ((top, "prompts"), (own, f"environments.{config.environment}.prompts")):
-        if not isinstance(value, Mapping):
-            raise ConfigError("must be a mapping", path=where, key=key,
-                              fix="e.g. prompts: {cache_ttl: 60, fetch_timeout: 2}")
-        for name in value:
-            if name not in _SETTINGS:
-                raise ConfigError(f"unknown key {name!r}", path=where, key=f"{key}.{name}",
-                                  fix=suggest(name, _SETTINGS, what="valid keys"))
-    merged = {**top, **own}
-    for name, default, positive in (("cache_ttl", 60.0, False), ("fetch_timeout", 2.0, True)):
-        value = merged.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
-                positive and value == 0:
-            raise ConfigError(f"must be a {'positive' if positive else 'non-negative'} number "
-                              f"of seconds, not {value!r}", path=where, key=f"prompts.{name}",
-                              fix=f"e.g. {name}: {default:g}")
-        merged[name] = float(value)
-    merged["prefetch"] = names = merged.get("prefetch") or []
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise ConfigError("must be a list of prompt names", path=where, key="prompts.prefetch",
-                          fix="e.g. prefetch: [smart-scheduling-system-v1]")
-    if not isinstance(merged.get("dir") or "", str):
-        raise ConfigError("must be a directory path", path=where, key="prompts.dir",
-                          fix="e.g. dir: prompts")
-    return merged
 
 
 def _directory(config: Config, configured: str | None) -> Path:

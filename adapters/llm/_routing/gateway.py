@@ -77,6 +77,10 @@ class Gateway:
         self._chains = {p: tuple(t) for p, t in config.fallbacks} \
             if config.profile.fallbacks_enabled else {}
         self._window_chains = {p: tuple(t) for p, t in config.context_window_fallbacks}
+        self._policy_chains = {p: tuple(t) for p, t in config.content_policy_fallbacks}
+        # litellm_settings that shape a call, passed per call: never set on the litellm module.
+        drop = config.settings.litellm.drop_params
+        self._call_defaults: dict[str, Any] = {} if drop is None else {"drop_params": drop}
         self._attempt_limits = {g: attempt_limit(config, g) for g in config.groups()}
         self._read_limits = {g: _read_limit(config, g) for g in config.groups()}
         # Groups served on this machine (Ollama): one attempt a call, see _local_servers.
@@ -116,6 +120,9 @@ class Gateway:
         window = self._routable(self._window_chains)
         if window:
             kwargs["context_window_fallbacks"] = window
+        policy = self._routable(self._policy_chains)
+        if policy:
+            kwargs["content_policy_fallbacks"] = policy
         passthrough = {k: v for k, v in rs.extra.items() if k in _ROUTER_PASSTHROUGH}
         return {**kwargs, **passthrough}
 
@@ -167,6 +174,7 @@ class Gateway:
 
     async def _walk(self, spec: CallSpec, chain: Sequence[str], walk: Walk) -> Outcome | None:
         index = 0
+        switched: set[str] = set()      # groups whose content-policy chain was taken
         while index < len(chain):
             group = chain[index]
             index += 1
@@ -184,7 +192,13 @@ class Gateway:
                         f"({failed.failure.status or 400}): {failed.error}") from None
                 if failed.failure.action == LOCAL:      # nothing was sent: no provider failed
                     raise errors.UsageError(str(failed.error)) from None
-                if failed.failure.action == CONTEXT_WINDOW:
+                policy_chain = self._policy_chains.get(failed.group)
+                if failed.failure.kind == "content_policy" and policy_chain and \
+                        failed.group not in switched:
+                    # As LiteLLM's content_policy_fallbacks: that chain instead of the usual one.
+                    switched.add(failed.group)
+                    chain, index = policy_chain, 0
+                elif failed.failure.action == CONTEXT_WINDOW:
                     window_chain = self._window_chains.get(failed.group)
                     if not window_chain:
                         raise failed.error from None
@@ -219,7 +233,7 @@ class Gateway:
         log = attempt_log()
         key, collector = log.track()
         walk.live = collector
-        kwargs: dict[str, Any] = {**spec.params, "disable_fallbacks": True,
+        kwargs: dict[str, Any] = {**self._call_defaults, **spec.params, "disable_fallbacks": True,
                                   "metadata": {CALL_KEY: key}}
         # litellm sends each attempt its deployment's timeout (else the router's); only a budget
         # shorter than that is passed, so it bounds every attempt of this router call.

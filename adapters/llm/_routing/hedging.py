@@ -27,15 +27,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
-from .._config.schema import Checker, Num, Spec
 from .._percentiles import percentile
 from .provider_errors import NEXT_GROUP
 from .responses import usage_of
@@ -66,14 +63,6 @@ class Gateway(Protocol):
 
     def deadline_error(self, spec: CallSpec, walk: Walk) -> Exception: ...
 
-_KEYS: Mapping[str, Spec] = MappingProxyType({
-    "after_ms": Num(low=0, low_open=True, example="500"),
-    "after_percentile": Num(low=0, high=100, low_open=True, example="95"),
-    "min_samples": Num(low=1, integer=True, example="20"),
-    "default_after_ms": Num(low=0, low_open=True, example="2000"),
-    "max_extra": Num(low=0, integer=True, example="1"),
-    "cooldown_after": Num(low=0, integer=True, example="5"),
-})
 WINDOW = 200                        # recent successful latencies kept per group
 
 
@@ -92,28 +81,12 @@ class HedgePolicy:
     def from_config(cls, config: Config) -> HedgePolicy | None:
         """``router_settings.hedging``; None when absent, empty (``hedging: null`` in a profile
         turns it off) or ``max_extra: 0``."""
-        raw = config.router_settings.extra.get("hedging")
-        if not raw:
+        s = config.settings.hedging             # checked when the config was loaded
+        if s is None:
             return None
-        where = "router_settings.hedging"
-        check = Checker(str(config.path) if config.path else None)
-        if isinstance(raw, Mapping) and isinstance(raw.get("after_percentile"), str):
-            named = re.fullmatch(r"\s*[pP](\d+(?:\.\d+)?)\s*", raw["after_percentile"])
-            if named:                               # "p95", as percentiles are usually named
-                raw = {**raw, "after_percentile": float(named.group(1))}
-        values = check.fields(raw, where, "hedging", _KEYS)
-        if ("after_ms" in values) == ("after_percentile" in values):
-            raise check.error(where, "set one of after_ms and after_percentile",
-                              "write hedging: {after_ms: 500} (a fixed delay) or hedging: "
-                              "{after_percentile: 95} (of the group's recent latencies)")
-        after_ms, percentile = values.get("after_ms"), values.get("after_percentile")
-        policy = cls(after_ms=None if after_ms is None else float(after_ms),
-                     after_percentile=None if percentile is None else float(percentile),
-                     min_samples=int(values.get("min_samples", 20)),
-                     default_after_ms=float(values.get("default_after_ms", 2000.0)),
-                     max_extra=int(values.get("max_extra", 1)),
-                     cooldown_after=int(values.get("cooldown_after", 5)))
-        return policy if policy.max_extra > 0 else None
+        return cls(after_ms=s.after_ms, after_percentile=s.after_percentile,
+                   min_samples=s.min_samples, default_after_ms=s.default_after_ms,
+                   max_extra=s.max_extra, cooldown_after=s.cooldown_after)
 
 
 @dataclass(slots=True)

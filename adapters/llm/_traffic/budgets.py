@@ -30,11 +30,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .counters import Backend, BackendUnavailable, Hold, Outage, Reserved, Settled, Soft
-from .._config.schema import Checker, Choice, Flag, Items, Num, Spec, Text, join_key
+from .._config.settings import PERIODS, SCOPES
 from .settle_later import Late, SettleLater
 from ..errors import BudgetExceeded, UsageError
 
@@ -43,16 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BudgetRule", "Budgets", "Crossing", "PERIODS", "Reservation", "SCOPES"]
 
-SCOPES = ("user", "session", "agent", "tag", "environment")
-PERIODS = ("day", "week", "month", "total")
 _NANO = 1_000_000_000
-_SECTION: Mapping[str, Spec] = MappingProxyType({
-    "soft_threshold": Num(low=0, high=1, low_open=True, example="0.8"), "fail_open": Flag(),
-    "limits": Items()})
-_RULE: Mapping[str, Spec] = MappingProxyType({
-    "scope": Choice(SCOPES), "id": Text(non_empty=True), "limit": Num(low=0, example="5.00"),
-    "period": Choice(PERIODS)})
-_EXAMPLE = "e.g. {scope: user, limit: 5.00, period: day}"
 
 
 @dataclass(frozen=True)
@@ -401,38 +391,7 @@ class Budgets:
 
 
 def _settings(config: Config) -> dict[str, Any]:
-    """The validated ``budgets`` section, the active profile's keys replacing the file's."""
-    check = Checker(str(config.path) if config.path else None)
-    merged: dict[str, Any] = {}
-    sources = [(config.sections.get("budgets"), "budgets"),
-               (config.profile.extra.get("budgets"),
-                join_key(join_key("environments", config.profile.name), "budgets"))]
-    for raw, where in sources:
-        section = check.fields(raw, where, "budgets", _SECTION)
-        if "limits" in section:
-            section["limits"] = _rules(check, section["limits"], join_key(where, "limits"))
-        merged.update(section)
-    return merged
-
-
-def _rules(check: Checker, items: list[Any], where: str) -> list[BudgetRule]:
-    rules: dict[tuple[str, str | None, str], str] = {}
-    out = []
-    for i, item in enumerate(items):
-        key = join_key(where, i)
-        if not isinstance(item, Mapping):
-            raise check.error(key, "a budget limit must be a mapping", f"write {_EXAMPLE}")
-        fields = check.fields(item, key, "a budget limit", _RULE)
-        for name in ("scope", "limit", "period"):
-            if fields.get(name) is None:
-                raise check.error(join_key(key, name), f"{name} is missing",
-                                  f"add {name}: ... ({_EXAMPLE})")
-        rule = BudgetRule(fields["scope"], float(fields["limit"]), fields["period"],
-                          fields.get("id"), key)
-        same = rules.setdefault((rule.scope, rule.id, rule.period), key)
-        if same != key:
-            raise check.error(key, f"the same budget ({rule.scope}"
-                              f"{' ' + repr(rule.id) if rule.id else ''}, per {rule.period}) is "
-                              f"already defined at {same}", "keep one of the two")
-        out.append(rule)
-    return out
+    """The ``budgets`` section as resolved at load (the profile's keys over the file's)."""
+    s = config.settings.budgets
+    return {"soft_threshold": s.soft_threshold, "fail_open": s.fail_open,
+            "limits": [BudgetRule(r.scope, r.limit, r.period, r.id, r.key) for r in s.limits]}

@@ -101,8 +101,7 @@ def _build(config: Config, link: Callable[[str], RedisLink]) -> Policies:
     settings = config.router_settings
     redis_url = settings.redis_url or os.environ.get("REDIS_URL")
     limits = Limits.from_config(config)
-    budgets_wanted = bool((config.sections.get("budgets") or {}) or
-                          (config.profile.extra.get("budgets") or {}))
+    budgets_wanted = bool(config.settings.budgets.model_fields_set)     # a budgets section
     backend = backend_for(config, link=link) if limits.enabled or budgets_wanted else None
     # Counters are shared by every process using the same backend and environment.
     namespace = f"{config.environment}"

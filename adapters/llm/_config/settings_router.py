@@ -1,0 +1,54 @@
+"""``router_settings`` (the file's, and each profile's overrides) as a frozen pydantic model.
+
+Its fields are generated from the one rule table, ``_config_schema.ROUTER_SETTINGS``, so the
+keys LiteLLM's Router takes and the ones this library adds are listed once; each value is
+checked by its rule and every problem is worded by ``_config_errors.config_error``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import ValidationError, create_model
+
+from .validation_errors import config_error, spec
+from .schema import (ROUTER_SETTINGS, Choice, Fields, Flag, Items, Num, Spec, Strings,
+                             Table, Text)
+from .settings import Section
+
+__all__ = ["RouterSection", "check_router_settings"]
+
+
+def _type(rule: Spec) -> Any:
+    """The Python type a rule's checked value has (every key is optional)."""
+    if isinstance(rule, Num):
+        return int if rule.integer else float
+    if isinstance(rule, Flag):
+        return bool
+    if isinstance(rule, (Text, Choice)):
+        return str
+    if isinstance(rule, Strings):
+        return list[str]
+    if isinstance(rule, Items):
+        return list[Any]
+    assert isinstance(rule, (Table, Fields))
+    return dict[str, Any]
+
+
+class _RouterBase(Section):
+    what: ClassVar[str] = "router_settings"
+
+
+_FIELDS: dict[str, Any] = {name: (Annotated[_type(rule) | None, spec(rule)], None)
+                           for name, rule in ROUTER_SETTINGS.items()}
+RouterSection: type[_RouterBase] = create_model("RouterSection", __base__=_RouterBase,
+                                                **_FIELDS)
+
+
+def check_router_settings(value: Any, *, key: str, file: str | None) -> dict[str, Any]:
+    """The keys a ``router_settings`` mapping gives, checked (None counts as empty)."""
+    try:
+        section = RouterSection.model_validate(value, context={"key": key})
+    except ValidationError as exc:
+        raise config_error(exc, file=file, key=key) from None
+    return section.given()
