@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from ._store_dialect import SQLITE, dialect_of
 from .errors import LLMAdapterError
 from .migrations import migrate
 
-__all__ = ["StoreError"]
+__all__ = ["SqliteBackend", "StoreError"]
 
 _LOCK_TRIES = 6             # each waits busy_timeout (5 s): ~30 s before giving up
 _T = TypeVar("_T")
@@ -67,7 +68,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _transaction(conn: sqlite3.Connection, work: Callable[[], object]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(dialect_of(conn).begin)        # PostgreSQL's connections say theirs
     try:
         work()
         conn.execute("COMMIT")
@@ -115,3 +116,46 @@ def _explain(path: Path, doing: str, exc: BaseException) -> str:
         fix = next((fix for needle, fix in _FIXES if needle in text),
                    "check the file's permissions and the free disk space")
     return f"{doing} {path} failed: {text} ({fix})"
+
+
+class SqliteBackend:
+    """The store's database in one SQLite file: the functions above behind the interface
+    the store shares with ``PostgresBackend``."""
+
+    dialect = SQLITE
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    down_errors: tuple[type[BaseException], ...] = ()      # a file is not "down"
+    content_errors: tuple[type[BaseException], ...] = (
+        ValueError, TypeError, OverflowError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+        sqlite3.DataError, sqlite3.IntegrityError)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+
+    def prepare(self) -> None:
+        _prepare(self.path)
+
+    def migrate(self) -> list[str]:
+        _prepare(self.path)
+        return []                   # _prepare applied them; the names are in _migrations
+
+    def connect(self) -> sqlite3.Connection:
+        return _connect(self.path)
+
+    @contextmanager
+    def session(self) -> Iterator[sqlite3.Connection]:
+        with closing(_connect(self.path)) as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Nothing is held between sessions."""
+
+    def transaction(self, conn: sqlite3.Connection, work: Callable[[], object]) -> None:
+        _transaction(conn, work)
+
+    def retrying(self, action: Callable[[], _T]) -> _T:
+        return _retrying(action)
+
+    def explain(self, doing: str, exc: BaseException) -> str:
+        return _explain(self.path, doing, exc)

@@ -217,6 +217,8 @@ from .cli_prompts import register as register_prompts  # noqa: E402  (the prompt
 register_prompts(main)
 from .cli_alerts import register as register_alerts  # noqa: E402  (the alerts command group)
 register_alerts(main)
+from ._store_cli import register as register_store  # noqa: E402  (store migrate, store copy)
+register_store(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
