@@ -26,7 +26,7 @@ class StoreError(LLMAdapterError):
 
 
 # -- the file and connections -----------------------------------------------------------------
-def _prepare(path: Path) -> None:
+def _prepare(path: Path) -> list[str]:
     """Create the file private before SQLite touches it, then bring its schema up to date.
 
     An existing file is never opened here: closing any descriptor of a database file drops
@@ -47,15 +47,15 @@ def _prepare(path: Path) -> None:
                          f"or LocalStore(path=...))") from exc
     try:
         with closing(_connect(path)) as conn:
-            _retrying(lambda: _initialise(conn))
+            return _retrying(lambda: _initialise(conn))
     except sqlite3.Error as exc:
         raise StoreError(_explain(path, "opening", exc)) from exc
 
 
-def _initialise(conn: sqlite3.Connection) -> None:
+def _initialise(conn: sqlite3.Connection) -> list[str]:
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         conn.execute("PRAGMA journal_mode = WAL")     # persistent: stored in the file
-    migrate(conn)
+    return migrate(conn)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -137,8 +137,7 @@ class SqliteBackend:
         _prepare(self.path)
 
     def migrate(self) -> list[str]:
-        _prepare(self.path)
-        return []                   # _prepare applied them; the names are in _migrations
+        return _prepare(self.path)
 
     def connect(self) -> sqlite3.Connection:
         return _connect(self.path)

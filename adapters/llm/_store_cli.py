@@ -50,10 +50,21 @@ def store_group() -> None:
                            "LLM_ADAPTER_STORE_URL, else $LLM_ADAPTER_HOME/calls.sqlite3).")
 def migrate(db: str | None) -> None:
     """Bring the store's schema up to date (the first use does it too)."""
+    from ._sqlite import SqliteBackend
+
     target = resolve(db)
     try:
-        store = LocalStore(target.path) if target.url is None else LocalStore(url=target.url)
-        applied = store.migrate()
+        if target.url is None:
+            assert target.path is not None
+            applied = SqliteBackend(target.path).migrate()
+        else:
+            from ._store_postgres import PostgresBackend
+
+            backend = PostgresBackend(target.url)
+            try:
+                applied = backend.migrate()
+            except backend.errors as exc:
+                raise StoreError(backend.explain("migrating", exc)) from exc
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{target}: " + (f"applied {', '.join(applied)}" if applied

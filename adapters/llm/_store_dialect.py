@@ -21,7 +21,8 @@ __all__ = ["POSTGRES", "SQLITE", "Dialect", "StoreConnection", "StoreTarget", "d
            "mask_url", "parse_store_url"]
 
 URL_ENV: Final = "LLM_ADAPTER_STORE_URL"
-URL_FORMS: Final = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or sqlite:///PATH"
+URL_FORMS: Final = ("postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or sqlite:///PATH "
+                    "(sqlite:////absolute/path)")
 
 
 class StoreConnection(Protocol):
@@ -139,7 +140,8 @@ def parse_store_url(url: str, *, key: str, source: str | None = None) -> StoreTa
                               fix=f"use {URL_FORMS}")
         return StoreTarget(url=text)
     if scheme == "sqlite" and text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
-        return StoreTarget(path=Path(text[len("sqlite://"):]).expanduser())
+        # As SQLAlchemy reads them: sqlite:///relative/path, sqlite:////absolute/path.
+        return StoreTarget(path=Path(text[len("sqlite:///"):]).expanduser())
     raise ConfigError(f"{mask_url(text)!r} is not a store URL", path=source, key=key,
                       fix=f"use {URL_FORMS}")
 
