@@ -157,6 +157,11 @@ def _values(conn: Any, head: str | tuple[str, str], width: int,
     """``head VALUES (…), (…), … tail`` for ``rows``, as few statements as the database
     takes (``head`` alone, or the (head, tail) of an upsert)."""
     start, tail = (head, "") if isinstance(head, str) else head
+    if not rows:
+        return
+    if dialect_of(conn).name == "postgresql":      # bound server-side, pipelined
+        conn.insert_rows(start, tail, width, rows)
+        return
     step = max(1, dialect_of(conn).max_params // width)
     one = f"({', '.join('?' * width)})"
     for i in range(0, len(rows), step):
