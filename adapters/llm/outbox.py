@@ -187,7 +187,8 @@ def counts(conn: Any, queue: Queue, key: str | None = None) -> QueueCounts:
     """Pending and quarantined rows (of ``key``, or of every key)."""
     pending, quarantined = conn.execute(
         f"SELECT COALESCE(SUM(CASE WHEN quarantined_at IS NULL THEN 1 ELSE 0 END), 0), "
-        f"COALESCE(SUM(CASE WHEN quarantined_at IS NULL THEN 0 ELSE 1 END), 0) FROM {queue.table} WHERE ? IS NULL OR {queue.key_column} = ?",
+        f"COALESCE(SUM(CASE WHEN quarantined_at IS NULL THEN 0 ELSE 1 END), 0) FROM "
+        f"{queue.table} WHERE ? IS NULL OR {queue.key_column} = ?",
         (key, key)).fetchone()
     error = conn.execute(
         f"SELECT last_error FROM {queue.table} WHERE (? IS NULL OR {queue.key_column} = ?) "

@@ -100,7 +100,8 @@ def variant_stats(conn: sqlite3.Connection, name: str,
     only, args = ("", (name,)) if score_name is None else ("AND s.name = ?", (name, score_name))
     for _, variant, value in conn.execute(
             "SELECT DISTINCT s.id, COALESCE(c.prompt_variant, 'v' || "
-            "COALESCE(CAST(c.prompt_version AS TEXT), '?')), s.value_num FROM scores s JOIN calls c ON (s.call_id = c.call_id OR "
+            "COALESCE(CAST(c.prompt_version AS TEXT), '?')), s.value_num FROM scores s "
+            "JOIN calls c ON (s.call_id = c.call_id OR "
             "(s.call_id IS NULL AND s.trace_id = c.trace_id)) WHERE c.prompt_name = ? AND "
             f"s.value_num IS NOT NULL {only}", args):
         scored[variant].append(float(value))

@@ -150,7 +150,8 @@ def cost_report(conn: sqlite3.Connection, by: str, since: datetime | None = None
 
 
 _AGGREGATES: Final = (
-    f"COUNT(*), SUM(c.cost), SUM(CASE WHEN {_UNKNOWN_PRICE} THEN 1 ELSE 0 END), COALESCE(SUM(c.input_tokens), 0), "
+    f"COUNT(*), SUM(c.cost), SUM(CASE WHEN {_UNKNOWN_PRICE} THEN 1 ELSE 0 END), "
+    "COALESCE(SUM(c.input_tokens), 0), "
     "COALESCE(SUM(c.cached_tokens + c.cache_write_tokens), 0), "
     "COALESCE(SUM(c.output_tokens), 0), AVG(c.latency_ms), COALESCE(SUM(c.cost_hedge), 0)")
 
