@@ -196,6 +196,7 @@ class LocalStore:
             self._closed = True
             writer = self._writer
         if writer is None:
+            self._backend.close()
             return True
         deadline = time.monotonic() + timeout
         with suppress(queue.Full):          # a writer stuck that long is reported below
