@@ -43,6 +43,10 @@ class Dialect:
     max_params: int                 # host parameters one statement may take
     begin: str                      # a write transaction that takes its locks at once
     lock_rows: str                  # appended to a SELECT whose rows are to be leased
+    # ``calls c`` as the cost reports read it. SQLite's planner walks the single-column index
+    # of the grouped column to skip a sort and so reads every wide row (1,000,000 calls: 6 s);
+    # the covering index of m010 read over the time range is several times faster.
+    report_calls: str
 
     def upsert(self, table: str, columns: Sequence[str], key: str) -> tuple[str, str]:
         """(head, tail) around ``VALUES …``: insert, or replace the row with the same key."""
@@ -84,8 +88,9 @@ _PG_TYPES: Final = (
     (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
 )
 
-SQLITE: Final = Dialect("sqlite", 32_766, "BEGIN IMMEDIATE", "")
-POSTGRES: Final = Dialect("postgresql", 65_535, "BEGIN", " FOR UPDATE SKIP LOCKED")
+SQLITE: Final = Dialect("sqlite", 32_766, "BEGIN IMMEDIATE", "",
+                        "calls c INDEXED BY calls_time_report")
+POSTGRES: Final = Dialect("postgresql", 65_535, "BEGIN", " FOR UPDATE SKIP LOCKED", "calls c")
 
 
 def dialect_of(conn: object) -> Dialect:

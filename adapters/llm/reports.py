@@ -136,9 +136,10 @@ def cost_report(conn: sqlite3.Connection, by: str, since: datetime | None = None
     conn.create_function("llm_iso_week", 1, _iso_week, deterministic=True)
     where, params = _where(since, until, env)
     join = "LEFT JOIN call_tags t ON t.call_id = c.call_id" if by == "tag" else ""
-    groups = conn.execute(f"SELECT {DIMENSIONS[by]} AS key, {_AGGREGATES} FROM calls c {join} "
+    calls = dialect_of(conn).report_calls
+    groups = conn.execute(f"SELECT {DIMENSIONS[by]} AS key, {_AGGREGATES} FROM {calls} {join} "
                           f"WHERE {where} GROUP BY key", params).fetchall()
-    totals = conn.execute(f"SELECT NULL, {_AGGREGATES} FROM calls c WHERE {where}",
+    totals = conn.execute(f"SELECT NULL, {_AGGREGATES} FROM {calls} WHERE {where}",
                           params).fetchone()
     total = _cost_row(totals, totals[1], totals[2])
     rows = [_cost_row(g, total.calls, total.cost) for g in groups]
