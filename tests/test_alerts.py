@@ -27,6 +27,8 @@ from adapters.llm.errors import ConfigError, ProviderError
 from adapters.llm._observability.records import CallRecord
 from adapters.llm._observability.store import LocalStore
 
+from .pg_support import pg_url  # noqa: F401  (a fixture)
+
 NOV_2_2300 = datetime(2026, 11, 2, 23, 0, tzinfo=timezone.utc).timestamp()
 
 
@@ -281,8 +283,20 @@ def test_unreachable_webhook_is_logged_never_raised_and_never_blocks(
 
 
 # -- the store, for cron ---------------------------------------------------------------------------
-def seed_store(path: Path, now: float) -> None:
-    store = LocalStore(path)
+def open_store(db: str | Path) -> LocalStore:
+    return LocalStore(url=str(db)) if "://" in str(db) else LocalStore(db)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the calls are: a file, or (every replica's) a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "calls.sqlite3")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def seed_store(path: str | Path, now: float) -> None:
+    store = open_store(path)
     for i in range(20):                         # production: 5 errors in 20 calls, 25 %
         store.write(record(now - 60 - i, status="error" if i < 5 else "ok", cost=0.5))
     for i in range(40):                         # development: all fine
@@ -300,11 +314,11 @@ STORE_RULES = (
 )
 
 
-def test_check_store_over_a_seeded_store(tmp_path: Path) -> None:
+def test_check_store_over_a_seeded_store(db: str) -> None:
     now = NOV_2_2300
-    seed_store(tmp_path / "calls.sqlite3", now)
+    seed_store(db, now)
     alerts = settings(*STORE_RULES)
-    with closing(LocalStore(tmp_path / "calls.sqlite3").connect()) as conn:
+    with closing(open_store(db).connect()) as conn:
         production = check_store(conn, alerts, now=now, env="production")
         development = check_store(conn, alerts, now=now, env="development")
         everything = check_store(conn, alerts, now=now)
@@ -429,8 +443,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> Any:
     return CliRunner(env={"COLUMNS": "200", **(env or {})}).invoke(main, list(args))
 
 
-def test_cli_check_json_exit_codes(tmp_path: Path) -> None:
-    db = tmp_path / "calls.sqlite3"
+def test_cli_check_json_exit_codes(db: str, tmp_path: Path) -> None:
     seed_store(db, time.time())
     config = write_config(tmp_path, ALERTS)
     firing = run("alerts", "check", "--db", str(db), "--config", str(config), "--env",

@@ -19,6 +19,7 @@ from adapters.llm._observability.records import CallRecord
 from adapters.llm._observability.store import LocalStore
 
 from .langfuse_server import LangfuseServer
+from .pg_support import pg_url  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +154,10 @@ def record(variant: str, i: int, *, ok: bool, latency: float) -> CallRecord:
                       prompt_version=1 if variant == "prod-a" else 2, prompt_variant=variant)
 
 
-def test_stats_compares_the_variants(project, tmp_path):
-    store = LocalStore(tmp_path / "calls.sqlite3")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_stats_compares_the_variants(project, tmp_path, backend, request):
+    store = LocalStore(tmp_path / "calls.sqlite3") if backend == "sqlite" else \
+        LocalStore(tmp_path / "buffer.sqlite3", url=request.getfixturevalue("pg_url"))
     for i in range(200):
         for variant in ("prod-a", "prod-b"):
             rec = record(variant, i, ok=i % (5 if variant == "prod-a" else 50) != 0,
@@ -163,7 +166,8 @@ def test_stats_compares_the_variants(project, tmp_path):
             score = (0.6 if variant == "prod-a" else 0.8) + (i % 5) / 50
             store.add_score(name="accuracy", value=score, trace_id=rec.trace_id)
     assert store.flush(10)
-    out = json.loads(run(project, "stats", "ab", "--db", str(store.path), "--json").output)
+    db = str(store.path) if backend == "sqlite" else store.target.url
+    out = json.loads(run(project, "stats", "ab", "--db", db, "--json").output)
     by_variant = {v["variant"]: v for v in out["variants"]}
     assert by_variant["prod-a"]["calls"] == 200 and by_variant["prod-a"]["errors"] == 40
     assert by_variant["prod-b"]["versions"] == [2] and by_variant["prod-b"]["scores"] == 200
@@ -171,7 +175,7 @@ def test_stats_compares_the_variants(project, tmp_path):
     assert out["configured_shares"] == {"prod-a": 0.5, "prod-b": 0.5}
     metrics = {c["metric"]: c for c in out["comparisons"]}
     assert metrics["error rate"]["best"] == "prod-b" and metrics["latency"]["best"] == "prod-b"
-    table = run(project, "stats", "ab", "--db", str(store.path)).output
+    table = run(project, "stats", "ab", "--db", db).output
     assert "best: prod-b" in table and "prod-a" in table
     store.close()
 

@@ -23,6 +23,8 @@ from adapters.llm._reports.queries import (cost_report, daily_costs, list_traces
                                   session_tree, stats, trace_detail)
 from adapters.llm._observability.store import LocalStore
 
+from .pg_support import create_database, drop_database, shared_postgres_url
+
 DEPLOYMENTS = {"anthropic": ("claude-sonnet", "claude-sonnet-primary"),
                "openai": ("gpt-4-fallback", "gpt-4o"),
                "gemini": ("gemini-fallback", "gemini-flash"),
@@ -104,20 +106,30 @@ def make(n: int, when: str, env: str, provider: str, cost: float | None, latency
         attempts=[failed, ok] if "F" in flags else [lost, ok] if "H" in flags else [ok])
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = LocalStore(tmp_path_factory.mktemp("reports") / "calls.sqlite3")
+def open_store(db: str) -> LocalStore:
+    return LocalStore(url=db) if "://" in db else LocalStore(db)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The same calls in a file and in a PostgreSQL database: every report reads both."""
+    home = tmp_path_factory.mktemp("reports")
+    url = create_database(shared_postgres_url()) if request.param == "postgres" else None
+    store = LocalStore(home / "calls.sqlite3") if url is None else \
+        LocalStore(home / "buffer.sqlite3", url=url)
     for row in SEED:
         store.write(make(*row))
     store.add_score(name="helpful", value=1, trace_id=T1, created_at=1.0)
     store.close()
     assert store.written == 30
-    return store.path
+    yield url or str(store.path)
+    if url is not None:
+        drop_database(url)
 
 
 @pytest.fixture
-def conn(db: Path):
-    with closing(LocalStore(db).connect()) as connection:
+def conn(db: str):
+    with closing(open_store(db).connect()) as connection:
         yield connection
 
 
@@ -301,7 +313,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_cli_costs_json_and_csv(db: Path):
+def test_cli_costs_json_and_csv(db: str):
     code, out = run("costs", "--by", "provider", "--json", "--db", str(db))
     assert code == 0, out
     data = json.loads(out)
@@ -321,7 +333,7 @@ def test_cli_costs_json_and_csv(db: Path):
     assert lines[4].startswith("ollama,2,") and ",,,2," in lines[4]      # unknown, not 0
 
 
-def test_cli_costs_table_and_daily_chart(db: Path):
+def test_cli_costs_table_and_daily_chart(db: str):
     code, out = run("costs", "--by", "day", "--since", "2026-11-01", "--until", "2026-11-07",
                     "--db", str(db))
     assert code == 0, out
@@ -333,7 +345,7 @@ def test_cli_costs_table_and_daily_chart(db: Path):
     assert "of it hedges" not in out, "no column where nothing was hedged"
 
 
-def test_cli_traces_session_tree_and_show(db: Path):
+def test_cli_traces_session_tree_and_show(db: str):
     code, out = run("traces", "--session", "S1", "--db", str(db))
     assert code == 0, out
     assert "Session S1" in out and "2 traces" in out and "5 calls" in out
@@ -354,7 +366,7 @@ def test_cli_traces_session_tree_and_show(db: Path):
         [call_id(22), call_id(23)]
 
 
-def test_cli_stats_json_and_table(db: Path):
+def test_cli_stats_json_and_table(db: str):
     code, out = run("stats", "--json", "--db", str(db))
     assert code == 0, out
     data = json.loads(out)
@@ -364,7 +376,7 @@ def test_cli_stats_json_and_table(db: Path):
     assert "hedged calls" in out and "3.6%" in out, "1 of 28 production calls was hedged"
 
 
-def test_cli_dates_and_a_missing_store(db: Path, tmp_path: Path):
+def test_cli_dates_and_a_missing_store(db: str, tmp_path: Path):
     code, out = run("costs", "--since", "last week", "--db", str(db))
     assert code == 2 and "is not a date" in out
     code, out = run("costs", "--since", "7d", "--json", "--db", str(db))
@@ -388,7 +400,7 @@ def test_cli_traces_sync(tmp_path: Path, monkeypatch):
     assert code == 1 and "Langfuse delivery is not available" in out
 
 
-def test_cli_reports_do_not_import_litellm(db: Path):
+def test_cli_reports_do_not_import_litellm(db: str):
     code = ("import sys; from adapters.llm._cli.main import main\n"
             f"for args in (['costs', '--json'], ['stats'], ['traces', 'show', '{T1}']):\n"
             f"    try: main([*args, '--db', {str(db)!r}])\n"

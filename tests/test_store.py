@@ -23,6 +23,8 @@ from adapters.llm._observability.migrations import MIGRATIONS, m007_hedging, mig
 from adapters.llm._observability.records import Attempt, CallRecord, Usage
 from adapters.llm._observability.store import LocalStore, StoreError, default_path
 
+from .pg_support import pg_url  # noqa: F401  (a fixture)
+
 
 def record(call_id: str, **overrides: object) -> CallRecord:
     """A record with every field set to something other than its default."""
@@ -60,9 +62,13 @@ def count(store: LocalStore, table: str = "calls") -> int:
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = LocalStore(tmp_path / "calls.sqlite3")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """The store on each backend: a file, and a database of the test's own."""
+    if request.param == "sqlite":
+        s = LocalStore(tmp_path / "calls.sqlite3")
+    else:
+        s = LocalStore(tmp_path / "buffer.sqlite3", url=request.getfixturevalue("pg_url"))
     yield s
     s.close()
 

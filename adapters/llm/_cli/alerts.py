@@ -12,7 +12,6 @@ import sqlite3
 import sys
 import time
 from contextlib import closing
-from pathlib import Path
 
 import click
 
@@ -71,7 +70,7 @@ def _settings(config_path: str | None, environment: str | None) -> AlertSettings
 @_json_option
 @click.option("--notify", is_flag=True, help="Also send the firing rules through the actions.")
 @wide_option
-def check(db: Path | None, environment: str | None, config_path: str | None, as_json: bool,
+def check(db: str | None, environment: str | None, config_path: str | None, as_json: bool,
           notify: bool, wide: bool) -> None:
     """Apply the alert rules to the local store; exit 1 while one is firing (for cron)."""
     settings = _settings(config_path, environment)

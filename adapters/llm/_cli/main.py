@@ -219,6 +219,8 @@ from .prompts import register as register_prompts  # noqa: E402  (the prompts co
 register_prompts(main)
 from .alerts import register as register_alerts  # noqa: E402  (the alerts command group)
 register_alerts(main)
+from .store import register as register_store  # noqa: E402  (store migrate, store copy)
+register_store(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -409,28 +408,28 @@ def promote(name: str, version: int, label: str, local: bool, config_path: str |
 # -- stats -----------------------------------------------------------------------------------
 @prompts.command()
 @click.argument("name")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
-              help="The store (default: $LLM_ADAPTER_HOME/calls.sqlite3, else the user data "
-                   "directory's).")
+@click.option("--db", help="The store: a file, postgresql://… or sqlite:///… (default: "
+                           "LLM_ADAPTER_STORE_URL, else $LLM_ADAPTER_HOME/calls.sqlite3, else "
+                           "the user data directory's).")
 @click.option("--score", "score_name", help="Only scores with this name (default: every "
                                             "numeric score).")
 @_json_option
 @wide_option
 @_config_option
 @_env_option
-def stats(name: str, db: Path | None, score_name: str | None, as_json: bool, wide: bool,
+def stats(name: str, db: str | None, score_name: str | None, as_json: bool, wide: bool,
           config_path: str | None, environment: str | None) -> None:
     """Compare the variants of NAME's A/B test: calls, errors, latency, cost, score."""
     from .._reports.prompt_stats import compare, variant_stats, winner
-    from .._observability.store import LocalStore, default_path
+    from .store import open_store, resolve
 
     registry = _registry(config_path, environment, local=True)
-    path = db if db is not None else default_path()
-    if not path.exists():
-        click.echo(f"no calls recorded yet at {path} (pass --db, or make calls with the "
-                   "adapter first)", err=True)
+    store = open_store(db, quiet=True)
+    if store is None:
+        click.echo(f"no calls recorded yet at {resolve(db)} (pass --db, or make calls with "
+                   "the adapter first)", err=True)
         return
-    with _errors(), closing(LocalStore(path).connect()) as conn:
+    with _errors(), closing(store.connect()) as conn:
         rows = variant_stats(conn, name, score_name)
     comparisons = compare(rows)
     best, why = winner(comparisons)
@@ -443,7 +442,7 @@ def stats(name: str, db: Path | None, score_name: str | None, as_json: bool, wid
                     "best": best, "why": why})
         return
     if not rows:
-        click.echo(f"no calls of prompt {name!r} in {path}")
+        click.echo(f"no calls of prompt {name!r} in {store.where}")
         return
     table = FitTable([Col("variant", ellipsis="middle"), Col("versions", "prose", drop=1),
                       Col("calls", "figure", "right"), Col("share", "figure", "right"),
@@ -451,7 +450,7 @@ def stats(name: str, db: Path | None, score_name: str | None, as_json: bool, wid
                       Col("latency mean / p95", "figure", "right", drop=2),
                       Col("mean cost", "figure", "right"),
                       Col("mean score", "figure", "right")],
-                     title=f"{name}: variants ({total} calls, {path})")
+                     title=f"{name}: variants ({total} calls, {store.where})")
     shares = experiment.shares if experiment else {}
     for r in rows:
         share = f"{r.calls / total:.0%}" + (f" (of {shares[r.variant]:.0%})"

@@ -15,7 +15,6 @@ import sys
 from contextlib import closing
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, cast
 
 import click
@@ -26,7 +25,8 @@ from ..errors import UsageError
 from .._reports.queries import (DIMENSIONS, SIMULATED_ENV, CostRow, DailyCost, SessionTree, Sort,
                       TraceGroup, cost_report, daily_costs, list_traces, session_tree, stats,
                       trace_detail)
-from .._observability.store import LocalStore, StoreError, default_path
+from .store import open_store, resolve
+from .._observability.store import StoreError
 from .views import fmt_cost
 
 __all__ = ["register"]
@@ -66,9 +66,10 @@ class _Moment(click.ParamType):
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-_db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
-                          help="The store (default: $LLM_ADAPTER_HOME/calls.sqlite3, else the "
-                               "user data directory's).")
+_db_option = click.option("--db", help="The store: a file, postgresql://… or sqlite:///… "
+                                       "(default: LLM_ADAPTER_STORE_URL, else "
+                                       "$LLM_ADAPTER_HOME/calls.sqlite3, else the user data "
+                                       "directory's).")
 _simulated_option = click.option(
     "--simulated", is_flag=True,
     help=f"Report the simulated calls (environment {SIMULATION_ENV}: the demo's), which the "
@@ -88,19 +89,13 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-def _store_path(db: Path | None) -> Path:
-    """``--db``, else the store of this machine."""
-    return db if db is not None else default_path()
-
-
-def _open(db: Path | None) -> sqlite3.Connection | None:
+def _open(db: str | None) -> sqlite3.Connection | None:
     """A read connection, or None (after saying so) when nothing was recorded there yet."""
-    path = _store_path(db)
-    if not path.exists():
-        click.echo(f"no calls recorded yet at {path}", err=True)
+    store = open_store(db)
+    if store is None:
         return None
     try:
-        return LocalStore(path).connect()
+        return store.connect()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -136,7 +131,7 @@ def _echo_json(data: Any) -> None:
 @_simulated_option
 @wide_option
 def costs(by: str, since: datetime | None, until: datetime | None, environment: str | None,
-          chart: bool, as_json: bool, as_csv: bool, db: Path | None, simulated: bool,
+          chart: bool, as_json: bool, as_csv: bool, db: str | None, simulated: bool,
           wide: bool) -> None:
     """What the calls cost, by group, with their share of calls and of cost."""
     if as_json and as_csv:
@@ -227,7 +222,7 @@ def _daily_chart(days: list[DailyCost], width: int = 40) -> Any:
 @_simulated_option
 @click.pass_context
 def traces(ctx: click.Context, session: str | None, user: str | None, agent: str | None,
-           last: int, sort: str, as_json: bool, db: Path | None, simulated: bool) -> None:
+           last: int, sort: str, as_json: bool, db: str | None, simulated: bool) -> None:
     """Recent traces and their calls (``traces show ID`` for one, ``traces sync`` to send)."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = db
@@ -320,7 +315,7 @@ def _when(seconds: float) -> str:
 @_json_option
 @_db_option
 @click.pass_obj
-def show(group_db: Path | None, ident: str, as_json: bool, db: Path | None) -> None:
+def show(group_db: str | None, ident: str, as_json: bool, db: str | None) -> None:
     """Every field of a call, or of each call of a trace, with its attempts (ID: 6+ hex chars)."""
     conn = _open(db or group_db)
     if conn is None:
@@ -390,23 +385,23 @@ def _call_table(call: dict[str, Any]) -> Any:
 @click.option("--drop", is_flag=True, help="Delete the quarantined calls for good.")
 @_db_option
 @click.pass_obj
-def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | None) -> None:
+def sync(group_db: str | None, retry_quarantined: bool, drop: bool, db: str | None) -> None:
     """Send to Langfuse now what it has not acknowledged; list what it refused.
 
     Exits non-zero while anything is still pending or quarantined.
     """
     if retry_quarantined and drop:
         raise click.UsageError("choose one of --retry-quarantined and --drop")
-    path = db or group_db or default_path()
-    if not path.exists():
-        click.echo(f"nothing to send: no store at {path}")
+    found = open_store(db or group_db, quiet=True)
+    if found is None:
+        click.echo(f"nothing to send: no store at {resolve(db or group_db)}")
         return
     try:
         from .._observability.delivery_report import dropped, langfuse_status, quarantine_lines
         from .._observability.tracing import langfuse_credentials
         from .._observability.tracing import sync as deliver
 
-        store = LocalStore(path)
+        store = found
         if drop:
             click.echo(f"dropped {dropped(store)} quarantined row(s)")
         credentials = langfuse_credentials()
@@ -451,7 +446,7 @@ def sync(group_db: Path | None, retry_quarantined: bool, drop: bool, db: Path | 
 @_db_option
 @_simulated_option
 def stats_command(since: datetime | None, until: datetime | None, environment: str | None,
-                  as_json: bool, db: Path | None, simulated: bool) -> None:
+                  as_json: bool, db: str | None, simulated: bool) -> None:
     """Calls, success rate, mean and p95 latency, cost, fallback and cache-hit rates."""
     environment = SIMULATION_ENV if simulated else environment
     conn = _open(db)

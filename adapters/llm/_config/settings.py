@@ -321,11 +321,13 @@ class MaskingSettings(Section):
 
 
 class StoreSettings(Section):
-    """``store``: whether calls are kept in the local store, and where."""
+    """``store``: whether calls are kept, and where: a SQLite file (``path``) or a database
+    (``url``: ``postgresql://…`` or ``sqlite:///…``)."""
 
     what: ClassVar[str] = "store"
     enabled: Annotated[bool, spec(Flag())] = True
     path: Annotated[str | None, spec(Text())] = None
+    url: Annotated[str | None, spec(Text())] = None
 
 
 class LangfuseSection(Section):

@@ -18,18 +18,16 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import outbox
 from .._breaker import Breaker
 from .outbox import OUTBOX, SPOOL, Queue, QueueCounts
-from .sqlite import _connect
+from .sqlite import StoreError
 
 if TYPE_CHECKING:
     import httpx
@@ -159,8 +157,8 @@ class Delivery:
                 break
             try:
                 self.deliver()
-            except sqlite3.Error as exc:    # the store moved, vanished or stays locked
-                self._back_off(None, f"cannot read the outbox in {self.store.path}: {exc}")
+            except (StoreError, *self.store.errors) as exc:  # type: ignore[misc]  # gone, locked, down
+                self._back_off(None, f"cannot read the outbox in {self.store.where}: {exc}")
             except Exception:  # the thread must outlive a bug; logged with its traceback
                 log.exception("llm-adapter: Langfuse delivery failed")
                 self._back_off(None, "delivery failed (see the log)")
@@ -179,7 +177,7 @@ class Delivery:
                                         if deadline is not None else -1):
             return False
         try:
-            with closing(_connect(self.store.path)) as conn:
+            with self.store.session() as conn:
                 for queue in (OUTBOX, SPOOL):
                     outbox.expire_dead_leases(conn, queue, time.time())
                 while time.monotonic() < end and not self._stop.is_set():
@@ -195,12 +193,12 @@ class Delivery:
             self._round_lock.release()
 
     def state(self) -> DeliveryState:
-        with closing(_connect(self.store.path)) as conn:
+        with self.store.session() as conn:
             calls = outbox.counts(conn, OUTBOX, self.key)
             spool = outbox.counts(conn, SPOOL, SPOOL_KIND)
         return _state(calls, spool, self.last_error, self.sent)
 
-    def _round(self, conn: sqlite3.Connection, queue: Queue, key: str, end: float) -> bool:
+    def _round(self, conn: Any, queue: Queue, key: str, end: float) -> bool:
         """One leased batch; False when there was nothing to take."""
         rows = outbox.take(conn, queue, key, owner=self._owner, lease_s=self.lease_s,
                            limit=_BATCH_ROWS if queue is OUTBOX else 1, max_bytes=_BATCH_BYTES)
@@ -217,7 +215,7 @@ class Delivery:
             raise
         return True
 
-    def _send_calls(self, conn: sqlite3.Connection, rows: Sequence[tuple[int, Any]],
+    def _send_calls(self, conn: Any, rows: Sequence[tuple[int, Any]],
                     open_ids: set[int], end: float) -> None:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -257,7 +255,7 @@ class Delivery:
         if built:
             send(built)
 
-    def _send_spooled(self, conn: sqlite3.Connection, row: tuple[int, Any],
+    def _send_spooled(self, conn: Any, row: tuple[int, Any],
                       open_ids: set[int]) -> None:
         row_id, payload = row
         refused = self._post(bytes(payload))
@@ -272,7 +270,7 @@ class Delivery:
                 outbox.split(conn, SPOOL, row_id, halves)
         open_ids.clear()
 
-    def _quarantine(self, conn: sqlite3.Connection, queue: Queue, ids: list[int],
+    def _quarantine(self, conn: Any, queue: Queue, ids: list[int],
                     reason: str, open_ids: set[int]) -> None:
         outbox.quarantine(conn, queue, ids, reason)
         open_ids.difference_update(ids)
@@ -280,7 +278,7 @@ class Delivery:
         log.warning("llm-adapter: Langfuse refused %d span(s) for their content (%s); they "
                     "are quarantined in %s and nothing else waits for them (`llm-adapter "
                     "traces sync` lists them; --retry-quarantined, --drop)", len(ids), reason,
-                    self.store.path)
+                    self.store.where)
 
     def _post(self, body: bytes) -> str | None:
         """POST one OTLP request: None when acknowledged, the reason when refused for its
@@ -330,7 +328,7 @@ class Delivery:
         elif self.breaker.failures == 1:
             log.warning("llm-adapter: Langfuse did not take the traces (%s); they stay in the "
                         "store %s and are retried with backoff (`llm-adapter traces sync` "
-                        "sends now)", message, self.store.path)
+                        "sends now)", message, self.store.where)
         self.last_error = message
 
     def _recovered(self) -> None:
@@ -400,7 +398,7 @@ def _halves(payload: bytes) -> list[bytes] | None:
 def sync_all(delivery: Delivery, *, retry_quarantined: bool = False) -> DeliveryState:
     """Everything the store holds for this project, now (``llm-adapter traces sync``)."""
     if retry_quarantined:
-        with closing(_connect(delivery.store.path)) as conn:
+        with delivery.store.session() as conn:
             outbox.retry_quarantined(conn, OUTBOX, delivery.key)
             outbox.retry_quarantined(conn, SPOOL, SPOOL_KIND)
     delivery.deliver()

@@ -3,6 +3,10 @@
 Each migration runs once per database and its name is recorded in ``_migrations``, so a store
 written by an older version is brought up to date when it is opened. Never edit, rename or
 reorder a migration that has shipped: append a new function to ``MIGRATIONS`` instead.
+
+One list serves SQLite and PostgreSQL: statements are written for SQLite and ``_run`` has the
+connection's dialect spell their types (``_store_dialect``); the rare statement only one of
+them needs checks ``dialect_of(conn)``.
 """
 
 from __future__ import annotations
@@ -10,20 +14,25 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
+
+from .store_dialect import POSTGRES, dialect_of
 
 __all__ = ["MIGRATIONS", "Migration", "migrate"]
 
-Migration = Callable[[sqlite3.Connection], None]
+_PG_MIGRATION_LOCK: Final = 0x6C6C6D5F6D6967   # pg_advisory_xact_lock key of migrate()
+
+Migration = Callable[[Any], None]        # of an sqlite3 or a PostgreSQL store connection
 
 
-def _run(conn: sqlite3.Connection, *statements: str) -> None:
+def _run(conn: Any, *statements: str) -> None:
     # One execute per statement: executescript() would COMMIT the surrounding transaction.
+    dialect = dialect_of(conn)
     for statement in statements:
-        conn.execute(statement)
+        conn.execute(dialect.ddl(statement))
 
 
-def m001_calls(conn: sqlite3.Connection) -> None:
+def m001_calls(conn: Any) -> None:
     """One row per call, a column per scalar field so reports are plain SQL."""
     _run(conn, """
         CREATE TABLE calls (
@@ -77,14 +86,14 @@ def m001_calls(conn: sqlite3.Connection) -> None:
            for column in ("started_at", "session_id", "user_id", "agent", "trace_id", "day")))
 
 
-def m002_call_tags(conn: sqlite3.Connection) -> None:
+def m002_call_tags(conn: Any) -> None:
     """Tags one per row, so ``costs --by tag`` is a join rather than JSON parsing."""
     _run(conn, "CREATE TABLE call_tags (call_id TEXT NOT NULL, tag TEXT NOT NULL, "
                "PRIMARY KEY (call_id, tag))",
          "CREATE INDEX call_tags_tag ON call_tags(tag)")
 
 
-def m003_attempts(conn: sqlite3.Connection) -> None:
+def m003_attempts(conn: Any) -> None:
     """Every deployment tried or skipped by a call, in order."""
     _run(conn, """
         CREATE TABLE attempts (
@@ -102,7 +111,7 @@ def m003_attempts(conn: sqlite3.Connection) -> None:
         )""")
 
 
-def m004_spool(conn: sqlite3.Connection) -> None:
+def m004_spool(conn: Any) -> None:
     """What Langfuse has not acknowledged yet, kept until a replay gets through."""
     _run(conn, """
         CREATE TABLE spool (
@@ -116,7 +125,7 @@ def m004_spool(conn: sqlite3.Connection) -> None:
          "CREATE INDEX spool_kind ON spool(kind, id)")
 
 
-def m005_scores(conn: sqlite3.Connection) -> None:
+def m005_scores(conn: Any) -> None:
     """Scores given with ``llm.score(...)``, numeric or categorical."""
     _run(conn, """
         CREATE TABLE scores (
@@ -133,19 +142,19 @@ def m005_scores(conn: sqlite3.Connection) -> None:
          "CREATE INDEX scores_call_id ON scores(call_id)")
 
 
-def m006_prompt_source(conn: sqlite3.Connection) -> None:
+def m006_prompt_source(conn: Any) -> None:
     """Where a call's prompt came from (langfuse, local, fallback), for prompt reports."""
     _run(conn, "ALTER TABLE calls ADD COLUMN prompt_source TEXT")
 
 
-def m007_hedging(conn: sqlite3.Connection) -> None:
+def m007_hedging(conn: Any) -> None:
     """Hedged calls: whether one was raced, what lost hedges cost, and each attempt's cost."""
     _run(conn, "ALTER TABLE calls ADD COLUMN hedged INTEGER NOT NULL DEFAULT 0",
          "ALTER TABLE calls ADD COLUMN cost_hedge REAL",
          "ALTER TABLE attempts ADD COLUMN cost REAL")
 
 
-def m008_langfuse_outbox(conn: sqlite3.Connection) -> None:
+def m008_langfuse_outbox(conn: Any) -> None:
     """The Langfuse outbox: a call's masked record, written with its ``calls`` row, until
     Langfuse acknowledges it. ``lease_until``/``lease_owner``: a process delivering rows holds
     them so no other sends them at the same time; a dead process's lease expires. A row
@@ -170,10 +179,24 @@ def m008_langfuse_outbox(conn: sqlite3.Connection) -> None:
          "ALTER TABLE spool ADD COLUMN quarantined_at REAL")
 
 
-def m009_answered_group(conn: sqlite3.Connection) -> None:
+def m009_answered_group(conn: Any) -> None:
     """The model group that answered a call, beside ``model_group`` (the one asked for): they
     differ when a fallback group answered. Older rows keep NULL (not known then)."""
     _run(conn, "ALTER TABLE calls ADD COLUMN answered_group TEXT")
+
+
+def m010_fleet_reports(conn: Any) -> None:
+    """Reports over many replicas' calls: one index keyed by time that holds every column a
+    time-bounded report by user, session, agent or model group reads, so such a report scans
+    a slice of the index and never the wide rows (1,000,000 calls: seconds → well under one,
+    see bench/README.md). On PostgreSQL, ``llm_iso_week`` (SQLite gets it per connection)."""
+    _run(conn, "CREATE INDEX calls_time_report ON calls(started_at, environment, user_id, "
+               "session_id, agent, model_group, status, cache_hit, cost, input_tokens, "
+               "cached_tokens, cache_write_tokens, output_tokens, latency_ms, cost_hedge)")
+    if dialect_of(conn) is POSTGRES:
+        conn.execute("CREATE OR REPLACE FUNCTION llm_iso_week(day text) RETURNS text "
+                     "LANGUAGE sql IMMUTABLE STRICT AS "
+                     "$$ SELECT to_char(day::date, 'IYYY-\"W\"IW') $$")
 
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
@@ -186,10 +209,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     m007_hedging,
     m008_langfuse_outbox,
     m009_answered_group,
+    m010_fleet_reports,
 )
 
 
-def _applied(conn: sqlite3.Connection) -> set[str]:
+def _applied(conn: Any) -> set[str]:
+    if dialect_of(conn) is POSTGRES:
+        if conn.execute("SELECT to_regclass('_migrations')").fetchone()[0] is None:
+            return set()
+        return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     try:
         return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     except sqlite3.OperationalError as exc:
@@ -198,23 +226,27 @@ def _applied(conn: sqlite3.Connection) -> set[str]:
         raise
 
 
-def migrate(conn: sqlite3.Connection,
+def migrate(conn: Any,
             migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
     """Apply the migrations ``conn``'s database lacks; returns the names applied.
 
     The common case (nothing to do) is one read, so opening a store stays fast. Otherwise the
     check is repeated inside one write transaction, so processes opening a new file at the same
-    time apply each migration exactly once. ``conn`` must be in autocommit mode
+    time apply each migration exactly once (on PostgreSQL under an advisory lock, as DDL takes
+    no lock on a table not yet made). ``conn`` must be in autocommit mode
     (``isolation_level=None``) because the transaction is managed here.
     """
     if conn.isolation_level is not None:
         raise ValueError("migrate() needs a connection opened with isolation_level=None")
     if {m.__name__ for m in migrations} <= _applied(conn):
         return []
-    conn.execute("BEGIN IMMEDIATE")
+    dialect = dialect_of(conn)
+    conn.execute(dialect.begin)
     try:
-        conn.execute("CREATE TABLE IF NOT EXISTS _migrations "
-                     "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        if dialect is POSTGRES:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
+        conn.execute(dialect.ddl("CREATE TABLE IF NOT EXISTS _migrations "
+                     "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"))
         done = _applied(conn)
         applied = []
         for migration in migrations:

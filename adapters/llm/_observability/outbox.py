@@ -12,20 +12,25 @@ this module is how a delivering process works through them, from any process on 
 
 The same operations serve the older ``spool`` table (whole OTLP requests), keyed by ``kind``
 rather than by the Langfuse public key.
+
+On PostgreSQL, shared by replicas on many hosts, ``take`` picks its rows with ``FOR UPDATE SKIP
+LOCKED`` in the transaction that leases them: two replicas (or a replica and ``traces sync``)
+taking at once get different rows and never wait on each other. A replica on another host
+that died holding a lease is not seen dying: its rows are taken again when the lease expires.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 from .sqlite import _retrying, _transaction
+from .store_dialect import POSTGRES, dialect_of
 
 __all__ = ["OUTBOX", "SPOOL", "Queue", "QueueCounts", "Quarantined", "lease_owner"]
 
@@ -78,7 +83,7 @@ def _owner_dead(owner: str) -> bool:
     return False
 
 
-def expire_dead_leases(conn: sqlite3.Connection, queue: Queue, now: float) -> int:
+def expire_dead_leases(conn: Any, queue: Queue, now: float) -> int:
     """End the leases of processes of this host that are gone; returns how many rows."""
     owners = [row[0] for row in conn.execute(
         f"SELECT DISTINCT lease_owner FROM {queue.table} WHERE lease_until >= ? "
@@ -93,61 +98,78 @@ def expire_dead_leases(conn: sqlite3.Connection, queue: Queue, now: float) -> in
     return freed
 
 
-def take(conn: sqlite3.Connection, queue: Queue, key: str, *, owner: str, lease_s: float,
+def take(conn: Any, queue: Queue, key: str, *, owner: str, lease_s: float,
          limit: int, max_bytes: int) -> list[tuple[int, str | bytes]]:
     """Lease up to ``limit`` of the oldest deliverable rows (at least one, at most
     ``max_bytes`` of payload beyond the first); returns (id, payload), oldest first."""
     now = time.time()
-    sizes = conn.execute(
-        f"SELECT id, LENGTH(payload) FROM {queue.table} WHERE {queue.key_column} = ? "
-        f"AND quarantined_at IS NULL AND lease_until < ? ORDER BY id LIMIT ?",
-        (key, now, limit)).fetchall()
-    ids: list[int] = []
-    total = 0
-    for row_id, size in sizes:
-        if ids and total + size > max_bytes:
-            break
-        ids.append(row_id)
-        total += size
-    if not ids:
-        return []
-    marks = ", ".join("?" * len(ids))
-    # One UPDATE: a row another process leased meanwhile fails `lease_until < now`, so it is
-    # taken by one process only.
-    rows = _retrying(lambda: conn.execute(
-        f"UPDATE {queue.table} SET lease_until = ?, lease_owner = ? WHERE id IN ({marks}) "
-        f"AND quarantined_at IS NULL AND lease_until < ? RETURNING id, payload",
-        (now + lease_s, owner, *ids, now)).fetchall())
-    return sorted((int(r[0]), r[1]) for r in rows)
+    dialect = dialect_of(conn)
+    taken: list[tuple[int, str | bytes]] = []
+
+    def work() -> None:
+        sizes = conn.execute(
+            f"SELECT id, LENGTH(payload) FROM {queue.table} WHERE {queue.key_column} = ? "
+            f"AND quarantined_at IS NULL AND lease_until < ? ORDER BY id LIMIT ?"
+            f"{dialect.lock_rows}", (key, now, limit)).fetchall()
+        ids: list[int] = []
+        total = 0
+        for row_id, size in sizes:
+            if ids and total + size > max_bytes:
+                break
+            ids.append(row_id)
+            total += size
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        # One UPDATE: a row another process leased meanwhile fails `lease_until < now`, so it
+        # is taken by one process only (on PostgreSQL the rows are locked besides).
+        rows = _retrying(lambda: conn.execute(
+            f"UPDATE {queue.table} SET lease_until = ?, lease_owner = ? WHERE id IN ({marks}) "
+            f"AND quarantined_at IS NULL AND lease_until < ? RETURNING id, payload",
+            (now + lease_s, owner, *ids, now)).fetchall())
+        taken.extend(sorted((int(r[0]), r[1]) for r in rows))
+
+    if dialect is POSTGRES:
+        conn.execute(dialect.begin)
+        try:
+            work()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    else:
+        work()
+    return taken
 
 
-def renew(conn: sqlite3.Connection, queue: Queue, ids: Sequence[int], *, owner: str,
+def renew(conn: Any, queue: Queue, ids: Sequence[int], *, owner: str,
           lease_s: float) -> None:
     """Extend this owner's lease on ``ids`` (a long delivery round)."""
     _many(conn, f"UPDATE {queue.table} SET lease_until = ? WHERE id IN ({{}}) "
                 f"AND lease_owner = ?", ids, (time.time() + lease_s,), (owner,))
 
 
-def ack(conn: sqlite3.Connection, queue: Queue, ids: Sequence[int]) -> None:
+def ack(conn: Any, queue: Queue, ids: Sequence[int]) -> None:
     """Forget rows Langfuse acknowledged."""
     _many(conn, f"DELETE FROM {queue.table} WHERE id IN ({{}})", ids)
 
 
-def release(conn: sqlite3.Connection, queue: Queue, ids: Sequence[int], error: str, *,
+def release(conn: Any, queue: Queue, ids: Sequence[int], error: str, *,
             owner: str) -> None:
     """Give rows back after a transient failure (counted, with the error)."""
     _many(conn, f"UPDATE {queue.table} SET lease_until = 0, tries = tries + 1, last_error = ? "
                 f"WHERE id IN ({{}}) AND lease_owner = ?", ids, (error,), (owner,))
 
 
-def quarantine(conn: sqlite3.Connection, queue: Queue, ids: Sequence[int], reason: str) -> None:
+def quarantine(conn: Any, queue: Queue, ids: Sequence[int], reason: str) -> None:
     """Set rows aside: Langfuse refused them for their content."""
     _many(conn, f"UPDATE {queue.table} SET quarantined_at = ?, last_error = ?, "
                 f"lease_until = 0, tries = tries + 1 WHERE id IN ({{}})",
           ids, (time.time(), reason))
 
 
-def split(conn: sqlite3.Connection, queue: Queue, row_id: int,
+def split(conn: Any, queue: Queue, row_id: int,
           parts: Sequence[str | bytes]) -> None:
     """Replace one row by ``parts`` (same key and age), in one transaction."""
     def work() -> None:
@@ -163,11 +185,12 @@ def split(conn: sqlite3.Connection, queue: Queue, row_id: int,
     _retrying(lambda: _transaction(conn, work))
 
 
-def counts(conn: sqlite3.Connection, queue: Queue, key: str | None = None) -> QueueCounts:
+def counts(conn: Any, queue: Queue, key: str | None = None) -> QueueCounts:
     """Pending and quarantined rows (of ``key``, or of every key)."""
     pending, quarantined = conn.execute(
-        f"SELECT COALESCE(SUM(quarantined_at IS NULL), 0), COALESCE(SUM(quarantined_at IS NOT "
-        f"NULL), 0) FROM {queue.table} WHERE ? IS NULL OR {queue.key_column} = ?",
+        f"SELECT COALESCE(SUM(CASE WHEN quarantined_at IS NULL THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN quarantined_at IS NULL THEN 0 ELSE 1 END), 0) FROM "
+        f"{queue.table} WHERE ? IS NULL OR {queue.key_column} = ?",
         (key, key)).fetchone()
     error = conn.execute(
         f"SELECT last_error FROM {queue.table} WHERE (? IS NULL OR {queue.key_column} = ?) "
@@ -176,7 +199,7 @@ def counts(conn: sqlite3.Connection, queue: Queue, key: str | None = None) -> Qu
     return QueueCounts(int(pending), int(quarantined), error[0] if error else None)
 
 
-def quarantined(conn: sqlite3.Connection, queue: Queue,
+def quarantined(conn: Any, queue: Queue,
                 key: str | None = None) -> list[Quarantined]:
     """Quarantined rows grouped by reason, the oldest reason first."""
     ids = "call_id" if queue is OUTBOX else "NULL"
@@ -187,13 +210,14 @@ def quarantined(conn: sqlite3.Connection, queue: Queue,
             f"GROUP BY last_error ORDER BY MIN(quarantined_at)", (key, key)).fetchall():
         calls = [r[0] for r in conn.execute(
             f"SELECT {ids} FROM {queue.table} WHERE quarantined_at IS NOT NULL AND "
-            f"last_error IS ? AND (? IS NULL OR {queue.key_column} = ?) ORDER BY id LIMIT 20",
-            (reason, key, key)) if r[0]]
+            f"(last_error = ? OR (last_error IS NULL AND ? IS NULL)) AND (? IS NULL OR "
+            f"{queue.key_column} = ?) ORDER BY id LIMIT 20",
+            (reason, reason, key, key)) if r[0]]
         out.append(Quarantined(reason or "rejected", int(count), float(since), tuple(calls)))
     return out
 
 
-def retry_quarantined(conn: sqlite3.Connection, queue: Queue, key: str | None = None) -> int:
+def retry_quarantined(conn: Any, queue: Queue, key: str | None = None) -> int:
     """Put quarantined rows back in line; returns how many."""
     return int(_retrying(lambda: conn.execute(
         f"UPDATE {queue.table} SET quarantined_at = NULL, lease_until = 0 WHERE "
@@ -201,14 +225,14 @@ def retry_quarantined(conn: sqlite3.Connection, queue: Queue, key: str | None = 
         (key, key))).rowcount)
 
 
-def drop_quarantined(conn: sqlite3.Connection, queue: Queue, key: str | None = None) -> int:
+def drop_quarantined(conn: Any, queue: Queue, key: str | None = None) -> int:
     """Delete quarantined rows for good; returns how many."""
     return int(_retrying(lambda: conn.execute(
         f"DELETE FROM {queue.table} WHERE quarantined_at IS NOT NULL AND "
         f"(? IS NULL OR {queue.key_column} = ?)", (key, key))).rowcount)
 
 
-def _many(conn: sqlite3.Connection, sql: str, ids: Sequence[int], before: tuple[object, ...] = (),
+def _many(conn: Any, sql: str, ids: Sequence[int], before: tuple[object, ...] = (),
           after: tuple[object, ...] = ()) -> None:
     """Run ``sql`` (``{}`` = the id placeholders) over ``ids`` in chunks SQLite accepts."""
     ids = list(ids)

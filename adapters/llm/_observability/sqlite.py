@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from .store_dialect import SQLITE, dialect_of
 from ..errors import LLMAdapterError
 from .migrations import migrate
 
-__all__ = ["StoreError"]
+__all__ = ["SqliteBackend", "StoreError"]
 
 _LOCK_TRIES = 6             # each waits busy_timeout (5 s): ~30 s before giving up
 _T = TypeVar("_T")
@@ -25,7 +26,7 @@ class StoreError(LLMAdapterError):
 
 
 # -- the file and connections -----------------------------------------------------------------
-def _prepare(path: Path) -> None:
+def _prepare(path: Path) -> list[str]:
     """Create the file private before SQLite touches it, then bring its schema up to date.
 
     An existing file is never opened here: closing any descriptor of a database file drops
@@ -46,15 +47,15 @@ def _prepare(path: Path) -> None:
                          f"or LocalStore(path=...))") from exc
     try:
         with closing(_connect(path)) as conn:
-            _retrying(lambda: _initialise(conn))
+            return _retrying(lambda: _initialise(conn))
     except sqlite3.Error as exc:
         raise StoreError(_explain(path, "opening", exc)) from exc
 
 
-def _initialise(conn: sqlite3.Connection) -> None:
+def _initialise(conn: sqlite3.Connection) -> list[str]:
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         conn.execute("PRAGMA journal_mode = WAL")     # persistent: stored in the file
-    migrate(conn)
+    return migrate(conn)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -67,7 +68,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _transaction(conn: sqlite3.Connection, work: Callable[[], object]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(dialect_of(conn).begin)        # PostgreSQL's connections say theirs
     try:
         work()
         conn.execute("COMMIT")
@@ -115,3 +116,45 @@ def _explain(path: Path, doing: str, exc: BaseException) -> str:
         fix = next((fix for needle, fix in _FIXES if needle in text),
                    "check the file's permissions and the free disk space")
     return f"{doing} {path} failed: {text} ({fix})"
+
+
+class SqliteBackend:
+    """The store's database in one SQLite file: the functions above behind the interface
+    the store shares with ``PostgresBackend``."""
+
+    dialect = SQLITE
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    down_errors: tuple[type[BaseException], ...] = ()      # a file is not "down"
+    content_errors: tuple[type[BaseException], ...] = (
+        ValueError, TypeError, OverflowError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+        sqlite3.DataError, sqlite3.IntegrityError)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+
+    def prepare(self) -> None:
+        _prepare(self.path)
+
+    def migrate(self) -> list[str]:
+        return _prepare(self.path)
+
+    def connect(self) -> sqlite3.Connection:
+        return _connect(self.path)
+
+    @contextmanager
+    def session(self) -> Iterator[sqlite3.Connection]:
+        with closing(_connect(self.path)) as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Nothing is held between sessions."""
+
+    def transaction(self, conn: sqlite3.Connection, work: Callable[[], object]) -> None:
+        _transaction(conn, work)
+
+    def retrying(self, action: Callable[[], _T]) -> _T:
+        return _retrying(action)
+
+    def explain(self, doing: str, exc: BaseException) -> str:
+        return _explain(self.path, doing, exc)

@@ -1,4 +1,5 @@
-"""The local store: every call, the Langfuse outbox and spool, and scores, in one SQLite file.
+"""The store: every call, the Langfuse outbox and spool, and scores, in one SQLite file or in a
+PostgreSQL database shared by many replicas (``url=`` / ``LLM_ADAPTER_STORE_URL`` / ``store.url``).
 
 Calls are recorded off the calling path: ``write`` only enqueues, and one writer thread per store
 commits what is queued, a batch per transaction. A call's Langfuse outbox row is written in the
@@ -7,107 +8,44 @@ WAL mode and a busy timeout let readers and other processes share the file. It h
 and answers, so it is created private (file 0600, directory 0700). A record one of whose values
 the file cannot take never takes its batch down: the batch is retried record by record, that
 record is made storable (``storable``) and, failing that, dropped alone with its call id logged.
+
+On PostgreSQL the writer is the same; while the server cannot be reached, batches go to a local
+SQLite file instead (``StoreBuffer``, bounded) and are forwarded, oldest first, once it answers
+again: calls go on, and what they recorded arrives once (upserts by call id).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import queue
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
-from typing import Any, Union, cast, overload
+from functools import partial
+from typing import Any, Union
 
 from .._process.lifecycle import STORES, default_lifecycle
-from .sqlite import StoreError, _connect, _explain, _prepare, _retrying, _transaction
+from .sqlite import SqliteBackend, StoreError
+from .store_buffer import StoreBuffer
+from .store_dialect import URL_ENV, StoreTarget, parse_store_url
+from .store_rows import (REPLACED_KEY, OutboxEntry, SpoolItem, _alone, _insert, _Score,
+                          _storable_item, _Stored, _WithOutbox, read_calls, storable)
 from ..errors import UsageError
-from .records import Attempt, CallRecord, Usage
+from .records import CallRecord
 
-__all__ = ["FILENAME", "LocalStore", "OutboxEntry", "SpoolItem", "StoreError",
-           "default_path", "read_calls", "storable"]
+__all__ = ["FILENAME", "REPLACED_KEY", "LocalStore", "OutboxEntry", "SpoolItem", "StoreError",
+           "default_path", "read_calls", "storable", "store_target"]
 
 log = logging.getLogger("adapters.llm")
 
 FILENAME = "calls.sqlite3"
+BUFFER_FILENAME = "buffer.sqlite3"      # beside FILENAME: records waiting for PostgreSQL
 _BATCH = 500                # records per transaction at most
-# What a value of a record (not the file) can make a write fail with: a lone surrogate
-# (UnicodeEncodeError), an integer over 64 bits, a type SQLite cannot bind.
-_CONTENT_ERRORS = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError,
-                   sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.IntegrityError)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-REPLACED_KEY = "_unstorable_text_replaced"   # metadata key naming the fields storable() changed
-
-# CallRecord fields stored as they are, one column each (the other columns are derived below).
-_SCALARS = ("call_id", "trace_id", "span_id", "parent_span_id", "started_at", "ended_at",
-            "environment", "model_group", "answered_group", "deployment", "provider",
-            "provider_model", "status",
-            "error_kind", "error_message", "latency_ms", "ttft_ms", "cost", "cost_saved",
-            "prompt_name", "prompt_version", "prompt_variant", "prompt_source", "session_id",
-            "user_id", "agent",
-            "stage", "trace_name", "output")
-_USAGE = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",
-          "reasoning_tokens")
-_COST_PARTS = ("input", "cached", "cache_write", "output", "hedge")  # cost_details -> cost_<key>
-_JSON = ("metadata", "input", "tool_calls", "model_parameters")
-_COLUMNS = (*_SCALARS, "day", *_USAGE, *(f"cost_{p}" for p in _COST_PARTS), "cache_hit", "tags",
-            *_JSON, "stream", "fallback", "hedged")
-_INSERT_CALL = f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)})"
-_MAX_PARAMS = 32_766        # SQLite's limit of host parameters per statement (3.32 and later)
-_ATTEMPT = ("deployment", "model_group", "provider", "outcome", "error_kind", "status",
-            "latency_ms", "message", "cost")
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolItem:
-    """One payload Langfuse has not acknowledged yet."""
-
-    id: int
-    kind: str
-    payload: bytes
-    created_at: float
-    tries: int
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """What Langfuse is to get for one call (JSON text), kept until it acknowledges it."""
-
-    call_id: str
-    destination: str                # the Langfuse public key
-    payload: str
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class _WithOutbox:
-    """A call's row (None: the store keeps no calls) and its outbox row: one transaction."""
-
-    record: CallRecord | None
-    entry: OutboxEntry
-
-
-@dataclass(frozen=True, slots=True)
-class _Score:
-    trace_id: str | None
-    call_id: str | None
-    name: str
-    value_num: float | None
-    value_text: str | None
-    comment: str | None
-    created_at: float
-
-
+_RECONNECT_S = 1.0          # while PostgreSQL is down, the writer tries it this often
 # What the writer thread takes from the queue: a record or score to store, an Event to set once
 # everything before it is committed (flush), None to stop.
 _Item = Union[CallRecord, _WithOutbox, _Score, threading.Event, None]
@@ -126,6 +64,20 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("llm-adapter")) / FILENAME
 
 
+def store_target(path: str | os.PathLike[str] | None = None,
+                 url: str | None = None) -> StoreTarget:
+    """Where a store is: ``url`` (``postgresql://…`` or ``sqlite:///…``), else ``path``, else
+    ``$LLM_ADAPTER_STORE_URL``, else ``default_path()``."""
+    if url:
+        return parse_store_url(url, key="store.url")
+    if path is not None:
+        return StoreTarget(path=Path(path).expanduser())
+    env = os.environ.get(URL_ENV)
+    if env:
+        return parse_store_url(env, key=URL_ENV)
+    return StoreTarget(path=default_path())
+
+
 class LocalStore:
     """Calls, spool and scores of this machine, safe from many threads and processes at once.
 
@@ -134,8 +86,25 @@ class LocalStore:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 queue_size: int = 10_000) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_path()
+                 queue_size: int = 10_000, url: str | None = None,
+                 buffer_limit: int = 100_000) -> None:
+        """``url``: a PostgreSQL database (``path`` is then the local buffer's file). Without
+        either, ``$LLM_ADAPTER_STORE_URL``, else the file ``default_path()``."""
+        self.target = store_target(path, url)
+        self._buffer: StoreBuffer | None = None
+        self._backend: Any
+        if self.target.url is not None:
+            from .store_postgres import PostgresBackend
+
+            self._backend = PostgresBackend(self.target.url)
+            self.path = Path(path).expanduser() if path is not None and url is not None \
+                else default_path().with_name(BUFFER_FILENAME)
+            self._buffer = StoreBuffer(SqliteBackend(self.path), limit=buffer_limit)
+        else:
+            assert self.target.path is not None
+            self.path = self.target.path
+            self._backend = SqliteBackend(self.path)
+        self.where = self._backend.where    # for messages: the file, or the URL masked
         self.dropped = 0            # records and scores not stored: queue full or write error
         self.written = 0            # call records committed
         self.escaped = 0            # records stored with unencodable text replaced
@@ -145,7 +114,42 @@ class LocalStore:
         self._writer: threading.Thread | None = None
         self._closed = False
         self._outbox_listeners: list[Callable[[], None]] = []
-        _prepare(self.path)
+        self._conn: Any = None              # the writer thread's connection
+        self._next_connect = 0.0            # monotonic: PostgreSQL down, try again then
+        self._migrated = False
+        if self._buffer is None:
+            self._backend.prepare()
+            self._migrated = True
+        else:
+            self._buffer.prepare()
+            with suppress(StoreError):      # down: said so; migrated when it answers
+                self._migrate()
+
+    @property
+    def postgres(self) -> bool:
+        """The store is a PostgreSQL database (else a SQLite file)."""
+        return self._buffer is not None
+
+    @property
+    def buffered(self) -> int:
+        """Records waiting in the local buffer for PostgreSQL (0 on SQLite)."""
+        return self._buffer.waiting if self._buffer is not None else 0
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations the database lacks (``llm-adapter store migrate``); the names
+        applied."""
+        return self._migrate()
+
+    def _migrate(self) -> list[str]:
+        try:
+            applied = self._backend.migrate()
+        except self._backend.errors as exc:
+            if self._buffer is not None and isinstance(exc, self._backend.down_errors):
+                log.warning("llm-adapter: %s; calls are recorded in %s until it answers",
+                            self._backend.explain("connecting to", exc), self.path)
+            raise StoreError(self._backend.explain("migrating", exc)) from exc
+        self._migrated = True
+        return list(applied)
 
     # -- calls and scores, through the writer thread -----------------------------------------
     def write(self, record: CallRecord) -> None:
@@ -193,6 +197,7 @@ class LocalStore:
             self._closed = True
             writer = self._writer
         if writer is None:
+            self._backend.close()
             return True
         deadline = time.monotonic() + timeout
         with suppress(queue.Full):          # a writer stuck that long is reported below
@@ -201,8 +206,9 @@ class LocalStore:
         if writer.is_alive():
             log.warning("llm-adapter: the store writer did not finish within %.1f s; about %d "
                         "queued record(s) may not be in %s", timeout, self._queue.qsize(),
-                        self.path)
+                        self.where)
             return False
+        self._backend.close()
         return True
 
     def start(self) -> None:
@@ -228,7 +234,7 @@ class LocalStore:
             self.dropped = after = before + count
         if before == 0 or before // 1000 != after // 1000:    # once per 1000, not per record
             log.warning("llm-adapter: %d record(s) not stored in %s so far: %s",
-                        after, self.path, reason)
+                        after, self.where, reason)
 
     def _start_writer(self) -> None:
         if self._writer is not None:
@@ -244,43 +250,113 @@ class LocalStore:
     def _run(self) -> None:
         """The writer thread: commit whatever is queued, one transaction per batch."""
         stopping = False
-        with closing(_connect(self.path)) as conn:
+        try:
             while not (stopping and self._queue.empty()):
-                items = [self._queue.get()]
+                waiting = self._buffer is not None and self._buffer.waiting > 0
+                try:
+                    items = [self._queue.get(timeout=_RECONNECT_S if waiting else None)]
+                except queue.Empty:
+                    items = []
                 while len(items) < _BATCH:
                     try:
                         items.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                self._commit(conn, items)
+                if waiting:
+                    self._forward()
+                self._commit(items)
                 for item in items:
                     if isinstance(item, threading.Event):
                         item.set()
                 stopping = stopping or any(item is None for item in items)
+        finally:
+            if self._conn is not None:
+                with suppress(*self._backend.errors):
+                    self._conn.close()
+                self._conn = None
 
-    def _commit(self, conn: sqlite3.Connection, items: list[_Item]) -> None:
+    def _connection(self) -> Any:
+        """The writer's connection, (re)made when needed; None while PostgreSQL is down."""
+        if self._conn is not None:
+            return self._conn
+        if time.monotonic() < self._next_connect:
+            return None
+        try:
+            if not self._migrated:
+                self._migrate()
+            self._conn = self._backend.connect()
+        except (StoreError, *self._backend.errors):
+            if self._buffer is None:
+                raise
+            self._next_connect = time.monotonic() + _RECONNECT_S
+            return None
+        return self._conn
+
+    def _lost(self, exc: BaseException) -> None:
+        """The server went away mid-write: forget the connection, try again later."""
+        log.warning("llm-adapter: %s; records wait in %s until it answers",
+                    self._backend.explain("writing calls to", exc), self.path)
+        with suppress(*self._backend.errors):
+            self._conn.close()
+        self._conn = None
+        self._next_connect = time.monotonic() + _RECONNECT_S
+
+    def _forward(self) -> None:
+        """Move the local buffer's records into PostgreSQL while it answers."""
+        assert self._buffer is not None
+        if self._connection() is None:
+            return
+        sent = self._buffer.forward(lambda items: self._commit(items, keep_if_down=False))
+        if sent:
+            log.warning("llm-adapter: PostgreSQL answers again; %d buffered record(s) "
+                        "forwarded to %s (%d still waiting)", sent, self.where,
+                        self._buffer.waiting)
+
+    def _commit(self, items: Sequence[_Item], *, keep_if_down: bool = True) -> bool:
+        """Commit ``items``; False when PostgreSQL was down (then they went to the local
+        buffer, unless ``keep_if_down`` is False: they are the buffer's own)."""
         records = [i for i in items if isinstance(i, CallRecord)]
         scores = [i for i in items if isinstance(i, _Score)]
         paired = [i for i in items if isinstance(i, _WithOutbox)]
         records += [i.record for i in paired if i.record is not None]
         outbox = [i.entry for i in paired]
         if not records and not scores and not outbox:
-            return
+            return True
+        backend = self._backend
         try:
-            _retrying(lambda: _transaction(conn, lambda: _insert(conn, records, scores, outbox)))
-        except _CONTENT_ERRORS:     # a value this file cannot take: find it, keep its mates
+            conn = self._connection()
+            if conn is None:
+                raise _Down()
+            backend.retrying(lambda: backend.transaction(
+                conn, lambda: _insert(conn, records, scores, outbox)))
+        except _Down:
+            return self._keep(records, scores, outbox) if keep_if_down else False
+        except backend.down_errors as exc:
+            self._lost(exc)
+            return self._keep(records, scores, outbox) if keep_if_down else False
+        except backend.content_errors:  # a value the database cannot take: find it, keep its mates
             self._commit_each(conn, [i for i in items if isinstance(i, (CallRecord, _Score,
                                                                         _WithOutbox))])
             if outbox:
                 self._outbox_committed()
-            return
-        except sqlite3.Error as exc:   # the file failed (locked, full, read-only); live on
-            self._drop(_explain(self.path, "writing calls", exc),
+            return True
+        except backend.errors as exc:   # the file failed (locked, full, read-only); live on
+            self._drop(backend.explain("writing calls", exc),
                        max(len(records), len(outbox)) + len(scores))
-            return
+            return True
         self.written += len(records)
         if outbox:
             self._outbox_committed()
+        return True
+
+    def _keep(self, records: list[CallRecord], scores: list[_Score],
+              outbox: list[OutboxEntry]) -> bool:
+        assert self._buffer is not None
+        lost = self._buffer.keep(records, scores, outbox)
+        if lost:
+            self._drop(f"PostgreSQL is down and the local buffer {self.path} is full or "
+                       f"failed", lost)
+        return False
 
     def _outbox_committed(self) -> None:
         for listener in self._outbox_listeners:
@@ -289,25 +365,26 @@ class LocalStore:
             except Exception:  # a listener only wakes a thread; the writer must live on
                 log.exception("llm-adapter: outbox commit listener failed")
 
-    def _commit_each(self, conn: sqlite3.Connection, items: list[_Stored]) -> None:
+    def _commit_each(self, conn: Any, items: list[_Stored]) -> None:
         """Commit one by one; a record that fails is made storable (``storable``), and one
         that still fails is dropped alone, logged with its call id and counted (its Langfuse
         outbox row, always storable, is kept)."""
+        backend = self._backend
         for item in items:
             batch = _alone(item)
             try:
-                _retrying(partial(_transaction, conn, partial(_insert, conn, *batch)))
+                backend.retrying(partial(backend.transaction, conn, partial(_insert, conn, *batch)))
                 self.written += len(batch[0])
                 continue
-            except _CONTENT_ERRORS:
+            except backend.content_errors:
                 pass                # made storable below
-            except sqlite3.Error as exc:
-                self._drop(_explain(self.path, "writing calls", exc))
+            except backend.errors as exc:
+                self._drop(backend.explain("writing calls", exc))
                 continue
             try:
                 batch = _alone(_storable_item(item))
-                _retrying(partial(_transaction, conn, partial(_insert, conn, *batch)))
-            except (*_CONTENT_ERRORS, sqlite3.Error, RecursionError) as exc:  # e.g. a cycle
+                backend.retrying(partial(backend.transaction, conn, partial(_insert, conn, *batch)))
+            except (*backend.content_errors, *backend.errors, RecursionError) as exc:  # a cycle
                 self._reject(conn, item, exc)
                 continue
             self.escaped += 1
@@ -317,20 +394,22 @@ class LocalStore:
                 log.warning("llm-adapter: call %s held text that cannot be stored (lone "
                             "surrogates); stored with U+FFFD in their place", record.call_id)
 
-    def _reject(self, conn: sqlite3.Connection, item: _Stored, exc: BaseException) -> None:
+    def _reject(self, conn: Any, item: _Stored, exc: BaseException) -> None:
         self.rejected += 1
         record = item.record if isinstance(item, _WithOutbox) else item
         what = f"call {record.call_id}" if isinstance(record, CallRecord) else \
             f"score {record.name!r} of trace {record.trace_id}" if isinstance(record, _Score) \
             else "a Langfuse outbox row"
         log.warning("llm-adapter: %s not stored in %s: %s: %s (%d record(s) rejected so far; "
-                    "please report it as a bug)", what, self.path, type(exc).__name__, exc,
+                    "please report it as a bug)", what, self.where, type(exc).__name__, exc,
                     self.rejected)
-        self._drop(_explain(self.path, "writing calls", exc))
+        backend = self._backend
+        self._drop(backend.explain("writing calls", exc))
         if isinstance(item, _WithOutbox) and item.record is not None:
             try:        # Langfuse can still have the call: its payload is always storable
-                _retrying(lambda: _transaction(conn, lambda: _insert(conn, [], [], [item.entry])))
-            except (*_CONTENT_ERRORS, sqlite3.Error) as again:
+                backend.retrying(lambda: backend.transaction(
+                    conn, lambda: _insert(conn, [], [], [item.entry])))
+            except (*backend.content_errors, *backend.errors) as again:
                 log.warning("llm-adapter: the Langfuse outbox row of %s not stored either: %s",
                             what, again)
 
@@ -338,10 +417,10 @@ class LocalStore:
     def spool_add(self, kind: str, payload: bytes, *, created_at: float | None = None) -> int:
         """Keep ``payload`` until it is delivered; returns its id."""
         with self._session("adding to the spool") as conn:
-            cursor = _retrying(lambda: conn.execute(
-                "INSERT INTO spool (kind, payload, created_at) VALUES (?, ?, ?)",
-                (kind, payload, time.time() if created_at is None else created_at)))
-            return cast(int, cursor.lastrowid)
+            row = self._backend.retrying(lambda: conn.execute(
+                "INSERT INTO spool (kind, payload, created_at) VALUES (?, ?, ?) RETURNING id",
+                (kind, payload, time.time() if created_at is None else created_at)).fetchone())
+            return int(row[0])
 
     def spool_items(self, kind: str, limit: int = 100) -> list[SpoolItem]:
         """The oldest ``limit`` payloads of ``kind``, oldest first."""
@@ -357,13 +436,13 @@ class LocalStore:
         if not ids:
             return
         with self._session("deleting from the spool") as conn:
-            _retrying(lambda: _transaction(conn, lambda: conn.executemany(
+            self._backend.retrying(lambda: self._backend.transaction(conn, lambda: conn.executemany(
                 "DELETE FROM spool WHERE id = ?", [(i,) for i in ids])))
 
     def spool_failed(self, item_id: int, error: str) -> None:
         """Note a failed delivery of one payload (``tries`` + 1, ``last_error``)."""
         with self._session("updating the spool") as conn:
-            _retrying(lambda: conn.execute(
+            self._backend.retrying(lambda: conn.execute(
                 "UPDATE spool SET tries = tries + 1, last_error = ? WHERE id = ?",
                 (error, item_id)))
 
@@ -381,13 +460,28 @@ class LocalStore:
 
     # -- reading -------------------------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
-        """A new connection for reading (rows as ``sqlite3.Row``); the caller closes it."""
+        """A new connection for reading (rows by index and by name, as ``sqlite3.Row``);
+        the caller closes it. On PostgreSQL, one that behaves like it (``PgConnection``)."""
         try:
-            conn = _connect(self.path)
-        except sqlite3.Error as exc:
-            raise StoreError(_explain(self.path, "opening", exc)) from exc
+            if not self._migrated:
+                self._migrate()
+            conn = self._backend.connect()
+        except self._backend.errors as exc:
+            raise StoreError(self._backend.explain("opening", exc)) from exc
         conn.row_factory = sqlite3.Row
-        return conn
+        return conn  # type: ignore[no-any-return]
+
+    def session(self) -> Any:
+        """A connection for one short piece of work (pooled on PostgreSQL): a context
+        manager; errors of the database come out as they are (see ``errors``)."""
+        if not self._migrated:
+            self._migrate()
+        return self._backend.session()
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What the database's driver raises when it fails."""
+        return tuple(self._backend.errors)
 
     def get_call(self, call_id: str) -> CallRecord | None:
         """The stored record of one call (with its attempts), or None."""
@@ -396,154 +490,15 @@ class LocalStore:
         return records[0] if records else None
 
     @contextmanager
-    def _session(self, doing: str) -> Iterator[sqlite3.Connection]:
+    def _session(self, doing: str) -> Iterator[Any]:
         try:
-            with closing(_connect(self.path)) as conn:
+            with self.session() as conn:
                 yield conn
-        except sqlite3.Error as exc:
-            raise StoreError(_explain(self.path, doing, exc)) from exc
+        except self._backend.errors as exc:
+            raise StoreError(self._backend.explain(doing, exc)) from exc
 
 
-# -- rows ------------------------------------------------------------------------------------
-def _call_row(record: CallRecord) -> dict[str, Any]:
-    """The ``calls`` row of ``record``: its scalars plus the derived and JSON columns."""
-    details = record.cost_details or {}
-    row = {name: getattr(record, name) for name in _SCALARS}
-    row.update({name: getattr(record.usage, name) for name in _USAGE})
-    row.update({f"cost_{p}": details.get(p) for p in _COST_PARTS})
-    row.update({name: _dumps(getattr(record, name)) for name in _JSON})
-    row.update(day=datetime.fromtimestamp(record.started_at, timezone.utc).strftime("%Y-%m-%d"),
-               cache_hit=int(record.cache_hit), tags=_dumps(list(record.tags)),
-               stream=int(record.stream), hedged=int(record.hedged),
-               fallback=int(any(a.outcome not in ("ok", "cancelled") for a in record.attempts)))
-    return row
+class _Down(Exception):
+    """PostgreSQL cannot be reached now (the writer tries again in a moment)."""
 
 
-def read_calls(conn: sqlite3.Connection, call_ids: Sequence[str]) -> list[CallRecord]:
-    """The records of ``call_ids`` with their attempts, oldest first (missing ids skipped)."""
-    records = []
-    for call_id in dict.fromkeys(call_ids):
-        row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM calls WHERE call_id = ?",
-                           (call_id,)).fetchone()
-        if row is None:
-            continue
-        values = dict(zip(_COLUMNS, row))
-        attempts = [Attempt(**dict(zip(_ATTEMPT, a))) for a in conn.execute(
-            f"SELECT {', '.join(_ATTEMPT)} FROM attempts WHERE call_id = ? ORDER BY seq",
-            (call_id,))]
-        records.append(_record(values, attempts))
-    return sorted(records, key=lambda r: r.started_at)
-
-
-def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
-    details = {p: values[f"cost_{p}"] for p in _COST_PARTS if values[f"cost_{p}"] is not None}
-    if details and values["cost"] is not None:
-        details["total"] = values["cost"]
-    return CallRecord(**{name: values[name] for name in _SCALARS},
-                      **{name: json.loads(values[name]) for name in _JSON},
-                      usage=Usage(**{name: values[name] for name in _USAGE}),
-                      cost_details=details or None, cache_hit=bool(values["cache_hit"]),
-                      tags=tuple(json.loads(values["tags"])), stream=bool(values["stream"]),
-                      hedged=bool(values["hedged"]), attempts=attempts)
-
-
-def _insert(conn: sqlite3.Connection, records: list[CallRecord], scores: list[_Score],
-            outbox: Sequence[OutboxEntry] = ()) -> None:
-    records = list({r.call_id: r for r in records}.values())    # the last write of a call wins
-    ids = [r.call_id for r in records]
-    _where_in(conn, "DELETE FROM attempts WHERE call_id", ids)
-    _where_in(conn, "DELETE FROM call_tags WHERE call_id", ids)
-    _values(conn, _INSERT_CALL, len(_COLUMNS),
-            [tuple(row[c] for c in _COLUMNS) for row in map(_call_row, records)])
-    _values(conn, f"INSERT INTO attempts (call_id, seq, {', '.join(_ATTEMPT)})",
-            2 + len(_ATTEMPT), [(r.call_id, seq, *(getattr(a, name) for name in _ATTEMPT))
-                                for r in records for seq, a in enumerate(r.attempts)])
-    _values(conn, "INSERT OR IGNORE INTO call_tags (call_id, tag)", 2,
-            [(r.call_id, tag) for r in records for tag in r.tags])
-    _values(conn, "INSERT INTO scores (trace_id, call_id, name, value_num, value_text, comment, "
-            "created_at)", 7,
-            [(s.trace_id, s.call_id, s.name, s.value_num, s.value_text, s.comment, s.created_at)
-             for s in scores])
-    _values(conn, "INSERT INTO outbox (call_id, destination, payload, created_at)", 4,
-            [(e.call_id, e.destination, e.payload, e.created_at) for e in outbox])
-
-
-# One statement per table and batch, not one per row: sqlite3 lets go of the GIL around every
-# step of a statement, and while the calling threads keep the interpreter busy, taking it back
-# costs the writer up to a switch interval (5 ms) each time. Row by row, a batch of 50 calls
-# waited about a second to commit; this way a handful of steps.
-def _values(conn: sqlite3.Connection, head: str, width: int,
-            rows: Sequence[Sequence[Any]]) -> None:
-    """``head VALUES (…), (…), …`` for ``rows``, as few statements as SQLite takes."""
-    step = max(1, _MAX_PARAMS // width)
-    one = f"({', '.join('?' * width)})"
-    for i in range(0, len(rows), step):
-        chunk = rows[i:i + step]
-        conn.execute(f"{head} VALUES {', '.join([one] * len(chunk))}",
-                     [value for row in chunk for value in row])
-
-
-def _where_in(conn: sqlite3.Connection, head: str, values: Sequence[Any]) -> None:
-    """``head IN (…)`` over ``values``, as few statements as SQLite takes."""
-    for i in range(0, len(values), _MAX_PARAMS):
-        chunk = values[i:i + _MAX_PARAMS]
-        conn.execute(f"{head} IN ({', '.join('?' * len(chunk))})", chunk)
-
-
-_Stored = Union[CallRecord, _Score, _WithOutbox]
-
-
-def _alone(item: _Stored) -> tuple[list[CallRecord], list[_Score], list[OutboxEntry]]:
-    if isinstance(item, _WithOutbox):
-        return ([item.record] if item.record is not None else [], [], [item.entry])
-    return ([item], [], []) if isinstance(item, CallRecord) else ([], [item], [])
-
-
-def _storable_item(item: _Stored) -> _Stored:
-    if isinstance(item, _WithOutbox):
-        return _WithOutbox(storable(item.record) if item.record is not None else None,
-                           item.entry)
-    return storable(item)
-
-
-@overload
-def storable(item: CallRecord) -> CallRecord: ...
-@overload
-def storable(item: _Score) -> _Score: ...
-@overload
-def storable(item: CallRecord | _Score) -> CallRecord | _Score: ...
-
-
-def storable(item: CallRecord | _Score) -> CallRecord | _Score:
-    """``item`` with every lone surrogate (a UTF-16 half, not a character: neither UTF-8,
-    SQLite nor JSON over HTTP can carry it) replaced by U+FFFD, the replacement character any
-    UTF-8 reader shows for text it cannot decode; a valid pair of halves becomes its character.
-    A call record's metadata names the fields changed under ``REPLACED_KEY``, so a reader
-    knows the stored text is not exactly what was sent or answered."""
-    clean = _clean(item)
-    if isinstance(item, CallRecord) and isinstance(clean, CallRecord):
-        changed = [f.name for f in dataclasses.fields(item)
-                   if getattr(clean, f.name) != getattr(item, f.name)]
-        if changed:
-            clean.metadata = {**clean.metadata, REPLACED_KEY: changed}
-    return cast(Union[CallRecord, _Score], clean)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        if not _SURROGATE.search(value):
-            return value
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(_clean(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _clean(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
-    return value
-
-
-def _dumps(value: Any) -> str:
-    # default=str: a metadata value JSON cannot hold is stored as its text, not lost.
-    return json.dumps(value, ensure_ascii=False, default=str)

@@ -28,7 +28,7 @@ from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
 from .tracing import LangfuseSink, langfuse_credentials
 
-__all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path"]
+__all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path", "store_target_of"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -137,15 +137,16 @@ class TelemetryPool:
         sinks: list[Sink] = []
         store = None
         keep_calls = store_settings.enabled
+        target = store_target_of(config)
         if keep_calls:
-            store = self._store(path)
+            store = self._store(target, path)
         langfuse = None
         if enable_langfuse:
             if creds is None:
                 self._warn_missing_keys()
             else:
                 if store is None:
-                    store = self._store(path)   # the outbox lives there
+                    store = self._store(target, path)   # the outbox lives there
                 langfuse = self._langfuse_sink(creds, config, store)
         if keep_calls:
             # With Langfuse on, a call's outbox row is committed with its calls row.
@@ -174,11 +175,14 @@ class TelemetryPool:
             evaluator = self._alerts[key] = AlertEvaluator(settings)
         return evaluator
 
-    def _store(self, path: Path) -> Any:
-        from .store import LocalStore
+    def _store(self, target: Any, path: Path) -> Any:
+        from .store import BUFFER_FILENAME, LocalStore
 
-        store = LocalStore(path)
-        existing = self._stores.setdefault(str(store.path), store)
+        if target.url is not None:      # PostgreSQL; its local buffer beside the usual file
+            store = LocalStore(path.with_name(BUFFER_FILENAME), url=target.url)
+        else:
+            store = LocalStore(target.path)
+        existing = self._stores.setdefault(str(store.target), store)
         if existing is not store:
             store.close()
         existing.start()            # the first record does not wait for the writer's start
@@ -186,7 +190,7 @@ class TelemetryPool:
 
     def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
         rate = config.profile.langfuse.sample_rate
-        key = (creds.public_key, creds.base_url, config.environment, str(store.path), rate)
+        key = (creds.public_key, creds.base_url, config.environment, str(store.target), rate)
         sink = self._langfuse.get(key)
         if sink is None:
             sink = self._langfuse[key] = LangfuseSink(
@@ -267,6 +271,22 @@ def store_path(config: Config) -> Path:
     if configured:
         return Path(str(configured)).expanduser()
     return default_path()
+
+
+def store_target_of(config: Config) -> Any:
+    """Where a config's calls go (a ``StoreTarget``): ``store.url``, else ``store.path``, else
+    ``$LLM_ADAPTER_STORE_URL``, else the default file. A bad URL is a ``ConfigError`` naming
+    the key and the accepted forms."""
+    from .store_dialect import StoreTarget, parse_store_url
+    from .store import store_target
+
+    settings = config.settings.store
+    if settings.url:
+        return parse_store_url(settings.url, key="store.url",
+                               source=str(config.path) if config.path else None)
+    if settings.path:
+        return StoreTarget(path=store_path(config))
+    return store_target()
 
 
 @cache

@@ -91,15 +91,17 @@ def variant_stats(conn: sqlite3.Connection, name: str,
     """
     calls: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in conn.execute(
-            "SELECT COALESCE(prompt_variant, 'v' || COALESCE(prompt_version, '?')), "
+            "SELECT COALESCE(prompt_variant, 'v' || COALESCE(CAST(prompt_version AS TEXT), "
+            "'?')), "
             "prompt_version, status, latency_ms, cost FROM calls WHERE prompt_name = ?",
             (name,)):
         calls[row[0]].append(tuple(row[1:]))
     scored: dict[str, list[float]] = defaultdict(list)
     only, args = ("", (name,)) if score_name is None else ("AND s.name = ?", (name, score_name))
     for _, variant, value in conn.execute(
-            "SELECT DISTINCT s.id, COALESCE(c.prompt_variant, 'v' || COALESCE(c.prompt_version, "
-            "'?')), s.value_num FROM scores s JOIN calls c ON (s.call_id = c.call_id OR "
+            "SELECT DISTINCT s.id, COALESCE(c.prompt_variant, 'v' || "
+            "COALESCE(CAST(c.prompt_version AS TEXT), '?')), s.value_num FROM scores s "
+            "JOIN calls c ON (s.call_id = c.call_id OR "
             "(s.call_id IS NULL AND s.trace_id = c.trace_id)) WHERE c.prompt_name = ? AND "
             f"s.value_num IS NOT NULL {only}", args):
         scored[variant].append(float(value))

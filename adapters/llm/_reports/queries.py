@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from .._percentiles import percentile
+from .._observability.store_dialect import dialect_of
 from ..errors import UsageError
 from .._observability.store import read_calls
 
@@ -135,9 +136,10 @@ def cost_report(conn: sqlite3.Connection, by: str, since: datetime | None = None
     conn.create_function("llm_iso_week", 1, _iso_week, deterministic=True)
     where, params = _where(since, until, env)
     join = "LEFT JOIN call_tags t ON t.call_id = c.call_id" if by == "tag" else ""
-    groups = conn.execute(f"SELECT {DIMENSIONS[by]} AS key, {_AGGREGATES} FROM calls c {join} "
+    calls = dialect_of(conn).report_calls
+    groups = conn.execute(f"SELECT {DIMENSIONS[by]} AS key, {_AGGREGATES} FROM {calls} {join} "
                           f"WHERE {where} GROUP BY key", params).fetchall()
-    totals = conn.execute(f"SELECT NULL, {_AGGREGATES} FROM calls c WHERE {where}",
+    totals = conn.execute(f"SELECT NULL, {_AGGREGATES} FROM {calls} WHERE {where}",
                           params).fetchone()
     total = _cost_row(totals, totals[1], totals[2])
     rows = [_cost_row(g, total.calls, total.cost) for g in groups]
@@ -149,7 +151,8 @@ def cost_report(conn: sqlite3.Connection, by: str, since: datetime | None = None
 
 
 _AGGREGATES: Final = (
-    f"COUNT(*), SUM(c.cost), SUM({_UNKNOWN_PRICE}), COALESCE(SUM(c.input_tokens), 0), "
+    f"COUNT(*), SUM(c.cost), SUM(CASE WHEN {_UNKNOWN_PRICE} THEN 1 ELSE 0 END), "
+    "COALESCE(SUM(c.input_tokens), 0), "
     "COALESCE(SUM(c.cached_tokens + c.cache_write_tokens), 0), "
     "COALESCE(SUM(c.output_tokens), 0), AVG(c.latency_ms), COALESCE(SUM(c.cost_hedge), 0)")
 
@@ -192,9 +195,10 @@ def stats(conn: sqlite3.Connection, since: datetime | None = None,
     """
     where, params = _where(since, until, env)
     calls, ok, fallback, hedged, hedge_cost, cache_hit, cost, unknown, mean = conn.execute(
-        f"SELECT COUNT(*), SUM(c.status = 'ok'), SUM(c.fallback), SUM(c.hedged), "
-        f"COALESCE(SUM(c.cost_hedge), 0), SUM(c.cache_hit), SUM(c.cost), "
-        f"SUM({_UNKNOWN_PRICE}), AVG(c.latency_ms) FROM calls c WHERE {where}",
+        f"SELECT COUNT(*), SUM(CASE WHEN c.status = 'ok' THEN 1 ELSE 0 END), SUM(c.fallback), "
+        f"SUM(c.hedged), COALESCE(SUM(c.cost_hedge), 0), SUM(c.cache_hit), SUM(c.cost), "
+        f"SUM(CASE WHEN {_UNKNOWN_PRICE} THEN 1 ELSE 0 END), AVG(c.latency_ms) FROM calls c "
+        f"WHERE {where}",
         params).fetchone()
     latencies = [r[0] for r in conn.execute(
         f"SELECT c.latency_ms FROM calls c WHERE {where} AND c.latency_ms IS NOT NULL "
@@ -239,7 +243,7 @@ def recent_failures(conn: sqlite3.Connection, since: float, env: str | None = No
     where, params = _where(None, None, env)
     rows = conn.execute(
         "SELECT a.deployment, COUNT(*), MAX(COALESCE(c.ended_at, c.started_at)), "
-        "GROUP_CONCAT(DISTINCT a.error_kind) FROM attempts a JOIN calls c "
+        f"{dialect_of(conn).group_concat('a.error_kind')} FROM attempts a JOIN calls c "
         f"ON c.call_id = a.call_id WHERE {where} AND a.outcome = 'error' "
         "AND a.deployment IS NOT NULL AND COALESCE(c.ended_at, c.started_at) >= ? "
         "GROUP BY a.deployment", [*params, since]).fetchall()
@@ -388,9 +392,10 @@ def trace_detail(conn: sqlite3.Connection, ident: str) -> dict[str, Any]:
         raise UsageError(f"{prefix!r} matches {len(found)} ids ({', '.join(found[:5])}"
                          f"{', ...' if len(found) > 5 else ''}); give more characters")
     records = read_calls(conn, call_ids)
-    scores = [dict(zip(("name", "value", "comment", "trace_id", "call_id", "created_at"), r))
+    scores = [dict(zip(("name", "value", "comment", "trace_id", "call_id", "created_at"),
+                       (r[0], r[1] if r[1] is not None else r[2], *tuple(r)[3:])))
               for r in conn.execute(
-                  "SELECT name, COALESCE(value_num, value_text), comment, trace_id, call_id, "
+                  "SELECT name, value_num, value_text, comment, trace_id, call_id, "
                   f"created_at FROM scores WHERE trace_id = ? OR call_id IN "
                   f"({', '.join('?' * len(call_ids))}) ORDER BY created_at, id",
                   (trace_id, *call_ids))]
