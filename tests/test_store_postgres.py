@@ -69,6 +69,27 @@ def test_a_bad_url_names_the_key_and_the_accepted_forms(url: str, tmp_path: Path
         store_target()
 
 
+def test_a_postgres_store_without_its_driver_says_what_to_install(tmp_path: Path):
+    # psycopg is an optional extra: a process that lacks it is told how to get it, at load.
+    config = tmp_path / "config.yaml"
+    config.write_text(MODELS + "store: {url: 'postgresql://app:hunter2@db.internal/calls'}\n")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["psycopg"] = None          # as if the extra were not installed
+        from adapters.llm import ConfigError, LiteLLMAdapter, load_config
+        try:
+            LiteLLMAdapter(config=load_config({str(config)!r}, load_dotenv=False))
+        except ConfigError as exc:
+            print(exc)
+        else:
+            print("no error")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "LLM_ADAPTER_HOME": str(tmp_path)})
+    assert "psycopg" in out.stdout and "pip install 'llm-adapter[postgres]'" in out.stdout, out
+    assert "store.url" in out.stdout and "hunter2" not in out.stdout + out.stderr
+
+
 def test_an_unreachable_server_is_named_without_its_password(tmp_path: Path, caplog):
     with caplog.at_level(logging.WARNING, logger="adapters.llm"):
         store = LocalStore(tmp_path / "buffer.sqlite3",

@@ -392,12 +392,17 @@ def resolve(data: Mapping[str, Any], profile: Mapping[str, Any], *, profile_key:
         if hedging.max_extra <= 0:
             hedging = None
     litellm = _layer(LiteLLMSettings, data.get("litellm_settings"), "litellm_settings", file)
+    store = _merged(StoreSettings, layers("store"), file)
+    if store.url:       # its form, and the driver it needs: known now, not at the first call
+        from .._observability.store_dialect import parse_store_url
+
+        parse_store_url(store.url, key="store.url", source=file)
     return Settings(
         budgets=_merged(BudgetsSettings, layers("budgets"), file),
         hedging=hedging,
         prompts=_merged(PromptsSettings, layers("prompts"), file),
         masking=_merged(MaskingSettings, layers("masking"), file),
-        store=_merged(StoreSettings, layers("store"), file),
+        store=store,
         langfuse=_merged(LangfuseSection, layers("langfuse"), file),
         litellm=litellm,
         alerts=alerts() if alerts is not None else None,

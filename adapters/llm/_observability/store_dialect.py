@@ -8,6 +8,7 @@ side. Store URLs are parsed here too, and masked: a password never reaches a mes
 
 from __future__ import annotations
 
+
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -143,12 +144,26 @@ def parse_store_url(url: str, *, key: str, source: str | None = None) -> StoreTa
         if not parts.hostname and "host=" not in parts.query:
             raise ConfigError(f"{mask_url(text)} names no host", path=source, key=key,
                               fix=f"use {URL_FORMS}")
+        if not _has_psycopg():
+            raise ConfigError("a PostgreSQL store needs psycopg, which is not installed",
+                              path=source, key=key,
+                              fix="pip install 'llm-adapter[postgres]' (psycopg 3 and its pool)")
         return StoreTarget(url=text)
     if scheme == "sqlite" and text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
         # As SQLAlchemy reads them: sqlite:///relative/path, sqlite:////absolute/path.
         return StoreTarget(path=Path(text[len("sqlite:///"):]).expanduser())
     raise ConfigError(f"{mask_url(text)!r} is not a store URL", path=source, key=key,
                       fix=f"use {URL_FORMS}")
+
+
+def _has_psycopg() -> bool:
+    """Whether the PostgreSQL driver (an optional extra) can be imported."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def mask_url(url: str) -> str:
