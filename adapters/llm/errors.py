@@ -20,6 +20,10 @@ Every error a caller can see is an ``LLMAdapterError``. The tree says who has to
 
 ``AllProvidersFailed`` is also an ``ExceptionGroup`` of the provider errors, so
 ``except* AuthenticationError`` works on it.
+
+One warning, not an error: ``ProxyKeyWarning`` (a ``UserWarning``) when a LiteLLM proxy
+``config.yaml`` holds keys only the proxy server reads; the file loads, and the warning names
+them (never their values).
 """
 
 from __future__ import annotations
