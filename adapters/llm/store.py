@@ -97,6 +97,13 @@ class _WithOutbox:
 
 
 @dataclass(frozen=True, slots=True)
+class _Batch:
+    """Records queued as one item (``write_batch``)."""
+
+    items: tuple[CallRecord | _WithOutbox, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Score:
     trace_id: str | None
     call_id: str | None
@@ -109,7 +116,7 @@ class _Score:
 
 # What the writer thread takes from the queue: a record or score to store, an Event to set once
 # everything before it is committed (flush), None to stop.
-_Item = Union[CallRecord, _WithOutbox, _Score, threading.Event, None]
+_Item = Union[CallRecord, _WithOutbox, _Batch, _Score, threading.Event, None]
 
 
 def default_path() -> Path:
@@ -154,6 +161,13 @@ class LocalStore:
     def write_with_outbox(self, record: CallRecord | None, entry: OutboxEntry) -> None:
         """Queue ``record`` (if any) and its Langfuse outbox row, committed together."""
         self._enqueue(_WithOutbox(record, entry))
+
+    def write_batch(self, items: Sequence[tuple[CallRecord, OutboxEntry | None]]) -> None:
+        """Queue several records (each with its Langfuse outbox row, if any) as one item, so
+        the writer commits them together."""
+        if items:
+            self._enqueue(_Batch(tuple(_WithOutbox(r, e) if e is not None else r
+                                       for r, e in items)))
 
     def on_outbox_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (quick; from the writer thread) after outbox rows are committed."""
@@ -210,16 +224,18 @@ class LocalStore:
         self._start_writer()
 
     def _enqueue(self, item: _Item) -> None:
+        count = len(item.items) if isinstance(item, _Batch) else 1
         if self._closed:
-            self._drop("the store is closed")
+            self._drop("the store is closed", count)
             return
         try:
             self._start_writer()
             self._queue.put_nowait(item)
         except queue.Full:
-            self._drop("the write queue is full (calls come faster than the disk takes them)")
+            self._drop("the write queue is full (calls come faster than the disk takes them)",
+                       count)
         except RuntimeError:        # threads cannot be started while the interpreter exits
-            self._drop("the interpreter is shutting down")
+            self._drop("the interpreter is shutting down", count)
 
     def _drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -245,10 +261,10 @@ class LocalStore:
         stopping = False
         with closing(_connect(self.path)) as conn:
             while not (stopping and self._queue.empty()):
-                items = [self._queue.get()]
+                items = _flat([self._queue.get()])
                 while len(items) < _BATCH:
                     try:
-                        items.append(self._queue.get_nowait())
+                        items.extend(_flat([self._queue.get_nowait()]))
                     except queue.Empty:
                         break
                 self._commit(conn, items)
@@ -490,6 +506,17 @@ def _where_in(conn: sqlite3.Connection, head: str, values: Sequence[Any]) -> Non
 
 
 _Stored = Union[CallRecord, _Score, _WithOutbox]
+
+
+def _flat(items: list[_Item]) -> list[_Item]:
+    """Queue items with every ``_Batch`` opened up."""
+    out: list[_Item] = []
+    for item in items:
+        if isinstance(item, _Batch):
+            out.extend(item.items)
+        else:
+            out.append(item)
+    return out
 
 
 def _alone(item: _Stored) -> tuple[list[CallRecord], list[_Score], list[OutboxEntry]]:
