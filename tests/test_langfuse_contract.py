@@ -61,3 +61,18 @@ def test_an_http_error_is_raised_as_the_api_error_class_with_status_and_body(
         wrong.prompts.get("anything", request_options={"timeout_in_seconds": 5,
                                                        "max_retries": 0})
     assert refused.value.status_code == 401
+
+
+def test_the_span_internals_the_builder_borrows_are_there() -> None:
+    # The generation spans are built with the SDK's own attribute logic (and checked byte for
+    # byte against the SDK's span path in test_tracing_delivery): these are what it reaches.
+    sdk = langfuse_sdk.internals()
+    attrs = sdk.attributes.create_generation_attributes(
+        name="g", model="gpt-4o", usage_details={"input": 1}, cost_details={"total": 0.1})
+    assert attrs[sdk.attributes.LangfuseOtelSpanAttributes.OBSERVATION_MODEL] == "gpt-4o"
+    assert sdk.attributes._serialize({"a": 1}) == '{"a": 1}'
+    assert callable(sdk.attributes._serialize_metadata_value)
+    for name in ("on_start", "on_end"):
+        assert callable(getattr(sdk.span_processor, name))
+    assert sdk.tracer_name == "langfuse-sdk" and len(sdk.reserved_observation_keys) > 0
+    assert callable(sdk.is_default_export_span)

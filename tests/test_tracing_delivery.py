@@ -377,3 +377,87 @@ def test_an_old_spooled_batch_refused_for_one_span_is_split_and_the_rest_deliver
     code, text = _cli("traces", "sync", "--db", str(store.path), "--retry-quarantined")
     assert code == 0, text
     assert f"old {MARK}" in {s.name for s in server.spans()}
+
+
+# -- the span encoding: direct, and through the SDK's span machinery ------------------------------
+def _record(**changes):
+    from adapters.llm._observability.records import Attempt, CallRecord, Usage
+
+    base = CallRecord(
+        call_id="9cb82441bf284da9a8607ba3b55c9667", trace_id="a8503181c39f436ab5c6091e9736e61b",
+        span_id="9cb82441bf284da9", parent_span_id=None, started_at=1796122252.014114,
+        ended_at=1796122252.0376976, environment="production", model_group="main",
+        status="ok", latency_ms=23.53, deployment="d1", provider="openai",
+        provider_model="gpt-4o", answered_group="main",
+        usage=Usage(input_tokens=5, output_tokens=12), cost=0.0001325,
+        cost_details={"input": 1.25e-05, "cached": 0.0, "cache_write": 0.0,
+                      "output": 0.00012000000000000002, "total": 0.0001325},
+        session_id="S1", user_id="u-42", input=[{"role": "user", "content": "Find a therapist"}],
+        output="Simulated answer",
+        attempts=[Attempt("d1", "main", "openai", "ok", None, None, 13.1, None, None)])
+    from dataclasses import replace
+
+    return replace(base, **changes)
+
+
+SPAN_CASES = {
+    "plain": ({}, {}),
+    "nested, tags, metadata, release": (
+        dict(parent_span_id="00112233aabbccdd", tags=("a", "b"), trace_name="Handler",
+             agent="matching", stage="rank",
+             metadata={"k": 1, "s": "x", "n": None, "d": {"a": [1, "ö"]}, "ü": "ñ"}),
+        dict(default_tags=("production", "a"), release="r-1")),
+    "error, unpriced, streamed": (
+        dict(status="error", error_kind="Timeout", error_message="provider unavailable",
+             output=None, cost_details=None, cost=None, ttft_ms=12.5,
+             attempts=[]), {}),
+    "prompt of Langfuse, values the SDK drops": (
+        dict(prompt_source="langfuse", prompt_name="p", prompt_version=3, prompt_variant="b",
+             user_id="x" * 250, session_id="s" * 201, metadata={"long": "y" * 300}), {}),
+    "over the size limits": (
+        dict(input=[{"role": "user", "content": "z" * 1_200_000}], output="q" * 1_100_000), {}),
+    "environment Langfuse refuses, tool calls": (
+        dict(tool_calls=[{"id": "1", "type": "function",
+                          "function": {"name": "f", "arguments": "{}"}}]),
+        dict(environment="Not Valid")),
+    "values JSON and JavaScript cannot hold as they are": (
+        dict(model_parameters={"seed": 2**60, "temperature": float("inf"), "top_p": 0.5},
+             metadata={"big": 2**60, "f": 1.0000000000000002, "nan": float("nan"),
+                       "deep": [[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]}), {}),
+    "more metadata than the span limit holds": (
+        dict(metadata={f"m{i}": i for i in range(150)}), {}),
+    "base64 media": (
+        dict(input=[{"role": "user", "content": [{"type": "image_url", "image_url": {
+            "url": "data:image/png;base64,iVBORw0KGgo="}}]}]), {}),
+}
+
+
+@pytest.mark.parametrize("case", list(SPAN_CASES))
+def test_a_span_encoded_directly_is_byte_for_byte_the_sdks(case, monkeypatch):
+    """Delivery encodes generation spans without the SDK's span objects; what it sends must be
+    exactly what the SDK's ``LangfuseGeneration`` would have sent (exactly-once upserts, the
+    same attributes), and what it does not cover goes through the SDK."""
+    from langfuse import Langfuse
+
+    from adapters.llm._observability.langfuse_spans import SpanBuilder, _record_from, payload_of
+
+    monkeypatch.setenv("LANGFUSE_TRACING_ENVIRONMENT", "production")
+    client = Langfuse(public_key="pk-lf-encode", secret_key="sk-lf-encode",
+                      base_url="http://127.0.0.1:9", environment="production")
+    builder = SpanBuilder(client, "pk-lf-encode")
+    changes, sink = SPAN_CASES[case]
+    environment = sink.get("environment", "production")
+    payload = payload_of(_record(**changes), environment=environment,
+                         default_tags=sink.get("default_tags", ()), release=sink.get("release"))
+    if case == "base64 media":         # the SDK uploads it apart: never encoded here
+        assert not builder._encoder.covers(payload)
+        return
+    built = builder.build(payload)
+    data = json.loads(payload)
+    generation = builder._generation(_record_from(data["record"]), environment,
+                                     data["default_tags"], data["release"])
+    through_sdk = builder._sdk_span(generation, environment, data["release"])
+    assert builder.request([built]) == builder.request([(built[0], through_sdk)])
+    direct = builder._encoder.covers(payload) and builder._encoder.span(generation) is not None
+    assert direct == (case != "more metadata than the span limit holds")
+    client.shutdown()

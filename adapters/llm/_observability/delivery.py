@@ -15,6 +15,7 @@ in the caller's thread for ``flush`` and ``llm-adapter traces sync``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -45,6 +46,7 @@ _CONTENT = frozenset({400, 413, 422})     # refused for what the batch holds: sp
 _BATCH_ROWS = 200
 _BATCH_BYTES = 4_000_000                  # of payload per request, well under Langfuse's limits
 _BACKOFF_FIRST, _RETRY_AFTER_MAX = 0.5, 300.0
+_YIELD_EVERY = 4                          # spans built between two hand-overs of the GIL
 
 
 class _Transient(Exception):
@@ -147,21 +149,32 @@ class Delivery:
                 self._client = None
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = self.breaker.retry_in()
-            self._wake.wait(wait if wait > 0 else self.retry_interval)
-            self._wake.clear()
-            if self._stop.is_set() or self.breaker.retry_in() > 0:
-                continue                        # in backoff: a commit does not hammer Langfuse
-            if self._stop.wait(self.linger):
-                break
-            try:
-                self.deliver()
-            except (StoreError, *self.store.errors) as exc:  # type: ignore[misc]  # gone, locked, down
-                self._back_off(None, f"cannot read the outbox in {self.store.where}: {exc}")
-            except Exception:  # the thread must outlive a bug; logged with its traceback
-                log.exception("llm-adapter: Langfuse delivery failed")
-                self._back_off(None, "delivery failed (see the log)")
+        kept = contextlib.ExitStack()   # the thread's own store session, kept between rounds
+        conn: Any = None
+        try:
+            while not self._stop.is_set():
+                wait = self.breaker.retry_in()
+                self._wake.wait(wait if wait > 0 else self.retry_interval)
+                self._wake.clear()
+                if self._stop.is_set() or self.breaker.retry_in() > 0:
+                    continue                    # in backoff: a commit does not hammer Langfuse
+                if self._stop.wait(self.linger):
+                    break
+                try:
+                    if conn is None:
+                        conn = kept.enter_context(self.store.session())
+                    # What came in while a batch was sent waits for the next wake-up and
+                    # linger: one request per many calls, not one per few.
+                    self.deliver(conn=conn, drain=False)
+                except (StoreError, *self.store.errors) as exc:  # type: ignore[misc]  # gone, locked, down
+                    conn = None
+                    kept.close()
+                    self._back_off(None, f"cannot read the outbox in {self.store.where}: {exc}")
+                except Exception:  # the thread must outlive a bug; logged with its traceback
+                    log.exception("llm-adapter: Langfuse delivery failed")
+                    self._back_off(None, "delivery failed (see the log)")
+        finally:
+            kept.close()
 
     # -- delivering ------------------------------------------------------------------------
     @property
@@ -169,20 +182,25 @@ class Delivery:
         """The last attempt failed transiently (spans are then spooled, not waited on)."""
         return not self.breaker.closed
 
-    def deliver(self, deadline: float | None = None) -> bool:
-        """Send until nothing is left, a transient failure or ``deadline`` (monotonic);
-        True when the last attempt got through (or there was nothing to send)."""
+    def deliver(self, deadline: float | None = None, *, conn: Any = None,
+                drain: bool = True) -> bool:
+        """Send until nothing is left (``drain``; else until a batch that was not full), a
+        transient failure or ``deadline`` (monotonic); True when the last attempt got through
+        (or there was nothing to send). ``conn``: a connection to use (else one for this
+        call)."""
         end = float("inf") if deadline is None else deadline
         if not self._round_lock.acquire(timeout=max(end - time.monotonic(), 0.0)
                                         if deadline is not None else -1):
             return False
         try:
-            with self.store.session() as conn:
+            with self.store.session() if conn is None else contextlib.nullcontext(conn) as db:
                 for queue in (OUTBOX, SPOOL):
-                    outbox.expire_dead_leases(conn, queue, time.time())
+                    outbox.expire_dead_leases(db, queue, time.time())
                 while time.monotonic() < end and not self._stop.is_set():
-                    if not (self._round(conn, OUTBOX, self.key, end)
-                            or self._round(conn, SPOOL, SPOOL_KIND, end)):
+                    taken = self._round(db, OUTBOX, self.key, end)
+                    if taken and (drain or taken >= _BATCH_ROWS):
+                        continue
+                    if not self._round(db, SPOOL, SPOOL_KIND, end) or not drain:
                         break
             self._recovered()
             return True
@@ -198,12 +216,12 @@ class Delivery:
             spool = outbox.counts(conn, SPOOL, SPOOL_KIND)
         return _state(calls, spool, self.last_error, self.sent)
 
-    def _round(self, conn: Any, queue: Queue, key: str, end: float) -> bool:
-        """One leased batch; False when there was nothing to take."""
+    def _round(self, conn: Any, queue: Queue, key: str, end: float) -> int:
+        """One leased batch; how many rows it took (0: nothing to take)."""
         rows = outbox.take(conn, queue, key, owner=self._owner, lease_s=self.lease_s,
                            limit=_BATCH_ROWS if queue is OUTBOX else 1, max_bytes=_BATCH_BYTES)
         if not rows:
-            return False
+            return 0
         open_ids = {row_id for row_id, _ in rows}
         try:
             if queue is OUTBOX:
@@ -213,17 +231,17 @@ class Delivery:
         except _Transient as exc:
             outbox.release(conn, queue, sorted(open_ids), str(exc), owner=self._owner)
             raise
-        return True
+        return len(rows)
 
     def _send_calls(self, conn: Any, rows: Sequence[tuple[int, Any]],
                     open_ids: set[int], end: float) -> None:
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
         built: list[tuple[int, Any]] = []
-        for row_id, payload in rows:
-            # Each span costs ~1 ms of CPU under the GIL: hand it over between spans, so the
-            # recorder and the store's writer (the durability window) never wait on a batch.
-            time.sleep(0)
+        for n, (row_id, payload) in enumerate(rows):
+            # A span holds the GIL ~0.1 ms (~1 ms through the SDK): hand it over every few,
+            # so the recorder and the store's writer (the durability window) never wait on a
+            # batch.
+            if n % _YIELD_EVERY == 0:
+                time.sleep(0)
             try:
                 built.append((row_id, self.builder.build(payload)))
             except (ValueError, TypeError, KeyError) as exc:  # no span can be made of it
@@ -238,7 +256,7 @@ class Delivery:
             if time.monotonic() - started > self.lease_s / 3:
                 outbox.renew(conn, OUTBOX, sorted(open_ids), owner=self._owner,
                              lease_s=self.lease_s)
-            refused = self._post(encode_spans([s for _, s in part]).SerializeToString())
+            refused = self._post(self.builder.request([s for _, s in part]))
             ids = [row_id for row_id, _ in part]
             if refused is None:
                 outbox.ack(conn, OUTBOX, ids)

@@ -9,12 +9,16 @@ installed SDK.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .credentials import Credentials
 
-__all__ = ["api_client", "api_error", "prompt_request", "sdk_version"]
+__all__ = ["SdkInternals", "api_client", "api_error", "internals", "prompt_request",
+           "sdk_version"]
 
 
 def sdk_version() -> str:
@@ -52,3 +56,31 @@ def api_error() -> Any:
     from langfuse.api.core.api_error import ApiError
 
     return ApiError
+
+
+@dataclass(frozen=True)
+class SdkInternals:
+    """The SDK's span logic the span builder borrows, so a generation is what the SDK makes."""
+
+    attributes: ModuleType              # langfuse._client.attributes: the attribute functions
+    propagation: ModuleType             # langfuse._client.propagation: propagated attributes
+    span_processor: type                # LangfuseSpanProcessor: its on_start/on_end logic
+    is_default_export_span: Any         # the processor's default export filter
+    reserved_observation_keys: Any      # attribute keys the SDK keeps room for on a span
+    tracer_name: str                    # the instrumentation scope's name
+
+
+@cache
+def internals() -> SdkInternals:
+    """The installed SDK's internals (imported on first use)."""
+    from langfuse._client import attributes, propagation
+    from langfuse._client.constants import LANGFUSE_TRACER_NAME
+    from langfuse._client.span import _RESERVED_OBSERVATION_ATTRIBUTE_KEYS
+    from langfuse._client.span_filter import is_default_export_span
+    from langfuse._client.span_processor import LangfuseSpanProcessor
+
+    return SdkInternals(attributes=attributes, propagation=propagation,
+                        span_processor=LangfuseSpanProcessor,
+                        is_default_export_span=is_default_export_span,
+                        reserved_observation_keys=_RESERVED_OBSERVATION_ATTRIBUTE_KEYS,
+                        tracer_name=LANGFUSE_TRACER_NAME)

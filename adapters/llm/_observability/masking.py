@@ -24,10 +24,11 @@ import re
 import secrets as secrets_module
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .pseudonyms import pseudonym
-from .redact import redact
+from .redact import ordered_secrets, redact_ordered
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ _DETECTORS: tuple[tuple[str, str, str], ...] = (
      "[PHONE]"),
 )
 DETECTORS: tuple[str, ...] = tuple(name for name, _, _ in _DETECTORS)
+_IDENTIFIERS_KEPT = 4096        # identifiers a masker remembers the masked form of
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,20 @@ class Masker:
     mask_store: bool = True
     enabled: bool = False
     pseudonym_key: bytes = field(default=b"", repr=False)
+    # Worked out once per masker, not per string: the secrets in the order ``redact`` wants,
+    # and the identifiers seen lately (users, sessions, tags recur on every call; each costs
+    # the detectors and, for a pseudonym, an HMAC).
+    _ordered: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    _identifiers: Callable[[str], str] = field(default=str, init=False, repr=False,
+                                               compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ordered", ordered_secrets(self.secrets))
+        object.__setattr__(self, "_identifiers",
+                           lru_cache(maxsize=_IDENTIFIERS_KEPT)(self._identifier))
 
     def text(self, value: str) -> str:
-        out = redact(value, self.secrets)
+        out = redact_ordered(value, self._ordered)
         if not self.enabled:
             return out
         for _, pattern, replacement in self.rules:
@@ -74,14 +87,17 @@ class Masker:
     def identifier(self, value: str) -> str:
         """``value`` if nothing in it needs masking, else its pseudonym (when masking is on;
         off, only secrets are taken out)."""
+        return self._identifiers(value)
+
+    def _identifier(self, value: str) -> str:
         if not self.enabled:
-            return redact(value, self.secrets)
+            return redact_ordered(value, self._ordered)
         kind = self._finding(value)
         return value if kind is None else pseudonym(self.pseudonym_key, kind, value)
 
     def _finding(self, value: str) -> str | None:
         """What kind of thing masking would take out of ``value``, if anything."""
-        if redact(value, self.secrets) != value:
+        if redact_ordered(value, self._ordered) != value:
             return "secret"
         for kind, pattern, _ in self.rules:
             if pattern.search(value):

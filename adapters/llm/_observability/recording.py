@@ -30,7 +30,9 @@ class Sink(Protocol):
     A sink may also have ``close()``: called once at the end of the process, after its flush.
 
     A sink that also needs the masked record beside the one it chose (the store, writing the
-    Langfuse outbox row with the call's row) has ``emit_pair(record, masked)``, used instead.
+    Langfuse outbox row with the call's row) has ``emit_pair(record, masked)``, used instead;
+    one with ``emit_batch([(record, masked), ...])`` gets the recorder's whole batch at once
+    (each record alone, as above, if that raises: it must take all or nothing).
     """
 
     name: str
@@ -78,17 +80,28 @@ class Recorder:
         return self._worker.stop(timeout)
 
     def _handle(self, batch: list[CallRecord]) -> None:
+        same = self.masker == self.secrets_only
+        pairs = []
         for record in batch:
             masked = _masked(record, self.masker)
-            plain = masked if self.masker == self.secrets_only else \
-                _masked(record, self.secrets_only)
-            for sink in self.sinks:
-                chosen = masked if sink.wants_masked else plain
+            pairs.append((masked, masked if same else _masked(record, self.secrets_only)))
+        for sink in self.sinks:
+            whole = getattr(sink, "emit_batch", None)
+            if whole is not None:
+                chosen = [(m if sink.wants_masked else p, m) for m, p in pairs]
+                try:
+                    whole(chosen)           # one hand-over (one store transaction) per batch
+                    continue
+                except Exception:  # one record it could not take: each alone, as below
+                    log.debug("llm-adapter: the %s sink took the batch record by record",
+                              sink.name, exc_info=True)
+            for masked, plain in pairs:
+                chosen_one = masked if sink.wants_masked else plain
                 pair = getattr(sink, "emit_pair", None)
                 if pair is not None:
-                    self._guard(sink, lambda p=pair, r=chosen, m=masked: p(r, m))
+                    self._guard(sink, lambda p=pair, r=chosen_one, m=masked: p(r, m))
                 else:
-                    self._guard(sink, lambda s=sink, r=chosen: s.emit(r))
+                    self._guard(sink, lambda s=sink, r=chosen_one: s.emit(r))
 
     def _guard(self, sink: Sink, action: object) -> object:
         try:

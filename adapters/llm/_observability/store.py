@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from functools import partial
 from typing import Any, Union
@@ -46,9 +47,18 @@ FILENAME = "calls.sqlite3"
 BUFFER_FILENAME = "buffer.sqlite3"      # beside FILENAME: records waiting for PostgreSQL
 _BATCH = 500                # records per transaction at most
 _RECONNECT_S = 1.0          # while PostgreSQL is down, the writer tries it this often
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Records queued as one item (``write_batch``)."""
+
+    items: tuple[CallRecord | _WithOutbox, ...]
+
+
 # What the writer thread takes from the queue: a record or score to store, an Event to set once
 # everything before it is committed (flush), None to stop.
-_Item = Union[CallRecord, _WithOutbox, _Score, threading.Event, None]
+_Item = Union[CallRecord, _WithOutbox, _Batch, _Score, threading.Event, None]
 
 
 def default_path() -> Path:
@@ -160,6 +170,13 @@ class LocalStore:
         """Queue ``record`` (if any) and its Langfuse outbox row, committed together."""
         self._enqueue(_WithOutbox(record, entry))
 
+    def write_batch(self, items: Sequence[tuple[CallRecord, OutboxEntry | None]]) -> None:
+        """Queue several records (each with its Langfuse outbox row, if any) as one item, so
+        the writer commits them together."""
+        if items:
+            self._enqueue(_Batch(tuple(_WithOutbox(r, e) if e is not None else r
+                                       for r, e in items)))
+
     def on_outbox_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (quick; from the writer thread) after outbox rows are committed."""
         self._outbox_listeners.append(listener)
@@ -217,16 +234,18 @@ class LocalStore:
         self._start_writer()
 
     def _enqueue(self, item: _Item) -> None:
+        count = len(item.items) if isinstance(item, _Batch) else 1
         if self._closed:
-            self._drop("the store is closed")
+            self._drop("the store is closed", count)
             return
         try:
             self._start_writer()
             self._queue.put_nowait(item)
         except queue.Full:
-            self._drop("the write queue is full (calls come faster than the disk takes them)")
+            self._drop("the write queue is full (calls come faster than the disk takes them)",
+                       count)
         except RuntimeError:        # threads cannot be started while the interpreter exits
-            self._drop("the interpreter is shutting down")
+            self._drop("the interpreter is shutting down", count)
 
     def _drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -254,12 +273,12 @@ class LocalStore:
             while not (stopping and self._queue.empty()):
                 waiting = self._buffer is not None and self._buffer.waiting > 0
                 try:
-                    items = [self._queue.get(timeout=_RECONNECT_S if waiting else None)]
+                    items = _flat([self._queue.get(timeout=_RECONNECT_S if waiting else None)])
                 except queue.Empty:
                     items = []
                 while len(items) < _BATCH:
                     try:
-                        items.append(self._queue.get_nowait())
+                        items.extend(_flat([self._queue.get_nowait()]))
                     except queue.Empty:
                         break
                 if waiting:
@@ -502,3 +521,14 @@ class _Down(Exception):
     """PostgreSQL cannot be reached now (the writer tries again in a moment)."""
 
 
+
+
+def _flat(items: list[_Item]) -> list[_Item]:
+    """Queue items with every ``_Batch`` opened up."""
+    out: list[_Item] = []
+    for item in items:
+        if isinstance(item, _Batch):
+            out.extend(item.items)
+        else:
+            out.append(item)
+    return out

@@ -229,6 +229,16 @@ class _StoreSink:
             return
         self.store.write_with_outbox(record, self.langfuse.entry(masked))
 
+    def emit_batch(self, pairs: list[tuple[Any, Any]]) -> None:
+        """The recorder's batch as one item of the writer's queue: one wake-up of the writer
+        and one transaction for all of it, not one per call."""
+        langfuse = self.langfuse
+        if langfuse is None:
+            self.store.write_batch([(record, None) for record, _ in pairs])
+        else:
+            self.store.write_batch([(record, langfuse.entry(masked))
+                                    for record, masked in pairs])
+
     def flush(self, timeout: float) -> bool:
         if self.langfuse is None:
             return bool(self.store.flush(timeout))
