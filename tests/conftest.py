@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -69,24 +71,41 @@ def write_config(directory: Path, source: ConfigSource, *, sim_url: str | None =
 
 
 def sim_deployment(group: str, scenario: str, *, model: str = "openai/gpt-4o",
-                   key: str = "sk-test-0001", **params: Any) -> dict[str, Any]:
-    """A model_list entry served by the simulator's ``scenario`` (also its deployment id)."""
-    return {"model_name": group,
-            "litellm_params": {"model": model, "api_base": f"{{sim}}/s/{scenario}",
-                               "api_key": key, **params},
-            "model_info": {"id": scenario}}
+                   key: str = "sk-test-0001", with_id: bool = True, **params: Any
+                   ) -> dict[str, Any]:
+    """A model_list entry served by the simulator's ``scenario`` (also its deployment id,
+    unless ``with_id=False`` leaves the id to LiteLLM)."""
+    entry: dict[str, Any] = {"model_name": group,
+                             "litellm_params": {"model": model,
+                                                "api_base": f"{{sim}}/s/{scenario}",
+                                                "api_key": key, **params}}
+    if with_id:
+        entry["model_info"] = {"id": scenario}
+    return entry
 
 
-def one_group(scenario: str, *, key: str = "sk-test-main-0001", **sections: Any
-              ) -> dict[str, Any]:
+def one_group(scenario: str, *, key: str = "sk-test-main-0001", model: str = "openai/gpt-4o",
+              **sections: Any) -> dict[str, Any]:
     """The standard one-group config: group ``main`` on ``scenario``, plus ``sections``."""
-    return {"model_list": [sim_deployment("main", scenario, key=key)], **sections}
+    return {"model_list": [sim_deployment("main", scenario, key=key, model=model)], **sections}
 
 
-def two_groups(primary: str, backup: str, **sections: Any) -> dict[str, Any]:
-    """The standard chain: ``primary`` falls back to ``backup`` (groups of those names)."""
-    return {"model_list": [sim_deployment("primary", primary, key="sk-test-primary-0001"),
-                           sim_deployment("backup", backup, key="sk-test-backup-0002")],
+def profiles(**environments: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``environments`` section: each profile on group ``main`` unless it names another
+    ``default_model``."""
+    return {name: {"default_model": "main", **settings} for name, settings in environments.items()}
+
+
+def two_groups(primary: str, backup: str, *, primary_params: Mapping[str, Any] | None = None,
+               backup_params: Mapping[str, Any] | None = None, **sections: Any
+               ) -> dict[str, Any]:
+    """The standard chain: ``primary`` falls back to ``backup`` (groups of those names);
+    ``*_params`` add to or replace a deployment's ``litellm_params`` (``model``, ``timeout``)."""
+    return {"model_list": [
+                sim_deployment("primary", primary, **{"key": "sk-test-primary-0001",
+                                                      **(primary_params or {})}),
+                sim_deployment("backup", backup, **{"key": "sk-test-backup-0002",
+                                                    **(backup_params or {})})],
             "fallbacks": ["primary", "backup"], **sections}
 
 
@@ -114,3 +133,25 @@ def make_adapter(tmp_path: Path, sim: Simulator):
         return LiteLLMAdapter(model=model, config=config, **kwargs)  # type: ignore[arg-type]
 
     return build
+
+
+# -- waiting for what can be observed -------------------------------------------------------
+def wait_until(predicate: Callable[[], object], *, timeout: float, what: str,
+               interval: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` was awaited after ``timeout``
+    seconds (an observable event, never a guessed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not seen within {timeout} s")
+        time.sleep(interval)
+
+
+async def await_until(predicate: Callable[[], object], *, timeout: float, what: str,
+                      interval: float = 0.02) -> None:
+    """``wait_until`` for a test on an event loop: the loop keeps running between polls."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not seen within {timeout} s")
+        await asyncio.sleep(interval)
