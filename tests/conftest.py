@@ -96,6 +96,14 @@ def profiles(**environments: Mapping[str, Any]) -> dict[str, Any]:
     return {name: {"default_model": "main", **settings} for name, settings in environments.items()}
 
 
+def traced(scenario: str, key: str, **sections: Any) -> dict[str, Any]:
+    """One group traced to Langfuse: profile ``production`` (tagged ``production``) and
+    ``staging`` (masking off)."""
+    return one_group(scenario, key=key, environments=profiles(
+        production={"langfuse": {"enabled": True, "default_tags": ["production"]}},
+        staging={"langfuse": {"enabled": True}, "masking": {"enabled": False}}), **sections)
+
+
 def two_groups(primary: str, backup: str, *, primary_params: Mapping[str, Any] | None = None,
                backup_params: Mapping[str, Any] | None = None, **sections: Any
                ) -> dict[str, Any]:
