@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import textwrap
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -142,24 +140,3 @@ def make_adapter(tmp_path: Path, sim: Simulator):
 
     return build
 
-
-# -- waiting for what can be observed -------------------------------------------------------
-def wait_until(predicate: Callable[[], object], *, timeout: float, what: str,
-               interval: float = 0.02) -> None:
-    """Poll ``predicate`` until it is true; fail naming ``what`` was awaited after ``timeout``
-    seconds (an observable event, never a guessed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not seen within {timeout} s")
-        time.sleep(interval)
-
-
-async def await_until(predicate: Callable[[], object], *, timeout: float, what: str,
-                      interval: float = 0.02) -> None:
-    """``wait_until`` for a test on an event loop: the loop keeps running between polls."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not seen within {timeout} s")
-        await asyncio.sleep(interval)
