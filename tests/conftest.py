@@ -69,24 +69,49 @@ def write_config(directory: Path, source: ConfigSource, *, sim_url: str | None =
 
 
 def sim_deployment(group: str, scenario: str, *, model: str = "openai/gpt-4o",
-                   key: str = "sk-test-0001", **params: Any) -> dict[str, Any]:
-    """A model_list entry served by the simulator's ``scenario`` (also its deployment id)."""
-    return {"model_name": group,
-            "litellm_params": {"model": model, "api_base": f"{{sim}}/s/{scenario}",
-                               "api_key": key, **params},
-            "model_info": {"id": scenario}}
+                   key: str = "sk-test-0001", with_id: bool = True, **params: Any
+                   ) -> dict[str, Any]:
+    """A model_list entry served by the simulator's ``scenario`` (also its deployment id,
+    unless ``with_id=False`` leaves the id to LiteLLM)."""
+    entry: dict[str, Any] = {"model_name": group,
+                             "litellm_params": {"model": model,
+                                                "api_base": f"{{sim}}/s/{scenario}",
+                                                "api_key": key, **params}}
+    if with_id:
+        entry["model_info"] = {"id": scenario}
+    return entry
 
 
-def one_group(scenario: str, *, key: str = "sk-test-main-0001", **sections: Any
-              ) -> dict[str, Any]:
+def one_group(scenario: str, *, key: str = "sk-test-main-0001", model: str = "openai/gpt-4o",
+              **sections: Any) -> dict[str, Any]:
     """The standard one-group config: group ``main`` on ``scenario``, plus ``sections``."""
-    return {"model_list": [sim_deployment("main", scenario, key=key)], **sections}
+    return {"model_list": [sim_deployment("main", scenario, key=key, model=model)], **sections}
 
 
-def two_groups(primary: str, backup: str, **sections: Any) -> dict[str, Any]:
-    """The standard chain: ``primary`` falls back to ``backup`` (groups of those names)."""
-    return {"model_list": [sim_deployment("primary", primary, key="sk-test-primary-0001"),
-                           sim_deployment("backup", backup, key="sk-test-backup-0002")],
+def profiles(**environments: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``environments`` section: each profile on group ``main`` unless it names another
+    ``default_model``."""
+    return {name: {"default_model": "main", **settings} for name, settings in environments.items()}
+
+
+def traced(scenario: str, key: str, **sections: Any) -> dict[str, Any]:
+    """One group traced to Langfuse: profile ``production`` (tagged ``production``) and
+    ``staging`` (masking off)."""
+    return one_group(scenario, key=key, environments=profiles(
+        production={"langfuse": {"enabled": True, "default_tags": ["production"]}},
+        staging={"langfuse": {"enabled": True}, "masking": {"enabled": False}}), **sections)
+
+
+def two_groups(primary: str, backup: str, *, primary_params: Mapping[str, Any] | None = None,
+               backup_params: Mapping[str, Any] | None = None, **sections: Any
+               ) -> dict[str, Any]:
+    """The standard chain: ``primary`` falls back to ``backup`` (groups of those names);
+    ``*_params`` add to or replace a deployment's ``litellm_params`` (``model``, ``timeout``)."""
+    return {"model_list": [
+                sim_deployment("primary", primary, **{"key": "sk-test-primary-0001",
+                                                      **(primary_params or {})}),
+                sim_deployment("backup", backup, **{"key": "sk-test-backup-0002",
+                                                    **(backup_params or {})})],
             "fallbacks": ["primary", "backup"], **sections}
 
 
@@ -114,3 +139,4 @@ def make_adapter(tmp_path: Path, sim: Simulator):
         return LiteLLMAdapter(model=model, config=config, **kwargs)  # type: ignore[arg-type]
 
     return build
+

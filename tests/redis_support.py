@@ -12,17 +12,19 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import os
 import uuid
 from functools import cache
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from adapters.llm._traffic.counters import Backend, BackendUnavailable, MemoryBackend
 from adapters.llm._traffic.counters_redis import RedisBackend
+
+from .waiting import wait_until
 
 REDIS_URL = os.environ.get("LLM_ADAPTER_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 RUN = uuid.uuid4().hex[:6]          # in every name a run gives Redis, so its keys can be found
@@ -104,6 +106,19 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     made.close()
 
 
+def wait_for_ping(client: Any, what: str, timeout: float = 10.0) -> None:
+    """Wait until a just started redis-server answers ``client``'s PING."""
+    import redis
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    wait_until(answers, timeout=timeout, what=what, interval=0.025)
+
+
 class PrivateRedis:
     """A redis-server of one test's own, to kill, restart, stop (SIGSTOP) and continue."""
 
@@ -125,13 +140,7 @@ class PrivateRedis:
                                      stdout=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_timeout=1)
         try:
-            for _ in range(200):
-                try:
-                    client.ping()
-                    return
-                except redis.RedisError:
-                    time.sleep(0.025)
-            pytest.fail(f"redis-server on port {self.port} did not start")
+            wait_for_ping(client, f"redis-server on port {self.port} answering")
         finally:
             client.close()
 

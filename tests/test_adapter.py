@@ -15,21 +15,13 @@ import pytest
 import adapters.llm as public
 from adapters.llm import ConfigError, LiteLLMAdapter, UsageError
 
-from .conftest import unique
+from .conftest import one_group, unique
 
 ROOT = Path(__file__).resolve().parent.parent
 
-ONE_GROUP = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-main-0001}}
-    model_info: {{id: {name}}}
-"""
-
-
 @pytest.fixture
 def llm(make_adapter):
-    return make_adapter(ONE_GROUP.format(name=unique("adapter")))
+    return make_adapter(one_group(unique("adapter")))
 
 
 def test_public_names_are_exactly_the_documented_ones():
@@ -80,8 +72,7 @@ def test_the_guide_quick_start(llm):
 
 def test_unknown_price_is_none_never_zero(make_adapter):
     name = unique("unpriced")
-    llm = make_adapter(ONE_GROUP.format(name=name).replace("openai/gpt-4o",
-                                                           "openai/house-model-xyz"))
+    llm = make_adapter(one_group(name, model="openai/house-model-xyz"))
     response = llm.generate(prompt="Hello")
     assert response.usage.output_tokens > 0
     assert response.cost is None
@@ -89,9 +80,10 @@ def test_unknown_price_is_none_never_zero(make_adapter):
 
 def test_config_price_override_wins(make_adapter):
     name = unique("priced")
-    text = ONE_GROUP.format(name=name).replace(
-        "model_info: {id:", "model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.002, id:")
-    response = make_adapter(text).generate(prompt="Hello")
+    config = one_group(name)
+    config["model_list"][0]["model_info"].update(input_cost_per_token=0.001,
+                                                 output_cost_per_token=0.002)
+    response = make_adapter(config).generate(prompt="Hello")
     assert response.cost == pytest.approx(response.usage.input_tokens * 0.001 +
                                           response.usage.output_tokens * 0.002)
 
@@ -118,7 +110,7 @@ def test_bad_arguments_are_usage_errors(llm, kwargs, message):
 
 def test_unknown_model_at_construction_lists_groups(make_adapter):
     with pytest.raises(ConfigError) as caught:
-        make_adapter(ONE_GROUP.format(name=unique("x")), model="claude-sonnet")
+        make_adapter(one_group(unique("x")), model="claude-sonnet")
     assert "main" in str(caught.value)
 
 
@@ -146,8 +138,8 @@ def test_sync_generate_from_eight_threads(llm):
 
 
 def test_two_adapters_with_one_config_share_one_router(make_adapter, sim):
-    text = ONE_GROUP.format(name=unique("shared"))
-    first, second = make_adapter(text), make_adapter(text)
+    config = one_group(unique("shared"))
+    first, second = make_adapter(config), make_adapter(config)
     assert first.gateway is second.gateway
 
 

@@ -496,21 +496,15 @@ def test_cli_test_delivers_to_the_webhook(tmp_path: Path, receiver: Receiver) ->
 
 def test_live_calls_through_the_adapter_fire_the_webhook(make_adapter, sim, receiver,
                                                          monkeypatch) -> None:
-    from .conftest import unique
+    from .conftest import one_group, unique
 
     name = unique("alerting")
     sim.set_scenario(name, "down")
     monkeypatch.setenv("ALERT_WEBHOOK_URL", receiver.url)
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-alert-0001}}
-        model_info: {{id: {name}}}
-    alerts:
-      webhook: {{url: "${{ALERT_WEBHOOK_URL}}"}}
-      rules:
-        - {{name: provider-down, metric: error_rate, above: 0.5, window: 1h, min_calls: 3}}
-    """)
+    llm = make_adapter(one_group(name, key="sk-test-alert-0001", alerts={
+        "webhook": {"url": "${ALERT_WEBHOOK_URL}"},
+        "rules": [{"name": "provider-down", "metric": "error_rate", "above": 0.5,
+                   "window": "1h", "min_calls": 3}]}))
     for _ in range(4):
         with pytest.raises(ProviderError):
             llm.generate(prompt="hello", timeout=5)

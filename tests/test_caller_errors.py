@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from adapters.llm import AllProvidersFailed, UsageError
 
-from .conftest import unique
+from .conftest import sim_deployment, unique
 from .test_routing import requests, two_groups
 
 WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
@@ -142,12 +142,8 @@ def test_prompt_variables_must_be_a_mapping_without_none(make_adapter, sim, tmp_
             prompt: "Hello {{name}}, you are {{age}}"
         """))
     only = unique("vars")
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: only
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{only}", api_key: sk-test-v-0001}}
-        model_info: {{id: {only}}}
-    """, prompts_dir=directory)
+    llm = make_adapter({"model_list": [sim_deployment("only", only, key="sk-test-v-0001")]},
+                       prompts_dir=directory)
     assert llm.get_prompt("greet", variables={"name": "Ada", "age": 36}) == "Hello Ada, you are 36"
     with pytest.raises(UsageError, match="variables must be a dict"):
         llm.get_prompt("greet", variables="Ada")  # type: ignore[arg-type]
@@ -163,18 +159,15 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def local_config(sim, dead: str, backup: str, *, fallback: bool) -> str:
-    return f"""
-    model_list:
-      - model_name: local
-        litellm_params: {{model: ollama_chat/llama3.2, api_base: "http://127.0.0.1:{closed_port()}"}}
-        model_info: {{id: {dead}}}
-      - model_name: backup
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{backup}", api_key: sk-test-b-0002}}
-        model_info: {{id: {backup}}}
-    {"fallbacks: [local, backup]" if fallback else ""}
-    router_settings: {{num_retries: 2, cooldown_time: 30}}
-    """
+def local_config(sim, dead: str, backup: str, *, fallback: bool) -> dict:
+    """An Ollama deployment on a closed port, then the simulator's ``backup``."""
+    local = {"model_name": "local",
+             "litellm_params": {"model": "ollama_chat/llama3.2",
+                                "api_base": f"http://127.0.0.1:{closed_port()}"},
+             "model_info": {"id": dead}}
+    return {"model_list": [local, sim_deployment("backup", backup, key="sk-test-b-0002")],
+            **({"fallbacks": ["local", "backup"]} if fallback else {}),
+            "router_settings": {"num_retries": 2, "cooldown_time": 30}}
 
 
 def test_ollama_not_running_is_one_attempt_then_rested(make_adapter, sim):

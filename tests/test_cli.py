@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from adapters.llm._cli.main import main
+
+from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
@@ -133,13 +134,16 @@ def test_simulate_serves_until_stopped():
                              "--scenario", "primary=down"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        for _ in range(100):
+        def health() -> dict | None:
             try:
-                health = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    return json.loads(r.read())
             except OSError:
-                time.sleep(0.1)
-        assert json.loads(health.read())["status"] == "ok"
+                return None
+
+        wait_until(health, timeout=10, interval=0.1,
+                   what=f"`llm-adapter simulate` serving /health on port {port}")
+        assert (health() or {}).get("status") == "ok"
         scenarios = json.loads(urllib.request.urlopen(
             f"http://127.0.0.1:{port}/control/scenarios", timeout=1).read())
         assert scenarios["primary"]["faults"][0]["status"] == 503

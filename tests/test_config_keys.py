@@ -8,7 +8,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import time
 import uuid
 import warnings
 from contextlib import closing
@@ -27,7 +26,7 @@ from adapters.llm._observability.tracing import trace_sampled
 
 from .conftest import one_group, sim_deployment, two_groups, unique
 from .langfuse_server import LangfuseServer, use_project
-from .redis_support import shared_redis_url
+from .redis_support import shared_redis_url, wait_for_ping
 
 ML = {"model_list": [{"model_name": "a", "litellm_params": {"model": "openai/gpt-4o"}},
                      {"model_name": "b", "litellm_params": {"model": "anthropic/claude-x"}}]}
@@ -330,12 +329,7 @@ def locked_redis() -> Any:
     proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
                              "--requirepass", password], stdout=subprocess.DEVNULL)
     client = redis.Redis(port=port, password=password)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            time.sleep(0.05)
+    wait_for_ping(client, f"redis-server on port {port} answering with its password")
     yield port, password, client
     client.close()
     proc.kill()

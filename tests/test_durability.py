@@ -29,21 +29,14 @@ import pytest
 from adapters.llm import LLMResponse, UsageError
 from adapters.llm.simulator import Scenario, Simulator
 
-from .conftest import unique
+from .conftest import one_group, profiles, sim_deployment, unique, write_config
 from .langfuse_server import LangfuseServer
+from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 240.0          # per script: a hang is forever, a slow import on a busy machine is not
 WINDOW_S = 0.5           # SIGKILL: what may be lost, generously over the measured window
 
-CONFIG = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{sim}/s/{name}", api_key: sk-test-durable-0001}}
-    model_info: {{id: {name}}}
-environments:
-  production: {{default_model: main, langfuse: {{enabled: true}}}}
-"""
 
 # argv: calls, kind (sync | async | stream), end (end | exit | raise | sigint | sigterm |
 # own-handler | loop)
@@ -106,8 +99,10 @@ class Env:
         """A fresh home, config and Langfuse project for one script."""
         home = self.base / f"{tag}-{uuid.uuid4().hex[:6]}"
         home.mkdir()
-        config = home / "config.yaml"
-        config.write_text(CONFIG.format(sim=self.sim.url, name=unique("durable")))
+        config = write_config(home, one_group(
+            unique("durable"), key="sk-test-durable-0001",
+            environments=profiles(production={"langfuse": {"enabled": True}})),
+            sim_url=self.sim.url, name="config.yaml")
         public, secret = f"pk-lf-{uuid.uuid4().hex[:12]}", f"sk-lf-{uuid.uuid4().hex[:12]}"
         self.langfuse.add_key(public, secret)
         env = {**os.environ, "PYTHONPATH": _pythonpath(), "LLM_ADAPTER_HOME": str(home),
@@ -279,15 +274,11 @@ def test_an_answer_with_a_lone_surrogate_is_stored_with_its_batch_mates(make_ada
                                                                       tmp_path):
     poison = unique("surrogate")
     sim.set_scenario(poison, Scenario(content="bad \ud800 half"))
-    llm = make_adapter(f"""
-        model_list:
-          - model_name: main
-            litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{unique('mates')}", api_key: sk-x}}
-          - model_name: poison
-            litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{poison}", api_key: sk-x}}
-        environments: {{development: {{default_model: main, langfuse: {{enabled: false}}}}}}
-        store: {{path: "{tmp_path / 'poison' / 'calls.sqlite3'}"}}
-    """)
+    llm = make_adapter({
+        "model_list": [sim_deployment("main", unique("mates"), key="sk-x", with_id=False),
+                       sim_deployment("poison", poison, key="sk-x", with_id=False)],
+        "environments": profiles(development={"langfuse": {"enabled": False}}),
+        "store": {"path": str(tmp_path / "poison" / "calls.sqlite3")}})
 
     async def calls() -> list[LLMResponse]:
         # One batch: they all end within the recorder's gathering window.
@@ -383,18 +374,16 @@ def test_the_cli_and_a_two_line_script_always_exit(tmp_path, program):
 
 
 # -- close(), with, async with ----------------------------------------------------------------
-CLOSE_CONFIG = """
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-x}}
-    environments: {{development: {{default_model: main, langfuse: {{enabled: false}}}}}}
-    store: {{path: "{path}"}}
-"""
+def close_config(name: str, path: Path) -> dict:
+    """One group, untraced, its calls stored at ``path``."""
+    return {"model_list": [sim_deployment("main", name, key="sk-x", with_id=False)],
+            "environments": profiles(development={"langfuse": {"enabled": False}}),
+            "store": {"path": str(path)}}
 
 
 def test_with_block_writes_every_call_down_and_closes_the_adapter(make_adapter, tmp_path):
     path = tmp_path / "with" / "calls.sqlite3"
-    with make_adapter(CLOSE_CONFIG.format(name=unique("with"), path=path)) as llm:
+    with make_adapter(close_config(unique("with"), path)) as llm:
         ids = [llm.generate(prompt=f"q{i}").call_id for i in range(5)]
         stream = llm.stream(prompt="streamed")
         assert "".join(stream)
@@ -407,7 +396,7 @@ def test_with_block_writes_every_call_down_and_closes_the_adapter(make_adapter, 
 
 def test_async_with_block_writes_every_call_down(make_adapter, tmp_path):
     path = tmp_path / "async-with" / "calls.sqlite3"
-    llm = make_adapter(CLOSE_CONFIG.format(name=unique("awith"), path=path))
+    llm = make_adapter(close_config(unique("awith"), path))
 
     async def main() -> list[str]:
         async with llm:
@@ -448,9 +437,8 @@ def test_the_batch_worker_never_strands_an_item():
         t.start()
     for t in threads:
         t.join()
-    deadline = time.monotonic() + 5
-    while len(handled) < len(put_at) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(handled) >= len(put_at), timeout=5,
+               what="every batch handed to the worker handled")
     assert set(handled) == set(put_at)
     assert max(handled[i] - put_at[i] for i in put_at) < 1.0
     worker.put(-1)

@@ -19,35 +19,29 @@ from adapters.llm._observability.recording import build_record
 from adapters.llm._cli.status import collect_status
 from adapters.llm.simulator import Fault, Scenario
 
-from .conftest import unique
+from .conftest import sim_deployment, two_groups, unique
+from .waiting import wait_until
 
 STALL = Scenario(faults=[Fault(kind="stall", stall_s=10)])
-CHAIN = """
-model_list:
-  - model_name: primary
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p}", api_key: sk-test-primary-0001}}
-    model_info: {{id: {p}}}
-  - model_name: backup
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-backup-0002{b_extra}}}
-    model_info: {{id: {b}}}
-  - model_name: third
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{c}", api_key: sk-test-third-0003}}
-    model_info: {{id: {c}}}
-fallbacks: [primary, backup, third]
-router_settings: {{num_retries: 0, cooldown_time: 30, timeout: 30{settings}}}
-{sections}"""
+AFTER_300_MS = {"after_ms": 300}
 
 
-def chain(make_adapter, *, hedging: str | None = "{after_ms: 300}", settings: str = "",
-          sections: str = "", b_extra: str = "", environment: str | None = None):
-    """An adapter on primary → backup → third, each on a fresh scenario, and their names."""
+def chain(make_adapter, *, hedging: dict | None = AFTER_300_MS, settings: dict | None = None,
+          budget: float | None = None, b_extra: dict | None = None,
+          environment: str | None = None):
+    """An adapter on primary → backup → third, each on a fresh scenario, and their names;
+    ``budget`` is a daily limit per user."""
     p, b, c = unique("hedge-p"), unique("hedge-b"), unique("hedge-c")
-    extra = (f", hedging: {hedging}" if hedging else "") + settings
+    config = two_groups(p, b, backup_params=b_extra, router_settings={
+        "num_retries": 0, "cooldown_time": 30, "timeout": 30,
+        **({"hedging": hedging} if hedging else {}), **(settings or {})})
+    config["model_list"].append(sim_deployment("third", c, key="sk-test-third-0003"))
+    config["fallbacks"].append("third")
+    if budget is not None:
+        config["budgets"] = {"limits": [{"scope": "user", "limit": budget, "period": "day"}]}
     if environment:     # limits and budgets are namespaced by environment: never shared
-        sections += f"environments: {{{environment}: {{default_model: primary}}}}\n"
-    llm = make_adapter(CHAIN.format(p=p, b=b, c=c, settings=extra, sections=sections,
-                                    b_extra=b_extra), model="primary", policies=PolicyPool(),
-                       environment=environment)
+        config["environments"] = {environment: {"default_model": "primary"}}
+    llm = make_adapter(config, model="primary", policies=PolicyPool(), environment=environment)
     llm.warmup()
     return llm, p, b, c
 
@@ -56,21 +50,17 @@ def requests(sim, name: str) -> int:
     return int(sim.stats(name).get("requests", 0))
 
 
-def settles_to_zero(sim, name: str, within: float = 3.0) -> bool:
-    """Whether ``name``'s in-flight count drops to 0 (a cancelled request's handler ended)."""
-    give_up = time.monotonic() + within
-    while time.monotonic() < give_up:
-        if int(sim.stats(name).get("in_flight", 0)) == 0:
-            return True
-        time.sleep(0.05)
-    return False
+def settles_to_zero(sim, name: str, why: str = "a cancelled request's handler ended") -> None:
+    """``name``'s in-flight count drops to 0 at the simulator."""
+    wait_until(lambda: int(sim.stats(name).get("in_flight", 0)) == 0, timeout=3.0,
+               what=f"no request in flight at {name} ({why}): {sim.stats(name)}")
 
 
 # ------------------------------------------------------------------------------------ hedging
 
 
 def test_no_hedge_while_the_primary_answers_in_time(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 1500}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 1500})
     sim.set_scenario(p, Scenario(latency_ms=20))
     response = llm.generate(prompt="Hello")
     assert response.deployment == p and not response.hedged
@@ -80,7 +70,7 @@ def test_no_hedge_while_the_primary_answers_in_time(make_adapter, sim):
 
 
 def test_stalled_primary_loses_to_the_hedge(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 300})
     sim.set_scenario(p, STALL)
     sim.set_scenario(b, Scenario(latency_ms=20))
     started = time.monotonic()
@@ -104,7 +94,7 @@ def test_stalled_primary_loses_to_the_hedge(make_adapter, sim):
     assert response.overhead_ms is not None and response.overhead_ms < 150, \
         "the wait before the hedge is the provider's time, not the adapter's"
     # Cancelling the loser's task closed its connection: the simulator's handler ended.
-    assert settles_to_zero(sim, p), sim.stats(p)
+    settles_to_zero(sim, p)
     record = build_record(call_id=uuid.uuid4().hex, group="primary", environment="test",
                           messages=[], params={}, metadata=None, scope=None,
                           parent=(uuid.uuid4().hex, None), started_at=time.time(),
@@ -113,7 +103,7 @@ def test_stalled_primary_loses_to_the_hedge(make_adapter, sim):
 
 
 def test_a_failed_leg_leaves_the_other_running(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 300})
     sim.set_scenario(p, Scenario(latency_ms=700, faults=[Fault(kind="status", status=503)]))
     sim.set_scenario(b, Scenario(latency_ms=600))
     response = llm.generate(prompt="Hello")
@@ -122,7 +112,7 @@ def test_a_failed_leg_leaves_the_other_running(make_adapter, sim):
         (p, "error", "unavailable"), (b, "ok", None)], "the hedge answered after the 503"
     assert requests(sim, c) == 0
 
-    late, p2, b2, c2 = chain(make_adapter, hedging="{after_ms: 300}")
+    late, p2, b2, c2 = chain(make_adapter, hedging={"after_ms": 300})
     sim.set_scenario(p2, Scenario(latency_ms=800))
     sim.set_scenario(b2, "down")
     answer = late.generate(prompt="Hello")
@@ -130,14 +120,14 @@ def test_a_failed_leg_leaves_the_other_running(make_adapter, sim):
     assert [(a.deployment, a.outcome) for a in answer.attempts] == [(p2, "ok"), (b2, "error")]
     assert requests(sim, c2) == 0, "a failed hedge is not walked on from while one runs"
 
-    quick, p3, b3, _ = chain(make_adapter, hedging="{after_ms: 300}")
+    quick, p3, b3, _ = chain(make_adapter, hedging={"after_ms": 300})
     sim.set_scenario(p3, "down")
     fallback = quick.generate(prompt="Hello")
     assert fallback.deployment == b3 and not fallback.hedged, "a fast failure falls back at once"
 
 
 def test_last_group_is_hedged_on_itself(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 300})
     sim.set_scenario(c, Scenario(faults=[Fault(kind="stall", stall_s=10, first_n=1)]))
     response = llm.generate(prompt="Hello", model="third")
     assert response.deployment == c and response.hedged
@@ -145,25 +135,19 @@ def test_last_group_is_hedged_on_itself(make_adapter, sim):
     assert [a.error_kind for a in response.attempts] == ["hedge_lost", None]
 
 
-SIBLINGS = """
-model_list:
-  - model_name: primary
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p1}", api_key: sk-test-p1-0001{p1_extra}}}
-    model_info: {{id: {p1}}}
-  - model_name: primary
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p2}", api_key: sk-test-p2-0002{p2_extra}}}
-    model_info: {{id: {p2}}}
-  - model_name: backup
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-backup-0003}}
-    model_info: {{id: {b}}}
-fallbacks: [primary, backup]
-router_settings: {{num_retries: 0, hedging: {{after_ms: 300, cooldown_after: 0}}}}
-"""
+def siblings(p1: str, p2: str, b: str) -> dict:
+    """Group ``primary`` on two deployments, falling back to ``backup``."""
+    return {"model_list": [sim_deployment("primary", p1, key="sk-test-p1-0001"),
+                           sim_deployment("primary", p2, key="sk-test-p2-0002"),
+                           sim_deployment("backup", b, key="sk-test-backup-0003")],
+            "fallbacks": ["primary", "backup"],
+            "router_settings": {"num_retries": 0,
+                                "hedging": {"after_ms": 300, "cooldown_after": 0}}}
 
 
 def test_a_hedge_goes_to_another_deployment_of_the_group_first(make_adapter, sim):
     p1, p2, b = unique("hedge-p1"), unique("hedge-p2"), unique("hedge-b")
-    llm = make_adapter(SIBLINGS.format(p1=p1, p2=p2, b=b, p1_extra="", p2_extra=""),
+    llm = make_adapter(siblings(p1, p2, b),
                        model="primary", policies=PolicyPool())
     sim.set_scenario(p1, STALL)
     sim.set_scenario(p2, Scenario(latency_ms=20))
@@ -179,7 +163,7 @@ def test_a_hedge_goes_to_another_deployment_of_the_group_first(make_adapter, sim
 
 def test_a_resting_sibling_leaves_the_hedge_to_the_fallback(make_adapter, sim):
     p1, p2, b = unique("hedge-p1"), unique("hedge-p2"), unique("hedge-b")
-    llm = make_adapter(SIBLINGS.format(p1=p1, p2=p2, b=b, p1_extra="", p2_extra=""),
+    llm = make_adapter(siblings(p1, p2, b),
                        model="primary", policies=PolicyPool())
     sim.set_scenario(p2, "down")
     for i in range(12):                 # until litellm's shuffle met the 503 and cooled p2
@@ -195,7 +179,7 @@ def test_a_resting_sibling_leaves_the_hedge_to_the_fallback(make_adapter, sim):
 
 
 def test_a_persistently_slow_primary_is_cooled_down(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200, cooldown_after: 2}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 200, "cooldown_after": 2})
     sim.set_scenario(p, Scenario(latency_ms=1500))
     sim.set_scenario(b, Scenario(latency_ms=20))
     first = llm.generate(prompt="q1")
@@ -219,7 +203,7 @@ def test_a_persistently_slow_primary_is_cooled_down(make_adapter, sim):
 
 
 def test_a_win_between_lost_races_starts_the_count_over(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 300, cooldown_after: 2}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 300, "cooldown_after": 2})
     sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=10, rate=1.0, first_n=1)]))
     assert llm.generate(prompt="q1").hedged                             # lost: a strike
     assert llm.generate(prompt="q2").deployment == p                    # answered: cleared
@@ -229,7 +213,7 @@ def test_a_win_between_lost_races_starts_the_count_over(make_adapter, sim):
 
 
 def test_the_only_way_to_an_answer_is_never_cooled_down(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200, cooldown_after: 1}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 200, "cooldown_after": 1})
     sim.set_scenario(c, Scenario(latency_ms=600))
     sim.set_scenario(b, Scenario(faults=[Fault(kind="stall", stall_s=10, first_n=1)]))
     response = llm.generate(prompt="Hello", model="backup")
@@ -243,7 +227,7 @@ def test_the_only_way_to_an_answer_is_never_cooled_down(make_adapter, sim):
 
 def test_after_percentile_follows_observed_latencies(make_adapter, sim):
     llm, p, b, c = chain(
-        make_adapter, hedging="{after_percentile: 50, min_samples: 6, default_after_ms: 8000}")
+        make_adapter, hedging={"after_percentile": 50, "min_samples": 6, "default_after_ms": 8000})
     hedger = llm.gateway.hedger
     assert hedger is not None and hedger.after_s("primary") == 8.0, "too few samples: default"
     sim.set_scenario(p, Scenario(latency_ms=150))
@@ -270,18 +254,19 @@ def test_the_percentile_is_unbiased_for_a_short_window():
 
 
 def test_max_extra_bounds_the_hedges(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200, max_extra: 2}")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 200, "max_extra": 2})
     sim.set_scenario(p, STALL)
     sim.set_scenario(b, STALL)
     response = llm.generate(prompt="Hello")
     assert response.deployment == c
     assert (requests(sim, p), requests(sim, b), requests(sim, c)) == (1, 1, 1)
     assert [a.error_kind for a in response.attempts] == ["hedge_lost", "hedge_lost", None]
-    assert settles_to_zero(sim, p) and settles_to_zero(sim, b)
+    settles_to_zero(sim, p)
+    settles_to_zero(sim, b)
 
     # One hedge only: no second one goes to the third group. The stalled primary and its hedge
     # are each cut at their share of the deadline, and the walk's next group answers in the rest.
-    one, p1, b1, c1 = chain(make_adapter, hedging="{after_ms: 200, max_extra: 1}")
+    one, p1, b1, c1 = chain(make_adapter, hedging={"after_ms": 200, "max_extra": 1})
     sim.set_scenario(p1, STALL)
     sim.set_scenario(b1, STALL)
     response = one.generate(prompt="Hello", timeout=3)
@@ -293,21 +278,21 @@ def test_max_extra_bounds_the_hedges(make_adapter, sim):
 
 
 def test_no_hedge_without_rate_limit_room(make_adapter, sim):
-    llm, p, b, c = chain(make_adapter, hedging="{after_ms: 200}", b_extra=", rpm: 1")
+    llm, p, b, c = chain(make_adapter, hedging={"after_ms": 200}, b_extra={"rpm": 1})
     assert llm.generate(prompt="takes the backup's one request", model="backup").deployment == b
     sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=1.5)]))
     response = llm.generate(prompt="Hello")
     assert response.deployment == p and not response.hedged, "answered by the primary, late"
     assert requests(sim, b) == 1, "the backup at its rpm limit got no hedge"
 
-    roomy, p2, b2, _ = chain(make_adapter, hedging="{after_ms: 200}", b_extra=", rpm: 2")
+    roomy, p2, b2, _ = chain(make_adapter, hedging={"after_ms": 200}, b_extra={"rpm": 2})
     assert roomy.generate(prompt="one of two", model="backup").deployment == b2
     sim.set_scenario(p2, STALL)
     hedged = roomy.generate(prompt="Hello")
     assert hedged.hedged and hedged.deployment == b2 and requests(sim, b2) == 2
 
     environment = f"t{uuid.uuid4().hex[:10]}"
-    whole, p3, b3, _ = chain(make_adapter, hedging="{after_ms: 200}", settings=", rpm: 1",
+    whole, p3, b3, _ = chain(make_adapter, hedging={"after_ms": 200}, settings={"rpm": 1},
                              environment=environment)
     sim.set_scenario(p3, Scenario(faults=[Fault(kind="stall", stall_s=1.5)]))
     answer = whole.generate(prompt="Hello")
@@ -315,22 +300,16 @@ def test_no_hedge_without_rate_limit_room(make_adapter, sim):
         "the call took the config's one request a minute: none left for a hedge"
 
 
-BUDGET = """budgets:
-  limits:
-    - {{scope: user, limit: {limit}, period: day}}
-"""
-
-
 def test_no_hedge_without_budget_room(make_adapter, sim):
     # One call's estimate (gpt-4o, ~8 prompt tokens, max_tokens 20) is about $0.00022.
-    tight, p, b, _ = chain(make_adapter, sections=BUDGET.format(limit=0.0003))
+    tight, p, b, _ = chain(make_adapter, budget=0.0003)
     sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=1.5)]))
     user = {"user_id": unique("budget-user")}
     response = tight.generate(prompt="Hello", max_tokens=20, metadata=user)
     assert response.deployment == p and not response.hedged
     assert requests(sim, b) == 0, "no budget room for a second attempt: no hedge"
 
-    roomy, p2, b2, _ = chain(make_adapter, sections=BUDGET.format(limit=0.01))
+    roomy, p2, b2, _ = chain(make_adapter, budget=0.01)
     sim.set_scenario(p2, STALL)
     user = {"user_id": unique("budget-user")}
     hedged = roomy.generate(prompt="Hello", max_tokens=20, metadata=user)
@@ -343,7 +322,7 @@ def test_no_hedge_without_budget_room(make_adapter, sim):
 
 
 def test_streams_are_not_hedged(make_adapter, sim):
-    llm, p, b, _ = chain(make_adapter, hedging="{after_ms: 100}")
+    llm, p, b, _ = chain(make_adapter, hedging={"after_ms": 100})
     sim.set_scenario(p, Scenario(latency_ms=600))
     stream = llm.generate(prompt="Tell me a story", stream=True)
     assert "".join(stream) and stream.response is not None
@@ -384,7 +363,7 @@ def test_hedging_config_is_checked(make_adapter, tmp_path):
 
 
 def test_ttft_cut_off_fails_a_silent_stream_over(make_adapter, sim):
-    llm, p, b, _ = chain(make_adapter, hedging=None, settings=", stream_ttft_timeout: 0.5")
+    llm, p, b, _ = chain(make_adapter, hedging=None, settings={"stream_ttft_timeout": 0.5})
     sim.set_scenario(p, Scenario(latency_ms=5000, content="PRIMARY TEXT"))
     sim.set_scenario(b, Scenario(content="BACKUP TEXT"))
     started = time.monotonic()
@@ -397,7 +376,7 @@ def test_ttft_cut_off_fails_a_silent_stream_over(make_adapter, sim):
     cut = response.attempts[0]
     assert (cut.deployment, cut.outcome, cut.error_kind) == (p, "error", "ttft_timeout")
     assert cut.latency_ms is not None and 400 <= cut.latency_ms < 3000
-    assert settles_to_zero(sim, p), "the silent stream's connection was closed"
+    settles_to_zero(sim, p, "the silent stream's connection was closed")
     # A timeout litellm never saw still cools the primary down (allowed_fails: 0), so the
     # next stream does not wait for the cut-off again.
     sent = requests(sim, p)
@@ -423,7 +402,7 @@ def test_ttft_cut_off_per_call(make_adapter, sim):
 
 
 def test_a_prompt_first_chunk_is_not_cut(make_adapter, sim):
-    llm, p, b, _ = chain(make_adapter, hedging=None, settings=", stream_ttft_timeout: 2")
+    llm, p, b, _ = chain(make_adapter, hedging=None, settings={"stream_ttft_timeout": 2})
     sim.set_scenario(p, Scenario(latency_ms=50, chunk_interval_ms=30))
     stream = llm.generate(prompt="Tell me a long story please", stream=True)
     assert "".join(stream) and stream.response is not None
@@ -434,7 +413,7 @@ def test_a_prompt_first_chunk_is_not_cut(make_adapter, sim):
 
 
 def test_overhead_is_reported_for_calls_streams_and_cache_hits(make_adapter, sim):
-    llm, p, _, _ = chain(make_adapter, hedging=None, settings=", cache: {type: local, ttl: 60}")
+    llm, p, _, _ = chain(make_adapter, hedging=None, settings={"cache": {"type": "local", "ttl": 60}})
     sim.set_scenario(p, Scenario(latency_ms=100))
     answer = llm.generate(prompt="What is open on Saturday?")
     assert answer.overhead_ms is not None and 0 <= answer.overhead_ms <= answer.latency_ms

@@ -19,6 +19,7 @@ from adapters.llm._routing.provider_errors import classify
 from adapters.llm.simulator import Fault, Scenario
 
 from .conftest import unique
+from .waiting import await_until
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
 
@@ -86,10 +87,8 @@ def test_attempt_logger_sees_each_attempt_and_each_failure_with_the_deployment_i
         async def call() -> Any:
             response = await r.acompletion(model="first", messages=MESSAGES,
                                            metadata={"contract_key": key})
-            for _ in range(100):                   # failure events run after the call
-                if any(s[0] == "failure" for s in seen):
-                    break
-                await asyncio.sleep(0.01)
+            await await_until(lambda: any(s[0] == "failure" for s in seen), timeout=5,
+                              what="the failure event (it runs after the call)", interval=0.01)
             return response
 
         response = run(call())

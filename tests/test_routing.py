@@ -21,25 +21,20 @@ from adapters.llm import (
 )
 from adapters.llm.simulator import Fault, Scenario
 
-from .conftest import unique
-
-TWO_GROUPS = """
-model_list:
-  - model_name: primary
-    litellm_params: {{model: {primary_model}, api_base: "{{sim}}/s/{p}", api_key: sk-test-primary-0001{extra}}}
-    model_info: {{id: {p}}}
-  - model_name: backup
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-backup-0002}}
-    model_info: {{id: {b}}}
-fallbacks: [primary, backup]
-router_settings: {{num_retries: 1, cooldown_time: 30, timeout: {timeout}}}
-"""
+from .conftest import sim_deployment, unique
+from .conftest import two_groups as chain
 
 
 def two_groups(make_adapter, p: str, b: str, *, primary_model: str = "openai/gpt-4o",
-               extra: str = "", timeout: float = 30):
-    return make_adapter(TWO_GROUPS.format(p=p, b=b, primary_model=primary_model, extra=extra,
-                                          timeout=timeout))
+               timeout: float = 30, cooldown_time: float = 30,
+               primary_timeout: float | None = None):
+    """The chain with the router's ``timeout``; ``primary_timeout`` is the primary
+    deployment's own."""
+    params = {"model": primary_model} | ({} if primary_timeout is None
+                                         else {"timeout": primary_timeout})
+    return make_adapter(chain(p, b, primary_params=params,
+                              router_settings={"num_retries": 1, "cooldown_time": cooldown_time,
+                                               "timeout": timeout}))
 
 
 def requests(sim, name: str) -> int:
@@ -78,7 +73,7 @@ def test_fallback_answers_when_primary_fails(make_adapter, sim, name, fault, kin
 def test_stall_past_deployment_timeout_falls_back(make_adapter, sim):
     p, b = unique("stall"), unique("backup")
     sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=10)]))
-    llm = two_groups(make_adapter, p, b, extra=", timeout: 1")
+    llm = two_groups(make_adapter, p, b, primary_timeout=1)
     response = llm.generate(prompt="Hello")
     assert response.deployment == b
     assert response.attempts[0].error_kind == "timeout"
@@ -104,8 +99,7 @@ def test_later_calls_skip_the_cooling_primary(make_adapter, sim):
 def test_primary_recovers_after_cooldown(make_adapter, sim):
     p, b = unique("recover"), unique("backup")
     sim.set_scenario(p, "down")
-    llm = make_adapter(TWO_GROUPS.format(p=p, b=b, primary_model="openai/gpt-4o", extra="",
-                                         timeout=30).replace("cooldown_time: 30", "cooldown_time: 1"))
+    llm = two_groups(make_adapter, p, b, cooldown_time=1)
     assert llm.generate(prompt="x").deployment == b
     sim.set_scenario(p, "ok")
     time.sleep(1.3)
@@ -114,16 +108,9 @@ def test_primary_recovers_after_cooldown(make_adapter, sim):
 
 def test_load_balancing_spreads_calls(make_adapter, sim):
     a, b = unique("lb-a"), unique("lb-b")
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: pool
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{a}", api_key: sk-test-a-0001}}
-        model_info: {{id: {a}}}
-      - model_name: pool
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-b-0002}}
-        model_info: {{id: {b}}}
-    router_settings: {{routing_strategy: simple-shuffle}}
-    """)
+    llm = make_adapter({"model_list": [sim_deployment("pool", a, key="sk-test-a-0001"),
+                                       sim_deployment("pool", b, key="sk-test-b-0002")],
+                        "router_settings": {"routing_strategy": "simple-shuffle"}})
     answered = [llm.generate(prompt=f"q{i}").deployment for i in range(40)]
     assert answered.count(a) + answered.count(b) == 40
     assert answered.count(a) >= 8 and answered.count(b) >= 8
@@ -217,27 +204,18 @@ def test_gemini_and_ollama_wire_formats(make_adapter, sim, model):
 def test_context_window_goes_to_its_own_chain(make_adapter, sim):
     small, big, other = unique("small"), unique("big"), unique("other")
     sim.set_scenario(small, Scenario(max_input_tokens=5))
-    text = f"""
-    model_list:
-      - model_name: small
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{small}", api_key: sk-test-s-0001}}
-        model_info: {{id: {small}}}
-      - model_name: big
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{big}", api_key: sk-test-b-0002}}
-        model_info: {{id: {big}}}
-      - model_name: other
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{other}", api_key: sk-test-o-0003}}
-        model_info: {{id: {other}}}
-    fallbacks: [small, other]
-    """
-    llm = make_adapter(text + "context_window_fallbacks: [{small: [big]}]\n")
+    config = {"model_list": [sim_deployment("small", small, key="sk-test-s-0001"),
+                             sim_deployment("big", big, key="sk-test-b-0002"),
+                             sim_deployment("other", other, key="sk-test-o-0003")],
+              "fallbacks": ["small", "other"]}
+    llm = make_adapter({**config, "context_window_fallbacks": [{"small": ["big"]}]})
     long_prompt = "please read this rather long prompt " * 5
     response = llm.generate(prompt=long_prompt)
     assert response.deployment == big
     assert response.attempts[0].error_kind == "context_window"
     assert requests(sim, other) == 0
 
-    without = make_adapter(text)
+    without = make_adapter(config)
     with pytest.raises(ContextWindowExceeded) as caught:
         without.generate(prompt=long_prompt)
     assert isinstance(caught.value, UsageError)
@@ -270,12 +248,8 @@ def test_all_failed_lists_every_attempt_in_order(make_adapter, sim):
 def test_missing_key_names_the_variable(make_adapter, sim, monkeypatch):
     monkeypatch.delenv("LLMA_TEST_MISSING_KEY", raising=False)
     only = unique("nokey")
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: only
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{only}", api_key: os.environ/LLMA_TEST_MISSING_KEY}}
-        model_info: {{id: {only}}}
-    """)
+    llm = make_adapter({"model_list": [
+        sim_deployment("only", only, key="os.environ/LLMA_TEST_MISSING_KEY")]})
     with pytest.raises(AllProvidersFailed) as caught:
         llm.generate(prompt="Hello", timeout=5)
     assert "LLMA_TEST_MISSING_KEY" in str(caught.value)
@@ -288,12 +262,8 @@ def test_refused_key_never_shows_its_value(make_adapter, sim, monkeypatch):
     monkeypatch.setenv("LLMA_TEST_REFUSED_KEY", secret)
     only = unique("refused")
     sim.set_scenario(only, "unauthorized")
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: only
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{only}", api_key: os.environ/LLMA_TEST_REFUSED_KEY}}
-        model_info: {{id: {only}}}
-    """)
+    llm = make_adapter({"model_list": [
+        sim_deployment("only", only, key="os.environ/LLMA_TEST_REFUSED_KEY")]})
     with pytest.raises(AllProvidersFailed) as caught:
         llm.generate(prompt="Hello", timeout=5)
     shown = str(caught.value) + repr(caught.value) + "".join(
@@ -306,16 +276,10 @@ def test_refused_key_never_shows_its_value(make_adapter, sim, monkeypatch):
 def test_retry_inside_a_group_records_both_attempts(make_adapter, sim):
     bad, good = unique("pool-bad"), unique("pool-good")
     sim.set_scenario(bad, "down")
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: pool
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{bad}", api_key: sk-test-a-0001, weight: 1000}}
-        model_info: {{id: {bad}}}
-      - model_name: pool
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{good}", api_key: sk-test-b-0002, weight: 1}}
-        model_info: {{id: {good}}}
-    router_settings: {{routing_strategy: simple-shuffle, num_retries: 1}}
-    """)
+    llm = make_adapter({"model_list": [
+        sim_deployment("pool", bad, key="sk-test-a-0001", weight=1000),
+        sim_deployment("pool", good, key="sk-test-b-0002", weight=1)],
+        "router_settings": {"routing_strategy": "simple-shuffle", "num_retries": 1}})
     response = llm.generate(prompt="Hello")
     assert response.deployment == good
     assert requests(sim, bad) == 1, "the weighted choice goes to the bad deployment first"
@@ -330,16 +294,9 @@ def test_retry_inside_a_group_records_both_attempts(make_adapter, sim):
                                       "usage-based-routing-v2", "cost-based-routing"])
 async def test_every_routing_strategy_serves_the_group(make_adapter, sim, strategy):
     a, b = unique("strat-a"), unique("strat-b")
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: pool
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{a}", api_key: sk-test-a-0001}}
-        model_info: {{id: {a}}}
-      - model_name: pool
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-b-0002}}
-        model_info: {{id: {b}}}
-    router_settings: {{routing_strategy: {strategy}}}
-    """)
+    llm = make_adapter({"model_list": [sim_deployment("pool", a, key="sk-test-a-0001"),
+                                       sim_deployment("pool", b, key="sk-test-b-0002")],
+                        "router_settings": {"routing_strategy": strategy}})
     sim.set_scenario(a, Scenario(latency_ms=30))
     sim.set_scenario(b, Scenario(latency_ms=30))
     # Concurrent calls: least-busy spreads by requests in flight.
@@ -355,12 +312,7 @@ def test_retry_after_is_honoured_when_nothing_else_can_answer(make_adapter, sim)
     only = unique("ra-only")
     sim.set_scenario(only, Scenario(faults=[Fault(kind="status", status=429, retry_after=1,
                                                   first_n=1)]))
-    llm = make_adapter(f"""
-    model_list:
-      - model_name: only
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{only}", api_key: sk-test-o-0001}}
-        model_info: {{id: {only}}}
-    """)
+    llm = make_adapter({"model_list": [sim_deployment("only", only, key="sk-test-o-0001")]})
     started = time.monotonic()
     response = llm.generate(prompt="Hello", timeout=10)
     assert response.deployment == only

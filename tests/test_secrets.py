@@ -29,7 +29,7 @@ from adapters.llm._observability.redact import MESSAGE_LIMIT, clip, config_secre
 from adapters.llm._cli.main import main
 from adapters.llm.simulator import Fault, Scenario, Simulator
 
-from .conftest import unique
+from .conftest import one_group, profiles, sim_deployment, traced, unique, write_config
 from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,22 +167,13 @@ def echoed(tmp_path_factory, sim: Simulator, server: LangfuseServer) -> dict[str
         text = "x" * (start - prefix) + key + " is not valid for this resource"
         sim.set_scenario(f"{name}-{i}", Scenario(faults=[Fault("status", status=500,
                                                                message=text)]))
-        entries.append(f"""
-          - model_name: g{i}
-            litellm_params: {{model: openai/gpt-4o, api_base: "{sim.url}/s/{name}-{i}",
-                              api_key: "${{ECHO_KEY}}"}}
-            model_info: {{id: {name}-{i}}}""")
-    entries.append(f"""
-          - model_name: ok
-            litellm_params: {{model: openai/gpt-4o, api_base: "{sim.url}/s/{name}-ok",
-                              api_key: "${{ECHO_KEY}}"}}
-            model_info: {{id: {name}-ok}}""")
-    config = tmp / "config.yaml"
-    config.write_text("model_list:" + "".join(entries) + textwrap.dedent("""
-        router_settings: {num_retries: 0}
-        environments:
-          production: {default_model: ok, langfuse: {enabled: true}}
-        """))
+        entries.append(sim_deployment(f"g{i}", f"{name}-{i}", key="${ECHO_KEY}"))
+    entries.append(sim_deployment("ok", f"{name}-ok", key="${ECHO_KEY}"))
+    config = write_config(tmp, {
+        "model_list": entries, "router_settings": {"num_retries": 0},
+        "environments": profiles(production={"default_model": "ok",
+                                             "langfuse": {"enabled": True}})},
+        sim_url=sim.url, name="config.yaml")
     home = tmp / "home"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ECHO_KEY": key, "LITELLM_LOG": "DEBUG",
            "ENVIRONMENT": "production", "LLM_ADAPTER_HOME": str(home),
@@ -205,17 +196,10 @@ def _message_prefix(tmp: Path, sim: Simulator, key: str) -> int:
 
     name = unique("probe")
     sim.set_scenario(name, Scenario(faults=[Fault("status", status=500, message="PROBE")]))
-    path = tmp / "probe.yaml"
-    path.write_text(textwrap.dedent(f"""
-        model_list:
-          - model_name: main
-            litellm_params: {{model: openai/gpt-4o, api_base: "{sim.url}/s/{name}",
-                              api_key: {key}}}
-            model_info: {{id: {name}}}
-        router_settings: {{num_retries: 0}}
-        environments:
-          development: {{default_model: main, langfuse: {{enabled: false}}}}
-        """))
+    path = write_config(tmp, one_group(name, key=key, router_settings={"num_retries": 0},
+                                       environments=profiles(
+                                           development={"langfuse": {"enabled": False}})),
+                        sim_url=sim.url, name="probe.yaml")
     llm = LiteLLMAdapter(config=load_config(path, environment="development", load_dotenv=False))
     with pytest.raises(errors.ProviderError) as caught:
         llm.generate(prompt="probe", timeout=30)
@@ -275,15 +259,6 @@ def test_litellm_debug_logs_carry_no_patient_data_nor_key(echoed):
 
 
 # -- identifiers ------------------------------------------------------------------------------
-CONFIG = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: {key}}}
-    model_info: {{id: {name}}}
-environments:
-  production: {{default_model: main, langfuse: {{enabled: true, default_tags: [production]}}}}
-  staging: {{default_model: main, langfuse: {{enabled: true}}, masking: {{enabled: false}}}}
-"""
 PATIENT_IDS = {"user_id": EMAIL, "session_id": "visit-123-45-6789",
                "tags": [f"ssn {SSN}", "urgent"], "agent": "matching", "stage": "rank"}
 
@@ -291,7 +266,7 @@ PATIENT_IDS = {"user_id": EMAIL, "session_id": "visit-123-45-6789",
 def test_pii_identifiers_become_stable_pseudonyms_in_store_and_langfuse(make_adapter, server,
                                                                        keys, monkeypatch):
     monkeypatch.setenv("LLM_ADAPTER_PSEUDONYM_KEY", "a-shared-secret-of-every-host-42")
-    llm = make_adapter(CONFIG.format(name=unique("ids"), key=random_key()),
+    llm = make_adapter(traced(unique("ids"), random_key()),
                        environment="production")
     llm.generate(prompt="first", metadata=PATIENT_IDS)
     llm.generate(prompt="second", metadata=PATIENT_IDS)
@@ -340,7 +315,7 @@ def test_pii_identifiers_become_stable_pseudonyms_in_store_and_langfuse(make_ada
 
 
 def test_the_spool_holds_pseudonyms_while_langfuse_is_down(make_adapter, server, keys):
-    llm = make_adapter(CONFIG.format(name=unique("spooled"), key=random_key()),
+    llm = make_adapter(traced(unique("spooled"), random_key()),
                        environment="production")
     server.set_down(True)
     try:
@@ -363,11 +338,11 @@ def test_pseudonyms_agree_across_hosts_sharing_a_key_and_persist_per_install(
         make_adapter, tmp_path, monkeypatch):
     from adapters.llm._observability.telemetry import TelemetryPool
 
-    text = CONFIG.format(name=unique("hosts"), key=random_key())
+    config = traced(unique("hosts"), random_key())
 
     def pseudonym_on(home: Path) -> str:
         monkeypatch.setenv("LLM_ADAPTER_HOME", str(home))
-        llm = make_adapter(text, environment="production", enable_langfuse=False,
+        llm = make_adapter(config, environment="production", enable_langfuse=False,
                            telemetry=TelemetryPool())
         return str(llm.telemetry.masker.identifier(EMAIL))
 
@@ -385,7 +360,7 @@ def test_pseudonyms_agree_across_hosts_sharing_a_key_and_persist_per_install(
 
 def test_masking_off_keeps_identifiers_but_not_keys(make_adapter, server, keys):
     key = random_key()
-    llm = make_adapter(CONFIG.format(name=unique("staging"), key=key), environment="staging")
+    llm = make_adapter(traced(unique("staging"), key), environment="staging")
     llm.generate(prompt="hello", metadata={"user_id": EMAIL, "tags": [f"k {key}"]})
     assert llm.flush_langfuse(timeout=15)
     [gen] = [s for s in mine(server, keys[0])
@@ -395,12 +370,12 @@ def test_masking_off_keeps_identifiers_but_not_keys(make_adapter, server, keys):
 
 
 def test_a_short_or_unknown_masking_key_is_a_config_error(make_adapter):
-    for masking, words in (('{pseudonym_key: "short"}', "at least 16 characters"),
-                           ('{pseudonym: "a-long-enough-secret-42"}',
+    for masking, words in (({"pseudonym_key": "short"}, "at least 16 characters"),
+                           ({"pseudonym": "a-long-enough-secret-42"},
                             "masking.pseudonym: unknown key 'pseudonym'")):
         with pytest.raises(errors.ConfigError, match=re.escape(words)):    # at construction
-            make_adapter(CONFIG.format(name=unique("bad"), key=random_key()) +
-                         f"masking: {masking}\n", environment="production")
+            make_adapter(traced(unique("bad"), random_key(), masking=masking),
+                         environment="production")
 
 
 # -- the log filter ---------------------------------------------------------------------------
@@ -433,7 +408,7 @@ def test_log_filter_is_attached_once_on_first_telemetry_never_at_import():
 
 def test_log_filter_masks_messages_arguments_and_tracebacks(make_adapter, caplog):
     key = random_key()
-    llm = make_adapter(CONFIG.format(name=unique("logs"), key=key), environment="production",
+    llm = make_adapter(traced(unique("logs"), key), environment="production",
                        enable_langfuse=False)
     llm.telemetry                                            # noqa: B018
     router_log = logging.getLogger("LiteLLM Router")
@@ -450,8 +425,8 @@ def test_log_filter_masks_messages_arguments_and_tracebacks(make_adapter, caplog
 def test_doctor_production_fails_without_a_shared_pseudonym_key(tmp_path, monkeypatch):
     from adapters.llm._cli.production_checks import _pseudonym_key
 
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(name="doctor", key=random_key()).replace("{sim}", "http://x"))
+    path = write_config(tmp_path, traced("doctor", random_key()), sim_url="http://x",
+                        name="config.yaml")
     config = load_config(path, environment="production", load_dotenv=False)
     monkeypatch.delenv("LLM_ADAPTER_PSEUDONYM_KEY", raising=False)
     check = _pseudonym_key(config)
@@ -464,7 +439,7 @@ def test_doctor_production_fails_without_a_shared_pseudonym_key(tmp_path, monkey
 
 def test_a_score_comment_is_masked_like_the_call_it_scores(make_adapter, server, keys):
     key = random_key()
-    llm = make_adapter(CONFIG.format(name=unique("score"), key=key), environment="production")
+    llm = make_adapter(traced(unique("score"), key), environment="production")
     llm.generate(prompt="hello")
     llm.score("helpful", True, comment=f"reach me at {EMAIL} with {key}")
     assert llm.flush_langfuse(timeout=15)

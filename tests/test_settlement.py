@@ -30,23 +30,16 @@ from adapters.llm._traffic.budgets import BudgetRule, Budgets
 from adapters.llm._traffic.policies import PolicyPool
 from adapters.llm.simulator import Fault, Scenario
 
-from .conftest import unique
+from .conftest import one_group, unique
 from .redis_support import PrivateRedis, private_redis  # noqa: F401 (fixture)
+from .waiting import await_until, wait_until
 
 CALL = {"user": "alice", "session": None, "agent": None, "tags": [], "environment": "e"}
 
 
-def budgeted(make_adapter: Any, name: str, extra: str = "") -> Any:
-    return make_adapter(f"""
-    model_list:
-      - model_name: main
-        litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-settle-0001}}
-        model_info: {{id: {name}}}
-    budgets:
-      limits:
-        - {{scope: user, limit: 100, period: day}}
-    {extra}
-    """, policies=PolicyPool())
+def budgeted(make_adapter: Any, name: str) -> Any:
+    return make_adapter(one_group(name, key="sk-test-settle-0001", budgets={
+        "limits": [{"scope": "user", "limit": 100, "period": "day"}]}), policies=PolicyPool())
 
 
 def rows(llm: Any, where: str, *args: object) -> list[tuple[Any, ...]]:
@@ -80,14 +73,6 @@ def in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
     return thread, out
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
-        time.sleep(0.02)
-
-
 def spent_today(llm: Any) -> float:
     return sum(r["spent"] for r in llm.policies.budgets.usage())
 
@@ -104,7 +89,8 @@ def test_redis_killed_mid_call_the_answer_is_returned_recorded_and_settled_later
     llm = budgeted(make_adapter, name)
     thread, out = in_thread(lambda: llm.generate(prompt="which therapists work Saturdays?",
                                                  metadata={"user_id": "alice"}, timeout=20))
-    wait_for(lambda: reserved_in_redis(private_redis.url) > 0, 60, "the reservation")
+    wait_until(lambda: reserved_in_redis(private_redis.url) > 0, timeout=60,
+               what="the reservation")
     private_redis.kill()                            # the call is at the provider now
     with caplog.at_level(logging.WARNING):
         thread.join(timeout=60)
@@ -125,7 +111,7 @@ def test_redis_killed_mid_call_the_answer_is_returned_recorded_and_settled_later
         except BackendUnavailable:
             assert time.monotonic() < deadline, "calls did not succeed after Redis came back"
             time.sleep(0.2)
-    wait_for(lambda: llm.policies.budgets.late[0] == 0, 10, "the late settlement")
+    wait_until(lambda: llm.policies.budgets.late[0] == 0, timeout=10, what="the late settlement")
     assert spent_today(llm) == pytest.approx(answer.cost + second.cost)
 
 
@@ -137,7 +123,8 @@ def test_provider_error_is_raised_not_the_failed_release(
     llm = budgeted(make_adapter, name)
     thread, out = in_thread(lambda: llm.generate(prompt=f"hello {name}",
                                                  metadata={"user_id": "alice"}, timeout=20))
-    wait_for(lambda: reserved_in_redis(private_redis.url) > 0, 60, "the reservation")
+    wait_until(lambda: reserved_in_redis(private_redis.url) > 0, timeout=60,
+               what="the reservation")
     private_redis.kill()
     thread.join(timeout=60)
     error = out.get("error")
@@ -210,10 +197,8 @@ def test_a_settle_that_timed_out_is_counted_once(private_redis: PrivateRedis) ->
     assert time.monotonic() - started < 3
     assert b.late == (1, 0.25)
     private_redis.cont()
-    deadline = time.monotonic() + 10
-    while b.reconcile():
-        assert time.monotonic() < deadline, "the late settlement was never taken"
-        time.sleep(0.2)
+    wait_until(lambda: not b.reconcile(), timeout=10, interval=0.2,
+               what="the late settlement taken")
     assert [(round(r["spent"], 9), round(r["reserved"], 9)) for r in b.usage()] == [(0.25, 0)]
 
 
@@ -295,10 +280,8 @@ async def test_drain_adds_what_waited_and_closed_clients_reopen(
     llm = budgeted(make_adapter, name)
     meta = {"user_id": "alice"}
     call = asyncio.create_task(llm.agenerate(prompt="in flight", metadata=meta))
-    deadline = time.monotonic() + 60
-    while not reserved_in_redis(private_redis.url):
-        assert time.monotonic() < deadline, "the reservation did not happen"
-        await asyncio.sleep(0.02)
+    await await_until(lambda: reserved_in_redis(private_redis.url), timeout=60,
+                      what="the reservation")
     private_redis.kill()
     answer = await call
     assert llm.policies.budgets.late[0] == 1

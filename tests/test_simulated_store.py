@@ -18,7 +18,7 @@ from adapters.llm import load_config
 from adapters.llm._cli.main import main
 from adapters.llm._observability.telemetry import store_path
 
-from .conftest import unique
+from .conftest import sim_deployment, unique
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,11 +32,10 @@ for text in ("Hello", "Who is free on Tuesday?"):
 llm.flush_langfuse()
 """
 
-REAL = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-real-01}}
-"""
+
+def real_config(name: str) -> dict:
+    """A development config, not the simulation profile: group ``main`` on the simulator."""
+    return {"model_list": [sim_deployment("main", name, key="sk-test-real-01", with_id=False)]}
 
 
 @pytest.fixture
@@ -81,7 +80,7 @@ def test_simulated_calls_stay_out_of_the_reports_of_real_ones(home: Path, tmp_pa
         assert {r[0] for r in conn.execute("SELECT call_id FROM calls")} == set(simulated_ids)
     assert costs(home)["total"]["calls"] == 0, "simulated spend is left out by default"
 
-    real = make_adapter(REAL.format(name=unique("real")))     # a development call
+    real = make_adapter(real_config(unique("real")))     # a development call
     answer = real.generate(prompt="A real question")
     assert real.flush_langfuse() and answer.cost
 

@@ -31,6 +31,8 @@ import pytest
 
 from adapters.llm.simulator import BUILTIN_SCENARIOS, Fault, Scenario, Simulator
 
+from .waiting import await_until, wait_until
+
 amodule = pytest.mark.asyncio(loop_scope="module")  # litellm caches async clients per loop
 
 OPENAI = "openai/gpt-4o"
@@ -296,10 +298,8 @@ async def test_stall_times_out_and_the_handler_is_cancelled(simulator: Simulator
         if stream:
             await drain(response)
     assert time.monotonic() - started < 3
-    for _ in range(100):  # the client's disconnect cancels the sleeping handler
-        if simulator.stats(name)["in_flight"] == 0:
-            break
-        await asyncio.sleep(0.02)
+    await await_until(lambda: simulator.stats(name)["in_flight"] == 0, timeout=5,
+                      what="the client's disconnect cancelling the stalled handler")
     expected = {"requests": 1, "by_status": {}, "faults": {"stall": 1}, "in_flight": 0}
     assert simulator.stats(name) == expected
 
@@ -499,9 +499,8 @@ def test_stop_closes_stalled_connections_promptly() -> None:
 
     thread = threading.Thread(target=client)
     thread.start()
-    deadline = time.monotonic() + 5
-    while sim.stats("stuck")["in_flight"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: sim.stats("stuck")["in_flight"] > 0, timeout=5, interval=0.01,
+               what="the client's request in flight at the simulator")
     started = time.monotonic()
     sim.stop()
     sim.stop()  # idempotent

@@ -22,27 +22,23 @@ from adapters.llm import ConfigError, DeadlineExceeded, UsageError, load_config
 from adapters.llm._routing.gateway import DEADLINE_HEADROOM_S, call_deadline
 from adapters.llm.simulator import Fault, Scenario
 
-from .conftest import unique
+from .conftest import two_groups as chain
+from .conftest import unique, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 STALL = Scenario(faults=[Fault(kind="stall", stall_s=10)])
 
-CHAIN = """
-model_list:
-  - model_name: primary
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p}", api_key: sk-test-primary-0001{p_extra}}}
-    model_info: {{id: {p}}}
-  - model_name: backup
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: sk-test-backup-0002}}
-    model_info: {{id: {b}}}
-fallbacks: [primary, backup]
-router_settings: {{num_retries: 1, cooldown_time: 30{settings}}}
-"""
+def chain_config(p: str, b: str, settings: dict | None = None,
+                 primary: dict | None = None) -> dict:
+    """The chain with ``settings`` added to its router_settings, ``primary`` to the primary's
+    litellm_params."""
+    return chain(p, b, primary_params=primary,
+                 router_settings={"num_retries": 1, "cooldown_time": 30, **(settings or {})})
 
 
-def two_groups(make_adapter, *, settings: str = "", p_extra: str = ""):
+def two_groups(make_adapter, *, settings: dict | None = None, p_extra: dict | None = None):
     p, b = unique("tmo-p"), unique("tmo-b")
-    llm = make_adapter(CHAIN.format(p=p, b=b, settings=settings, p_extra=p_extra))
+    llm = make_adapter(chain_config(p, b, settings, p_extra))
     llm.warmup()        # litellm's one-time lazy imports are not what these tests time
     return llm, p, b
 
@@ -55,7 +51,7 @@ def requests(sim, name: str) -> int:
 
 
 def test_router_timeout_bounds_each_attempt_and_the_fallback_answers(make_adapter, sim):
-    llm, p, b = two_groups(make_adapter, settings=", timeout: 1")
+    llm, p, b = two_groups(make_adapter, settings={"timeout": 1})
     sim.set_scenario(p, STALL)
     deadline = call_deadline(llm.config, "primary")
     started = time.monotonic()
@@ -71,7 +67,7 @@ def test_router_timeout_bounds_each_attempt_and_the_fallback_answers(make_adapte
 
 def test_a_deployment_timeout_outranks_the_router_timeout(make_adapter, sim):
     # LiteLLM's precedence: the deployment's own timeout, else the router's.
-    llm, p, b = two_groups(make_adapter, settings=", timeout: 1", p_extra=", timeout: 5")
+    llm, p, b = two_groups(make_adapter, settings={"timeout": 1}, p_extra={"timeout": 5})
     sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=1.5)]))
     response = llm.generate(prompt="Hello")
     assert response.deployment == p, "the primary's own 5 s timeout let its 1.5 s answer in"
@@ -79,7 +75,7 @@ def test_a_deployment_timeout_outranks_the_router_timeout(make_adapter, sim):
 
 
 def test_a_short_caller_deadline_leaves_the_fallback_its_turn(make_adapter, sim):
-    llm, p, b = two_groups(make_adapter, settings=", timeout: 30")
+    llm, p, b = two_groups(make_adapter, settings={"timeout": 30})
     sim.set_scenario(p, STALL)
     started = time.monotonic()
     response = llm.generate(prompt="Hello", timeout=4)
@@ -93,7 +89,7 @@ def test_a_short_caller_deadline_leaves_the_fallback_its_turn(make_adapter, sim)
 
 
 def test_the_last_group_gets_all_that_remains(make_adapter, sim):
-    llm, p, b = two_groups(make_adapter, settings=", timeout: 30")
+    llm, p, b = two_groups(make_adapter, settings={"timeout": 30})
     sim.set_scenario(p, "down")
     sim.set_scenario(b, Scenario(faults=[Fault(kind="stall", stall_s=2.5)]))
     response = llm.generate(prompt="Hello", timeout=4)
@@ -105,8 +101,8 @@ def test_the_last_group_gets_all_that_remains(make_adapter, sim):
 def test_stream_timeout_bounds_each_read(make_adapter, sim, where):
     # timeout 30 would let the stall run on; stream_timeout (the router's, or the deployment's)
     # bounds the wait for the stream's first read, and the fallback streams the answer.
-    settings, p_extra = (", timeout: 30, stream_timeout: 1", "") if where == "router" else \
-        (", timeout: 30", ", stream_timeout: 1")
+    settings, p_extra = ({"timeout": 30, "stream_timeout": 1}, None) if where == "router" \
+        else ({"timeout": 30}, {"stream_timeout": 1})
     llm, p, b = two_groups(make_adapter, settings=settings, p_extra=p_extra)
     sim.set_scenario(p, STALL)
     started = time.monotonic()
@@ -124,7 +120,7 @@ def test_stream_timeout_bounds_each_read(make_adapter, sim, where):
 
 
 def test_router_deadline_bounds_the_whole_call(make_adapter, sim):
-    llm, p, b = two_groups(make_adapter, settings=", timeout: 30, deadline: 2")
+    llm, p, b = two_groups(make_adapter, settings={"timeout": 30, "deadline": 2})
     sim.set_scenario(p, STALL)
     sim.set_scenario(b, STALL)
     started = time.monotonic()
@@ -139,10 +135,10 @@ def test_router_deadline_bounds_the_whole_call(make_adapter, sim):
 
 
 def test_default_deadline_lets_the_whole_chain_run(make_adapter, sim):
-    llm, p, b = two_groups(make_adapter, settings=", timeout: 7", p_extra=", timeout: 12")
+    llm, p, b = two_groups(make_adapter, settings={"timeout": 7}, p_extra={"timeout": 12})
     assert call_deadline(llm.config, "primary") == 12 + 7 + DEADLINE_HEADROOM_S
     assert call_deadline(llm.config, "backup") == 7 + DEADLINE_HEADROOM_S
-    fixed, _, _ = two_groups(make_adapter, settings=", deadline: 45")
+    fixed, _, _ = two_groups(make_adapter, settings={"deadline": 45})
     assert call_deadline(fixed.config, "primary") == 45
 
 
@@ -218,12 +214,12 @@ print(json.dumps({**imported, **outcome}))
 """
 
 
-def first_call(tmp_path: Path, sim, timeout: float, settings: str = "") -> tuple[dict, str, str]:
+def first_call(tmp_path: Path, sim, timeout: float,
+               settings: dict | None = None) -> tuple[dict, str, str]:
     """A fresh interpreter's first call, timed inside it from just before ``generate``."""
     p, b = unique("first-p"), unique("first-b")
-    config = tmp_path / f"{p}.yaml"
-    config.write_text(CHAIN.format(p=p, b=b, settings=settings, p_extra="")
-                      .replace("{sim}", sim.url))
+    config = write_config(tmp_path, chain_config(p, b, settings), sim_url=sim.url,
+                          name=f"{p}.yaml")
     script = tmp_path / "first_call.py"
     script.write_text(FIRST_CALL)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LLM_ADAPTER_HOME": str(tmp_path / "home")}
@@ -236,7 +232,8 @@ def first_call(tmp_path: Path, sim, timeout: float, settings: str = "") -> tuple
     return result, p, b
 
 
-@pytest.mark.parametrize("settings", ["", ", hedging: {after_ms: 300}"], ids=["plain", "hedged"])
+@pytest.mark.parametrize("settings", [None, {"hedging": {"after_ms": 300}}],
+                         ids=["plain", "hedged"])
 def test_a_fresh_process_first_call_ends_within_its_deadline(tmp_path, sim, settings):
     result, p, b = first_call(tmp_path, sim, 3.0, settings)
     assert not result["litellm_loaded"] and not result["import_thread"], \
@@ -275,8 +272,7 @@ print("parent", llm.generate(prompt="Hello", timeout=60).deployment, os.waitstat
 
 def test_a_fork_during_the_background_import_leaves_a_working_child(tmp_path, sim):
     p, b = unique("fork-p"), unique("fork-b")
-    config = tmp_path / "config.yaml"
-    config.write_text(CHAIN.format(p=p, b=b, settings="", p_extra="").replace("{sim}", sim.url))
+    config = write_config(tmp_path, chain_config(p, b), sim_url=sim.url, name="config.yaml")
     script = tmp_path / "fork.py"
     script.write_text(FORK)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LLM_ADAPTER_HOME": str(tmp_path / "home")}

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,18 +12,10 @@ import pytest
 
 from adapters.llm.errors import ProviderError
 
-from .conftest import unique
+from .conftest import profiles, sim_deployment, traced, unique
 from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
+from .waiting import wait_until
 
-CONFIG = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: {key}}}
-    model_info: {{id: {name}}}
-environments:
-  production: {{default_model: main, langfuse: {{enabled: true, default_tags: [production]}}}}
-  staging: {{default_model: main, langfuse: {{enabled: true}}, masking: {{enabled: false}}}}
-"""
 API_KEY = "sk-test-SECRETKEYVALUE-4242424242"
 
 
@@ -44,7 +34,7 @@ def keys(server, monkeypatch, tmp_path) -> tuple[str, str]:
 
 @pytest.fixture
 def llm(make_adapter, keys):
-    return make_adapter(CONFIG.format(name=unique("traced"), key=API_KEY), environment="production")
+    return make_adapter(traced(unique("traced"), API_KEY), environment="production")
 
 
 def mine(server: LangfuseServer, public_key: str) -> list[ReceivedSpan]:
@@ -87,7 +77,7 @@ def test_generation_carries_model_usage_cost_session_user_tags_metadata(llm, ser
 def test_failed_call_is_an_error_generation_with_its_attempts(make_adapter, sim, server, keys):
     name = unique("traced-down")
     sim.set_scenario(name, "down")
-    llm = make_adapter(CONFIG.format(name=name, key=API_KEY), environment="production")
+    llm = make_adapter(traced(name, API_KEY), environment="production")
     with pytest.raises(ProviderError):
         llm.generate(prompt="Hello", timeout=5)
     assert llm.flush_langfuse(timeout=15)
@@ -176,11 +166,11 @@ def test_enabled_without_keys_warns_once_and_calls_go_on(make_adapter, monkeypat
     from adapters.llm._observability.telemetry import TelemetryPool
 
     pool = TelemetryPool()
-    llm = make_adapter(CONFIG.format(name=unique("nokeys"), key=API_KEY), environment="production",
+    llm = make_adapter(traced(unique("nokeys"), API_KEY), environment="production",
                        telemetry=pool)
     with caplog.at_level(logging.WARNING, logger="adapters.llm"):
         llm.generate(prompt="one")
-        make_adapter(CONFIG.format(name=unique("nokeys2"), key=API_KEY), environment="production",
+        make_adapter(traced(unique("nokeys2"), API_KEY), environment="production",
                      telemetry=pool).generate(prompt="two")
     warnings = [r for r in caplog.records if "LANGFUSE_PUBLIC_KEY" in r.getMessage()]
     assert len(warnings) == 1
@@ -217,7 +207,7 @@ def test_pii_and_keys_never_leave_the_process(llm, server, keys, caplog):
 
 
 def test_masking_off_still_removes_keys(make_adapter, server, keys):
-    llm = make_adapter(CONFIG.format(name=unique("staging"), key=API_KEY), environment="staging")
+    llm = make_adapter(traced(unique("staging"), API_KEY), environment="staging")
     llm.generate(prompt=PATIENT)
     assert llm.flush_langfuse(timeout=15)
     [gen] = generations(server, keys[0])
@@ -247,10 +237,8 @@ def test_spool_drains_by_itself_when_langfuse_returns(llm, server, keys):
         assert not llm.flush_langfuse(timeout=15)
     finally:
         server.set_down(False)
-    deadline = time.monotonic() + 10
-    while not sink.state().ok and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sink.state().ok, "no call, no flush: the retry timer sent it"
+    wait_until(lambda: sink.state().ok, timeout=10,
+               what="the spool sent by the retry timer (no call, no flush)")
     assert len(generations(server, keys[0])) == 1
 
 
@@ -261,9 +249,8 @@ def test_score_reaches_langfuse_and_the_store(llm, server, keys):
         llm.generate(prompt="inside")
         llm.score("quality", "good")
     assert llm.flush_langfuse(timeout=15)
-    deadline = time.monotonic() + 5
-    while len(server.scores()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(server.scores()) >= 2, timeout=5,
+               what="both scores at the loopback Langfuse")
     got = {s["name"]: s for s in server.scores() if s.get("traceId") in
            (response.trace_id, scope.trace_id)}
     assert got["helpful"]["value"] == 1.0 and got["helpful"]["traceId"] == response.trace_id
@@ -277,12 +264,9 @@ def test_calls_record_the_prompt_version_they_used(make_adapter, server, keys):
     name = "matching-ab"          # fixed: the sticky split of these six users is deterministic
     server.add_prompt(name, "Rank therapists for {{required_skills}}", labels=["production"])
     server.add_prompt(name, "v2: rank therapists for {{required_skills}}", labels=["prod-b"])
-    text = CONFIG.format(name=unique("prompted"), key=API_KEY) + textwrap.dedent(f"""
-        prompts:
-          experiments:
-            {name}: {{variants: {{production: 1, prod-b: 1}}, sticky_by: user_id}}
-    """)
-    llm = make_adapter(text, environment="production")
+    config = traced(unique("prompted"), API_KEY, prompts={"experiments": {
+        name: {"variants": {"production": 1, "prod-b": 1}, "sticky_by": "user_id"}}})
+    llm = make_adapter(config, environment="production")
     chosen = {}
     for user in ("u1", "u2", "u3", "u4", "u5", "u6"):
         with llm.trace("matching", user_id=user):
@@ -304,19 +288,13 @@ def test_calls_record_the_prompt_version_they_used(make_adapter, server, keys):
     assert {rows[c] for c in chosen.values()} == set(variants.values())
 
 
-HEDGED = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{p}", api_key: {key}}}
-    model_info: {{id: {p}}}
-  - model_name: backup
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{b}", api_key: {key}}}
-    model_info: {{id: {b}}}
-fallbacks: [main, backup]
-router_settings: {{num_retries: 0, hedging: {{after_ms: 300}}}}
-environments:
-  production: {{default_model: main, langfuse: {{enabled: true}}}}
-"""
+def hedged(p: str, b: str) -> dict:
+    """``main`` falls back to ``backup``, hedged after 300 ms, traced in production."""
+    return {"model_list": [sim_deployment("main", p, key=API_KEY),
+                           sim_deployment("backup", b, key=API_KEY)],
+            "fallbacks": ["main", "backup"],
+            "router_settings": {"num_retries": 0, "hedging": {"after_ms": 300}},
+            "environments": profiles(production={"langfuse": {"enabled": True}})}
 
 
 def test_a_hedged_call_shows_what_the_lost_hedge_cost_everywhere(make_adapter, sim, server,
@@ -326,7 +304,7 @@ def test_a_hedged_call_shows_what_the_lost_hedge_cost_everywhere(make_adapter, s
 
     p, b = unique("traced-p"), unique("traced-b")
     sim.set_scenario(p, Scenario(faults=[Fault(kind="stall", stall_s=10)]))
-    llm = make_adapter(HEDGED.format(p=p, b=b, key=API_KEY), environment="production")
+    llm = make_adapter(hedged(p, b), environment="production")
     response = llm.generate(prompt="Find a therapist", metadata={"user_id": "admin"})
     assert response.hedged and response.deployment == b
     assert response.cost_details is not None

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from contextlib import closing
@@ -25,18 +24,18 @@ from adapters.llm._observability import outbox
 from adapters.llm._cli.main import main
 from adapters.llm._observability.langfuse_spans import TRUNCATED
 
-from .conftest import unique
+from .conftest import one_group, profiles, unique, write_config
 from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = """
-model_list:
-  - model_name: main
-    litellm_params: {{model: openai/gpt-4o, api_base: "{{sim}}/s/{name}", api_key: sk-test-1}}
-    model_info: {{id: {name}}}
-environments:
-  production: {{default_model: main, langfuse: {{enabled: true}}}}
-"""
+
+
+def traced_in_production(name: str, **sections: object) -> dict:
+    """One group traced to Langfuse in production."""
+    return one_group(name, key="sk-test-1", **sections,
+                     environments=profiles(production={"langfuse": {"enabled": True}}))
+
+
 MARK = "POISON-MARK-7f3a"
 
 
@@ -91,9 +90,8 @@ print("ok" if llm.flush_langfuse(timeout=60) else "not ok", flush=True)
 @pytest.mark.parametrize("recovery", ["next process", "traces sync"])
 def test_sigkill_mid_run_then_every_stored_call_reaches_langfuse_once(
         recovery, sim, server, keys, tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(CONFIG.format(name=unique("killed"))).replace(
-        "{sim}", sim.url))
+    config = write_config(tmp_path, traced_in_production(unique("killed")), sim_url=sim.url,
+                          name="config.yaml")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     home = Path(env["LLM_ADAPTER_HOME"])
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(config)], env=env,
@@ -140,7 +138,7 @@ def test_sigkill_mid_run_then_every_stored_call_reaches_langfuse_once(
 @pytest.mark.parametrize("status,then", [(413, "retry"), (400, "drop")])
 def test_a_refused_batch_delivers_its_mates_and_quarantines_only_the_marked_call(
         status, then, make_adapter, server, keys, tmp_path):
-    llm = make_adapter(CONFIG.format(name=unique("refused")), environment="production")
+    llm = make_adapter(traced_in_production(unique("refused")), environment="production")
     server.reject_marked(MARK, status)
     server.set_down(True)                       # so the six calls go in one batch
     try:
@@ -189,7 +187,7 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def test_a_3_mb_prompt_arrives_truncated_with_a_marker(make_adapter, server, keys):
     server.set_max_body(2_500_000)              # the whole prompt would be refused
-    llm = make_adapter(CONFIG.format(name=unique("huge")), environment="production")
+    llm = make_adapter(traced_in_production(unique("huge")), environment="production")
     prompt = "patient history. " * (3_000_000 // 17)
     response = llm.generate(prompt=prompt)
     assert llm.flush_langfuse(timeout=60)
@@ -207,7 +205,7 @@ def test_a_3_mb_prompt_arrives_truncated_with_a_marker(make_adapter, server, key
 # -- outages ------------------------------------------------------------------------------------
 def test_thousands_of_calls_while_langfuse_is_down_are_all_delivered_after(
         make_adapter, server, keys):
-    llm = make_adapter(CONFIG.format(name=unique("outage")), environment="production")
+    llm = make_adapter(traced_in_production(unique("outage")), environment="production")
     total = 2_500                               # more than the SDK's 2,048-span queue
 
     async def calls() -> list[str]:
@@ -234,7 +232,7 @@ def test_thousands_of_calls_while_langfuse_is_down_are_all_delivered_after(
 
 
 def test_a_normal_run_sends_each_generation_once(make_adapter, server, keys):
-    llm = make_adapter(CONFIG.format(name=unique("normal")), environment="production")
+    llm = make_adapter(traced_in_production(unique("normal")), environment="production")
     ids = [llm.generate(prompt=f"normal {i}").call_id for i in range(30)]
     assert llm.flush_langfuse(timeout=30)
     spans = [g.span_id for g in generations(server.spans(), keys[0])]
@@ -243,8 +241,8 @@ def test_a_normal_run_sends_each_generation_once(make_adapter, server, keys):
 
 
 def test_store_off_still_keeps_langfuse_payloads_in_the_outbox(make_adapter, server, keys):
-    llm = make_adapter(CONFIG.format(name=unique("nostore")) +
-                       "store: {enabled: false}\n", environment="production")
+    llm = make_adapter(traced_in_production(unique("nostore"), store={"enabled": False}),
+                       environment="production")
     server.set_down(True)
     try:
         answer = llm.generate(prompt="no calls rows")
@@ -260,7 +258,7 @@ def test_store_off_still_keeps_langfuse_payloads_in_the_outbox(make_adapter, ser
 @pytest.mark.parametrize("status", [500, 503, 429, 401, 403])
 def test_transient_refusals_keep_every_call_and_quarantine_nothing(status, make_adapter, server,
                                                                    keys):
-    llm = make_adapter(CONFIG.format(name=unique("transient")), environment="production")
+    llm = make_adapter(traced_in_production(unique("transient")), environment="production")
     delivery = llm.telemetry.langfuse.delivery
     server.set_status(status, retry_after=120 if status == 429 else None)
     try:
@@ -291,9 +289,8 @@ print("ok" if llm.flush_langfuse(timeout=60) else "not ok", flush=True)
 
 
 def test_two_processes_on_one_store_never_send_the_same_rows(sim, server, keys, tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(CONFIG.format(name=unique("two"))).replace(
-        "{sim}", sim.url))
+    config = write_config(tmp_path, traced_in_production(unique("two")), sim_url=sim.url,
+                          name="config.yaml")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", TWO, str(config), name], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from adapters.llm import BudgetExceeded, RateLimited
 
 from .conftest import one_group, sim_deployment, unique
 from .conftest import write_config as write_file
-from .redis_support import RUN, shared_redis_url
+from .redis_support import RUN, shared_redis_url, wait_for_ping
 
 
 
@@ -144,12 +143,7 @@ def own_redis() -> Any:
     import redis
 
     client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            time.sleep(0.05)
+    wait_for_ping(client, f"redis-server on port {port} answering")
     yield f"redis://127.0.0.1:{port}/0", proc
     proc.kill()
     proc.wait()
