@@ -25,7 +25,7 @@ import yaml
 from dotenv import dotenv_values
 
 from .schema import (
-    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, ROUTER_FIELDS, SECTIONS, TOP_LEVEL_KEYS, Checker,
+    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, ROUTER_FIELDS, SECTIONS, TOP_LEVEL_KEYS,
     masked, show, suggest,
 )
 from .deployments import ModelList, check_chains, check_model_list
@@ -272,25 +272,24 @@ def _read_yaml(file: Path) -> Any:
 def _build(raw: Any, file: Path, environment: str, env_source: str,
            variables: Mapping[str, str]) -> Config:
     where = str(file)
-    check = Checker(where)
     top = _top_level(raw, where)
-    variables = with_environment_variables(check, top.pop("environment_variables", None),
-                                           variables)
+    variables = with_environment_variables(top.pop("environment_variables", None), variables,
+                                           file=where)
     data: dict[str, Any] = interpolate(top, variables, file=where)
-    lift_chains(check, data)
+    lift_chains(data, file=where)
 
     model_list = check_model_list(data.get("model_list"), file=where)
     deployments = _deployments(model_list, top["model_list"], variables)
     groups = model_list.groups()
     chains = check_chains(data, groups, file=where)
-    sections = {name: check.mapping(data[name], name) for name in SECTIONS if name in data}
+    sections = {name: _section(data[name], name, where) for name in SECTIONS if name in data}
     merged = merge(data, sections, groups, environment, env_source, file=where)
     return Config(
         path=file, environment=environment, deployments=deployments,
         fallbacks=chains.fallbacks,
         context_window_fallbacks=chains.context_window_fallbacks,
         content_policy_fallbacks=chains.content_policy_fallbacks,
-        router_settings=_router(check, merged.router, merged.settings),
+        router_settings=_router(merged.router, merged.settings, file=where),
         profile=merged.profile, profiles=merged.profiles, sections=freeze(sections),
         prompts_dir=Path(variables[PROMPTS_ENV_VAR]).expanduser()
         if variables.get(PROMPTS_ENV_VAR) else None, settings=merged.settings)
@@ -314,6 +313,14 @@ def _top_level(raw: Any, file: str) -> dict[str, Any]:
             raise ConfigError(f"unknown top-level key {name!r}", path=file, key=str(name),
                               fix=suggest(name, TOP_LEVEL_KEYS, what="valid top-level keys"))
     return {str(k): v for k, v in raw.items()}
+
+
+def _section(value: Any, name: str, file: str) -> dict[str, Any]:
+    """A feature section as written (None counts as empty); its keys are checked later."""
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(f"expected a mapping, got {show(value, name)}", path=file, key=name,
+                          fix="write key: value pairs (a YAML mapping)")
+    return {str(k): v for k, v in (value or {}).items()}
 
 
 def _deployments(model_list: ModelList, raw_list: Any, variables: Mapping[str, str]
@@ -348,14 +355,14 @@ def _deployment(model_name: str, params: dict[str, Any], info: dict[str, Any], r
                       key_env=key_env, key_present=present)
 
 
-def _router(check: Checker, merged: Mapping[str, Any], settings: Settings) -> RouterSettings:
+def _router(merged: Mapping[str, Any], settings: Settings, *, file: str) -> RouterSettings:
     """Split checked router settings into RouterSettings fields and pass-through ``extra``.
 
     As in LiteLLM, ``redis_host``/``redis_port``/``redis_password`` name the Redis that
     ``redis_url`` would (which wins when both are given), and ``litellm_settings.num_retries``
     / ``request_timeout`` are the defaults of ``num_retries`` / ``timeout``.
     """
-    merged = router_keys(check, merged, settings.litellm)
+    merged = router_keys(merged, settings.litellm, file=file)
     known = {k: v for k, v in merged.items() if k in ROUTER_FIELDS}
     for name in ("timeout", "stream_timeout", "deadline", "cooldown_time", "retry_after"):
         if name in known:
