@@ -18,8 +18,9 @@ from .deployments import known_group
 from .frozen import FrozenDict, empty, freeze
 from .schema import PROFILE_EXTRA_KEYS, Flag, Table, Text, join_key, masked, show, suggest
 from .settings import LangfuseSection, Section, Settings, check_section, resolve
-from .settings_router import RouterSection
+from .settings_router import RouterSection, check_router_settings
 from .validation_errors import config_error, problem, spec
+from .._observability.alert_rules import AlertSettings
 from ..errors import ConfigError
 
 __all__ = ["LangfuseSettings", "Merged", "Profile", "ProfileSection", "merge", "profiles"]
@@ -165,9 +166,6 @@ def merge(data: Mapping[str, Any], sections: Mapping[str, Any], groups: tuple[st
           environment: str, env_source: str, *, file: str | None) -> Merged:
     """The one place the file's settings and ``environments.<environment>`` are merged;
     ``data`` is the interpolated file, ``sections`` its feature sections."""
-    from .._observability.alert_rules import AlertSettings
-    from .settings_router import check_router_settings
-
     base_router = check_router_settings(data.get("router_settings"), key="router_settings",
                                         file=file)
     langfuse = check_section(LangfuseSection, data.get("langfuse"), key="langfuse",
