@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from urllib.parse import quote
 
 from .validation_errors import problem, spec
-from .schema import Checker, Flag, Num, join_key, suggest
+from .schema import Flag, Num, join_key, show, suggest
 from .interpolate import interpolate
+from ..errors import ConfigError
 
 __all__ = ["CHAIN_KEYS", "LiteLLMSettings", "PROXY_LITELLM_KEYS", "lift_chains",
            "proxy_only_keys", "router_keys", "with_environment_variables"]
@@ -92,7 +93,7 @@ def proxy_only_keys(data: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def lift_chains(check: Checker, data: dict[str, Any]) -> None:
+def lift_chains(data: dict[str, Any], *, file: str | None) -> None:
     """LiteLLM also reads the fallback lists from litellm_settings: use them as top-level ones."""
     settings = data.get("litellm_settings")
     if not isinstance(settings, Mapping):
@@ -100,12 +101,13 @@ def lift_chains(check: Checker, data: dict[str, Any]) -> None:
     for name in CHAIN_KEYS:
         if name in settings:
             if name in data:
-                raise check.error(join_key("litellm_settings", name), f"{name} is given both "
-                                  "here and at the top level", f"keep only the top-level {name}")
+                raise ConfigError(f"{name} is given both here and at the top level", path=file,
+                                  key=join_key("litellm_settings", name),
+                                  fix=f"keep only the top-level {name}")
             data[name] = settings[name]
 
 
-def router_keys(check: Checker, merged: Mapping[str, Any], litellm: LiteLLMSettings
+def router_keys(merged: Mapping[str, Any], litellm: LiteLLMSettings, *, file: str | None
                 ) -> dict[str, Any]:
     """Checked router settings with LiteLLM's spellings resolved: ``redis_host``/``redis_port``
     /``redis_password`` become the ``redis_url`` they name (a given ``redis_url`` wins, as in
@@ -114,9 +116,10 @@ def router_keys(check: Checker, merged: Mapping[str, Any], litellm: LiteLLMSetti
     merged = dict(merged)
     for name in ("caching_groups", "cache_responses"):
         if merged.get(name):
-            raise check.error(join_key("router_settings", name), f"{name} is not supported: "
-                              "it would turn on litellm's own response cache beside the "
-                              "adapter's", "use router_settings.cache: {type: redis, ttl: 3600} "
+            raise ConfigError(f"{name} is not supported: it would turn on litellm's own "
+                              "response cache beside the adapter's", path=file,
+                              key=join_key("router_settings", name),
+                              fix="use router_settings.cache: {type: redis, ttl: 3600} "
                               "(one cache for every group), and remove this key")
         merged.pop(name, None)
     host = merged.pop("redis_host", None)
@@ -126,9 +129,10 @@ def router_keys(check: Checker, merged: Mapping[str, Any], litellm: LiteLLMSetti
         auth = f":{quote(str(password), safe='')}@" if password else ""
         merged["redis_url"] = f"redis://{auth}{host}:{int(port or 6379)}"
     elif (port or password) and not host and not merged.get("redis_url"):
-        raise check.error("router_settings.redis_host", "redis_port or redis_password is set "
-                          "but redis_host is not", "add redis_host (e.g. 127.0.0.1), or set "
-                          "redis_url: redis://host:6379")
+        raise ConfigError("redis_port or redis_password is set but redis_host is not",
+                          path=file, key="router_settings.redis_host",
+                          fix="add redis_host (e.g. 127.0.0.1), or set redis_url: "
+                          "redis://host:6379")
     if litellm.num_retries is not None and "num_retries" not in merged:
         merged["num_retries"] = litellm.num_retries
     if litellm.request_timeout is not None and "timeout" not in merged:
@@ -136,20 +140,25 @@ def router_keys(check: Checker, merged: Mapping[str, Any], litellm: LiteLLMSetti
     return merged
 
 
-def with_environment_variables(check: Checker, section: Any, variables: Mapping[str, str]
-                               ) -> dict[str, str]:
+def with_environment_variables(section: Any, variables: Mapping[str, str], *,
+                               file: str | None) -> dict[str, str]:
     """``variables`` with a proxy config's ``environment_variables`` over them, as the proxy
     sets them before reading the rest; here they only feed ``${VAR}`` / ``os.environ/VAR`` in
     this file (``os.environ`` itself is never written)."""
-    given = check.mapping(section, "environment_variables")
+    if section is not None and not isinstance(section, Mapping):
+        raise ConfigError(f"expected a mapping, got {show(section, 'environment_variables')}",
+                          path=file, key="environment_variables",
+                          fix="write key: value pairs (a YAML mapping)")
+    given = {str(k): v for k, v in (section or {}).items()}
     out = dict(variables)
-    for name, value in interpolate(given, variables, file=check.file,
+    for name, value in interpolate(given, variables, file=file,
                                    key="environment_variables").items():
         if value is None:                   # an unset ${VAR}: nothing to set
             continue
         if not isinstance(value, (str, int, float)):
-            raise check.error(join_key("environment_variables", name), "expected text or a "
-                              "number", "write NAME: value, e.g. OLLAMA_API_BASE: "
+            raise ConfigError("expected text or a number", path=file,
+                              key=join_key("environment_variables", name),
+                              fix="write NAME: value, e.g. OLLAMA_API_BASE: "
                               "http://localhost:11434")
         out[name] = str(value)
     return out

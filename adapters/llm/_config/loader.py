@@ -4,9 +4,10 @@ environment profiles and validation.
 Loading is pure and fast: it never imports litellm, never touches the network and never
 writes to ``os.environ``. Every problem is a ``ConfigError`` naming the file, the key path,
 what is wrong and how to fix it, so a bad config fails at start-up rather than mid-call.
-The key tables live in ``_config_schema``, ``${VAR}`` handling in ``_interpolate``, the typed
-sections (router_settings, langfuse and every feature section) in ``_settings`` and
-``_settings_router``, LiteLLM's own keys (and a proxy config's) in ``_litellm_keys``.
+The value rules live in ``schema``, ``${VAR}`` handling in ``interpolate``; ``model_list`` and
+the fallback chains are typed in ``deployments``, the profiles and their merge with the file's
+settings in ``profiles``, the feature sections in ``settings`` and ``settings_router``,
+LiteLLM's own keys (and a proxy config's) in ``litellm_keys``.
 """
 
 from __future__ import annotations
@@ -18,64 +19,30 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 from dotenv import dotenv_values
 
 from .schema import (
-    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, PROFILE_EXTRA_KEYS, ROUTER_FIELDS,
-    SECTIONS, TOP_LEVEL_KEYS, Checker, join_key, masked, suggest,
+    CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, ROUTER_FIELDS, SECTIONS, TOP_LEVEL_KEYS,
+    masked, show, suggest,
 )
+from .deployments import ModelList, check_chains, check_model_list
+from .frozen import empty, freeze
+from .profiles import DEFAULT_ENVIRONMENT, ENVIRONMENT_ENV_VAR, LangfuseSettings, Profile, merge
 from .interpolate import interpolate, referenced_var
 from .litellm_keys import lift_chains, router_keys, with_environment_variables
-from .settings import Settings, resolve
+from .settings import Settings
 from ..errors import ConfigError
 
 __all__ = ["Config", "Deployment", "LangfuseSettings", "Profile", "RouterSettings", "load_config"]
 
 CONFIG_ENV_VAR = "LLM_ADAPTER_CONFIG"
 PROMPTS_ENV_VAR = "LLM_ADAPTER_PROMPTS"
-ENVIRONMENT_ENV_VAR = "ENVIRONMENT"
-DEFAULT_ENVIRONMENT = "development"
 _FILE_NAME = "litellm_config.yaml"
 
 Fallbacks = tuple[tuple[str, tuple[str, ...]], ...]
-
-
-class FrozenDict(dict[str, Any]):
-    """A read-only dict: frozen dataclasses should not be changeable through their mappings.
-
-    A dict subclass (not ``MappingProxyType``) so LiteLLM's ``isinstance(x, dict)`` checks,
-    ``json.dumps`` and ``copy.deepcopy`` (which yields a plain, mutable dict) all work.
-    """
-
-    def _readonly(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("configuration mappings are read-only; copy with dict(...) to change")
-
-    __setitem__ = __delitem__ = __ior__ = _readonly
-    clear = pop = popitem = setdefault = update = _readonly
-
-    def __copy__(self) -> dict[str, Any]:
-        return dict(self)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (dict(self),))
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return FrozenDict({str(k): _freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_freeze(v) for v in value]
-    return value
-
-
-def _empty() -> FrozenDict:
-    return FrozenDict()
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -105,35 +72,6 @@ class Deployment:
                 f"model_info={masked(self.model_info)!r})")
 
 
-@dataclass(frozen=True)
-class LangfuseSettings:
-    enabled: bool | None = None     # None: the profile does not say
-    default_tags: tuple[str, ...] = ()
-    sample_rate: float | None = None
-
-
-@dataclass(frozen=True, repr=False)
-class Profile:
-    """What one environment (development, production, ...) changes."""
-
-    name: str
-    default_model: str | None
-    fallbacks_enabled: bool = True
-    langfuse: LangfuseSettings = LangfuseSettings()
-    simulated: bool = False         # every deployment served by the built-in simulator
-    simulator: Mapping[str, Any] = field(default_factory=_empty)
-    router_settings: Mapping[str, Any] = field(default_factory=_empty)  # overrides only
-    extra: Mapping[str, Any] = field(default_factory=_empty)  # masking, budgets, ... as written
-    langfuse_given: Mapping[str, Any] = field(default_factory=_empty, compare=False)
-
-    def __repr__(self) -> str:
-        return (f"Profile(name={self.name!r}, default_model={self.default_model!r}, "
-                f"fallbacks_enabled={self.fallbacks_enabled!r}, langfuse={self.langfuse!r}, "
-                f"simulated={self.simulated!r}, simulator={masked(self.simulator)!r}, "
-                f"router_settings={masked(self.router_settings)!r}, "
-                f"extra={masked(self.extra)!r})")
-
-
 @dataclass(frozen=True, repr=False)
 class RouterSettings:
     """Router-wide settings, already merged with the active profile's overrides."""
@@ -152,7 +90,7 @@ class RouterSettings:
     cache: Mapping[str, Any] | None = None
     redis_url: str | None = None
     enable_pre_call_checks: bool = False
-    extra: Mapping[str, Any] = field(default_factory=_empty)  # other Router kwargs, as given
+    extra: Mapping[str, Any] = field(default_factory=empty)  # other Router kwargs, as given
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values of every field (secrets included: not for display)."""
@@ -333,95 +271,65 @@ def _read_yaml(file: Path) -> Any:
 
 def _build(raw: Any, file: Path, environment: str, env_source: str,
            variables: Mapping[str, str]) -> Config:
-    check = Checker(str(file))
-    if raw is None:
-        raise check.error("", "the file is empty; it needs at least model_list",
-                          "add model_list: [{model_name: gpt-4o, litellm_params: "
-                          "{model: openai/gpt-4o}}]")
-    top = check.mapping(raw, "", what="a mapping at the top level")
-    for name in top:
-        if name == "cache":
-            raise check.error(name, "a top-level cache section is not read",
-                              "the response cache is router_settings.cache, e.g. "
-                              "router_settings: {cache: {type: redis, ttl: 3600}}")
-        if name not in TOP_LEVEL_KEYS:
-            raise check.error(name, f"unknown top-level key {name!r}",
-                              suggest(name, TOP_LEVEL_KEYS, what="valid top-level keys"))
-    variables = with_environment_variables(check, top.pop("environment_variables", None),
-                                           variables)
-    data: dict[str, Any] = interpolate(top, variables, file=check.file)
-    lift_chains(check, data)
+    where = str(file)
+    top = _top_level(raw, where)
+    variables = with_environment_variables(top.pop("environment_variables", None), variables,
+                                           file=where)
+    data: dict[str, Any] = interpolate(top, variables, file=where)
+    lift_chains(data, file=where)
 
-    deployments = _deployments(check, data.get("model_list"), top.get("model_list"), variables)
-    groups = tuple(dict.fromkeys(d.model_name for d in deployments))
-    chains = {name: check.fallbacks(data.get(name), name, groups) for name in
-              ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")}
-    base_router = check.router_settings(data.get("router_settings"), "router_settings")
-    langfuse = check.langfuse(data.get("langfuse"), "langfuse")
-    profiles = _profiles(check, data.get("environments"), groups, langfuse)
-    if environment not in profiles:
-        fix = suggest(environment, profiles, what="defined environments")
-        if not data.get("environments"):
-            fix += ("; without an environments section only 'development' exists: add one, "
-                    f"or unset {ENVIRONMENT_ENV_VAR}")
-        raise check.error("environments", f"unknown environment {environment!r} (from "
-                          f"{env_source})", fix)
-    profile = profiles[environment]
-    sections = {name: check.mapping(data[name], name) for name in SECTIONS if name in data}
-    merged_router = {**base_router, **profile.router_settings}
-    profile_key = join_key("environments", environment)
-    router_key = join_key(profile_key, "router_settings") \
-        if "hedging" in profile.router_settings else "router_settings"
-    extra = dict(profile.extra)
-
-    def alerts() -> Any:
-        from .._observability.alert_rules import AlertSettings
-
-        return AlertSettings.from_sections(sections.get("alerts"), extra.get("alerts"),
-                                           profile_key=join_key(profile_key, "alerts"),
-                                           source=check.file)
-
-    settings = resolve(sections, {**extra, "langfuse": profile.langfuse_given}
-                       if profile.langfuse_given else extra, profile_key=profile_key,
-                       router=merged_router, router_key=router_key, file=check.file,
-                       alerts=alerts)
+    model_list = check_model_list(data.get("model_list"), file=where)
+    deployments = _deployments(model_list, top["model_list"], variables)
+    groups = model_list.groups()
+    chains = check_chains(data, groups, file=where)
+    sections = {name: _section(data[name], name, where) for name in SECTIONS if name in data}
+    merged = merge(data, sections, groups, environment, env_source, file=where)
     return Config(
         path=file, environment=environment, deployments=deployments,
-        fallbacks=chains["fallbacks"],
-        context_window_fallbacks=chains["context_window_fallbacks"],
-        content_policy_fallbacks=chains["content_policy_fallbacks"],
-        router_settings=_router(check, merged_router, settings),
-        profile=profile, profiles=FrozenDict(profiles), sections=_freeze(sections),
+        fallbacks=chains.fallbacks,
+        context_window_fallbacks=chains.context_window_fallbacks,
+        content_policy_fallbacks=chains.content_policy_fallbacks,
+        router_settings=_router(merged.router, merged.settings, file=where),
+        profile=merged.profile, profiles=merged.profiles, sections=freeze(sections),
         prompts_dir=Path(variables[PROMPTS_ENV_VAR]).expanduser()
-        if variables.get(PROMPTS_ENV_VAR) else None, settings=settings)
+        if variables.get(PROMPTS_ENV_VAR) else None, settings=merged.settings)
 
 
-def _deployments(check: Checker, model_list: Any, raw_list: Any,
-                 variables: Mapping[str, str]) -> tuple[Deployment, ...]:
-    example = ("add model_list: [{model_name: gpt-4o, litellm_params: {model: openai/gpt-4o, "
-               "api_key: os.environ/OPENAI_API_KEY}}]")
-    if model_list is None:
-        raise check.error("model_list", "model_list is missing", example)
-    if not isinstance(model_list, list):
-        raise check.error("model_list", f"model_list must be a list of deployments, got a "
-                          f"{type(model_list).__name__}", example)
-    if not model_list:
-        raise check.error("model_list", "model_list is empty", example)
+def _top_level(raw: Any, file: str) -> dict[str, Any]:
+    """The file's top-level mapping; a key this library does not read is an error."""
+    if raw is None:
+        raise ConfigError("the file is empty; it needs at least model_list", path=file,
+                          fix="add model_list: [{model_name: gpt-4o, litellm_params: "
+                          "{model: openai/gpt-4o}}]")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"expected a mapping at the top level, got {show(raw, '')}",
+                          path=file, fix="write key: value pairs (a YAML mapping)")
+    for name in raw:
+        if name == "cache":
+            raise ConfigError("a top-level cache section is not read", path=file, key=name,
+                              fix="the response cache is router_settings.cache, e.g. "
+                              "router_settings: {cache: {type: redis, ttl: 3600}}")
+        if name not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"unknown top-level key {name!r}", path=file, key=str(name),
+                              fix=suggest(name, TOP_LEVEL_KEYS, what="valid top-level keys"))
+    return {str(k): v for k, v in raw.items()}
+
+
+def _section(value: Any, name: str, file: str) -> dict[str, Any]:
+    """A feature section as written (None counts as empty); its keys are checked later."""
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(f"expected a mapping, got {show(value, name)}", path=file, key=name,
+                          fix="write key: value pairs (a YAML mapping)")
+    return {str(k): v for k, v in (value or {}).items()}
+
+
+def _deployments(model_list: ModelList, raw_list: Any, variables: Mapping[str, str]
+                 ) -> tuple[Deployment, ...]:
     out: list[Deployment] = []
-    counts: dict[str, int] = {}
-    ids: dict[str, str] = {}
-    for i, entry in enumerate(model_list):
-        key = join_key("model_list", i)
-        model_name, params, info = check.deployment(entry, key)
-        counts[model_name] = counts.get(model_name, 0) + 1
-        dep_id = info.setdefault("id", f"{model_name}-{counts[model_name]}")
-        if dep_id in ids:
-            raise check.error(join_key(key, "model_info.id"), f"deployment id {dep_id!r} is "
-                              f"already used by {ids[dep_id]}", "give each deployment its own "
-                              "model_info.id, or drop it to get <model_name>-<n>")
-        ids[dep_id] = key
-        raw_key = raw_list[i].get("litellm_params", {}).get("api_key")
-        out.append(_deployment(model_name, params, info, raw_key, variables))
+    for entry, dep_id, raw in zip(model_list.root, model_list.ids(), raw_list, strict=True):
+        info = {**entry.model_info.given(), "id": dep_id}
+        raw_key = raw.get("litellm_params", {}).get("api_key")
+        out.append(_deployment(entry.model_name, entry.params(), info, raw_key, variables))
     return tuple(out)
 
 
@@ -442,58 +350,27 @@ def _deployment(model_name: str, params: dict[str, Any], info: dict[str, Any], r
         if value:
             params["api_key"] = value
         present = bool(value)
-    return Deployment(model_name=model_name, litellm_params=_freeze(params),
-                      model_info=_freeze(info), id=info["id"], provider=str(provider),
+    return Deployment(model_name=model_name, litellm_params=freeze(params),
+                      model_info=freeze(info), id=info["id"], provider=str(provider),
                       key_env=key_env, key_present=present)
 
 
-def _profiles(check: Checker, value: Any, groups: tuple[str, ...],
-              base_langfuse: Mapping[str, Any]) -> dict[str, Profile]:
-    """Each environment's profile; ``base_langfuse`` (the top-level section) under each one's."""
-    environments = check.mapping(value, "environments",
-                                 what="a mapping of environment name to profile")
-    if not environments:
-        return {DEFAULT_ENVIRONMENT: Profile(
-            name=DEFAULT_ENVIRONMENT, default_model=groups[0], langfuse=LangfuseSettings(
-                enabled=base_langfuse.get("enabled"),
-                default_tags=tuple(base_langfuse.get("default_tags", ())),
-                sample_rate=_float(base_langfuse.get("sample_rate"))))}
-    out: dict[str, Profile] = {}
-    for name, raw in environments.items():
-        settings = check.profile(raw, join_key("environments", name), groups)
-        langfuse = {**base_langfuse, **settings.get("langfuse", {})}
-        simulator = settings.get("simulator", False)
-        out[name] = Profile(
-            name=name, default_model=settings.get("default_model"),
-            fallbacks_enabled=settings.get("fallbacks_enabled", True),
-            langfuse=LangfuseSettings(
-                enabled=langfuse.get("enabled"),
-                default_tags=tuple(langfuse.get("default_tags", ())),
-                sample_rate=_float(langfuse.get("sample_rate"))),
-            simulated=simulator is not False,
-            simulator=_freeze(simulator if isinstance(simulator, Mapping) else {}),
-            router_settings=_freeze(settings.get("router_settings", {})),
-            extra=_freeze({k: v for k, v in settings.items() if k in PROFILE_EXTRA_KEYS}),
-            langfuse_given=_freeze(settings.get("langfuse", {})))
-    return out
-
-
-def _router(check: Checker, merged: Mapping[str, Any], settings: Settings) -> RouterSettings:
+def _router(merged: Mapping[str, Any], settings: Settings, *, file: str) -> RouterSettings:
     """Split checked router settings into RouterSettings fields and pass-through ``extra``.
 
     As in LiteLLM, ``redis_host``/``redis_port``/``redis_password`` name the Redis that
     ``redis_url`` would (which wins when both are given), and ``litellm_settings.num_retries``
     / ``request_timeout`` are the defaults of ``num_retries`` / ``timeout``.
     """
-    merged = router_keys(check, merged, settings.litellm)
+    merged = router_keys(merged, settings.litellm, file=file)
     known = {k: v for k, v in merged.items() if k in ROUTER_FIELDS}
     for name in ("timeout", "stream_timeout", "deadline", "cooldown_time", "retry_after"):
         if name in known:
             known[name] = _float(known[name])
     if known.get("cache") is not None:
-        known["cache"] = _freeze(known["cache"])
+        known["cache"] = freeze(known["cache"])
     extra = {k: v for k, v in merged.items() if k not in ROUTER_FIELDS}
-    return RouterSettings(**known, extra=_freeze(extra))
+    return RouterSettings(**known, extra=freeze(extra))
 
 
 def _float(value: Any) -> float | None:

@@ -1,6 +1,7 @@
-"""Key tables and checks for the LiteLLM-style config file.
+"""Key tables and value rules for the LiteLLM-style config file.
 
-Kept apart from ``config.py`` so the loader reads as a pipeline. Everything here is pure: a
+The typed models (``deployments``, ``profiles``, ``settings``) apply these rules through
+``spec(...)``, so each kind of value is checked and worded once. Everything here is pure: a
 value and its key path go in, a normalised plain value or a ``ConfigError`` (file, key path,
 problem, fix) comes out. Values of secret-looking keys never appear in a message.
 """
@@ -21,7 +22,7 @@ __all__ = [
     "CONVENTIONAL_KEY_ENV", "Checker", "DEPLOYMENT_KEYS", "KEYLESS_PROVIDERS", "LITELLM_PARAMS",
     "MODEL_INFO", "PROFILE_EXTRA_KEYS", "ROUTER_FIELDS", "ROUTER_SETTINGS",
     "ROUTING_STRATEGIES", "SECTIONS",
-    "TOP_LEVEL_KEYS", "is_secret_key", "join_key", "masked", "suggest",
+    "TOP_LEVEL_KEYS", "is_secret_key", "join_key", "masked", "show", "suggest",
 ]
 
 # ---------------------------------------------------------------------------------------- specs
@@ -165,11 +166,6 @@ ROUTER_SETTINGS: Mapping[str, Spec] = MappingProxyType({
     "stream_ttft_timeout": Num(low=0, low_open=True, seconds=True, optional=True, example="10"),
 })
 PROFILE_EXTRA_KEYS = ("masking", "budgets", "alerts", "prompts", "store", "description")
-_PROFILE_KEYS = ("default_model", "fallbacks_enabled", "langfuse", "simulator",
-                 "router_settings") + PROFILE_EXTRA_KEYS
-
-_FALLBACK_FORMS = ("write a chain [a, b, c], where each group falls back to the ones after "
-                   "it, or LiteLLM's form [{a: [b, c]}, {b: [c]}]")
 
 # -------------------------------------------------------------------------------------- helpers
 
@@ -224,6 +220,9 @@ def _show(value: Any, key: str) -> str:
         return f"a {type(value).__name__} (value hidden)"
     text = repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+show = _show  # how a bad value is quoted in a message (secret ones hidden)
 
 
 def _fmt(x: float) -> str:
@@ -344,135 +343,3 @@ class Checker:
     def unknown(self, name: str, key: str, what: str, valid: Iterable[str]) -> ConfigError:
         return self.error(join_key(key, name), f"unknown key {name!r} in {what}",
                           suggest(name, valid, what="valid keys"))
-
-    # ------------------------------------------------------------------------ whole sections
-
-    def deployment(self, entry: Any, key: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        """One model_list entry -> (model_name, litellm_params, model_info)."""
-        example = "e.g. {model_name: gpt-4o, litellm_params: {model: openai/gpt-4o}}"
-        if not isinstance(entry, Mapping):
-            raise self.error(key, f"a model_list entry must be a mapping, got {_show(entry, key)}",
-                             f"write {example}")
-        raw = self.mapping(entry, key)
-        for name in raw:
-            if name not in DEPLOYMENT_KEYS:
-                raise self.unknown(name, key, "a model_list entry", DEPLOYMENT_KEYS)
-        if "model_name" not in raw:
-            raise self.error(key, "model_name is missing",
-                             "add model_name: <group name>, the name callers and fallbacks use")
-        model_name = self.check(raw["model_name"], Text(optional=False, non_empty=True),
-                                join_key(key, "model_name"))
-        if "litellm_params" not in raw or raw["litellm_params"] is None:
-            raise self.error(key, "litellm_params is missing",
-                             "add litellm_params: {model: openai/gpt-4o, "
-                             "api_key: os.environ/OPENAI_API_KEY}")
-        params_key = join_key(key, "litellm_params")
-        params = self.fields(raw["litellm_params"], params_key, "litellm_params", LITELLM_PARAMS,
-                             passthrough=True)
-        if "model" not in params:
-            raise self.error(join_key(params_key, "model"), "model is missing",
-                             "add model: <provider>/<model>, e.g. openai/gpt-4o")
-        for name in ("tpm", "rpm"):
-            if name in raw:
-                value = self.check(raw[name], LITELLM_PARAMS[name], join_key(key, name))
-                if params.setdefault(name, value) != value:
-                    raise self.error(join_key(key, name), f"{name} is given twice, with two "
-                                     "values", f"keep only litellm_params.{name}")
-        info = self.fields(raw.get("model_info"), join_key(key, "model_info"), "model_info",
-                           MODEL_INFO, passthrough=True)
-        return model_name, params, info
-
-    def langfuse(self, value: Any, key: str) -> dict[str, Any]:
-        from .settings import LangfuseSection, check_section
-
-        return check_section(LangfuseSection, value, key=key, file=self.file).given()
-
-    def router_settings(self, value: Any, key: str) -> dict[str, Any]:
-        from .settings_router import check_router_settings   # built on these rules
-
-        return check_router_settings(value, key=key, file=self.file)
-
-    def fallbacks(self, value: Any, key: str, groups: tuple[str, ...]
-                  ) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        """Normalise the chain form and LiteLLM's dict form to ((primary, targets), ...)."""
-        if value is None:
-            return ()
-        entries: list[tuple[str, Any, Any]] = []       # (key path, primary, targets)
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            for i, name in enumerate(value):
-                self._group(name, join_key(key, i), groups)
-                if name in value[:i]:
-                    raise self.error(join_key(key, i), f"{name!r} appears twice in the chain, "
-                                     "so it would fall back to itself",
-                                     "list each group once")
-            return tuple((name, tuple(value[i + 1:])) for i, name in enumerate(value[:-1]))
-        if isinstance(value, Mapping):
-            entries = [(join_key(key, k), k, v) for k, v in value.items()]
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if not isinstance(item, Mapping) or not item:
-                    raise self.error(join_key(key, i), f"unexpected {_show(item, key)} in "
-                                     f"{key.rsplit('.', 1)[-1]}", _FALLBACK_FORMS)
-                entries += [(join_key(join_key(key, i), k), k, v) for k, v in item.items()]
-        else:
-            raise self.error(key, f"unexpected {_show(value, key)}", _FALLBACK_FORMS)
-        out: dict[str, tuple[str, ...]] = {}
-        for entry_key, primary, targets in entries:
-            self._group(primary, entry_key, groups)
-            if isinstance(targets, str):
-                targets = [targets]
-            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-                raise self.error(entry_key, f"expected a list of model groups, got "
-                                 f"{_show(targets, entry_key)}", _FALLBACK_FORMS)
-            for j, target in enumerate(targets):
-                self._group(target, join_key(entry_key, j), groups)
-                if target == primary:
-                    raise self.error(join_key(entry_key, j), f"{primary!r} falls back to itself",
-                                     "remove it from its own fallback list")
-                if target in targets[:j]:
-                    raise self.error(join_key(entry_key, j), f"{target!r} is listed twice",
-                                     "list each fallback once")
-            if primary in out:
-                raise self.error(entry_key, f"{primary!r} has fallbacks defined twice",
-                                 "merge them into one entry")
-            if targets:
-                out[primary] = tuple(targets)
-        return tuple(out.items())
-
-    def _group(self, name: Any, key: str, groups: tuple[str, ...]) -> None:
-        if not isinstance(name, str) or name not in groups:
-            raise self.error(key, f"unknown model group {_show(name, key)}",
-                             suggest(name, groups, what="defined model_name values"))
-
-    def profile(self, value: Any, key: str, groups: tuple[str, ...]) -> dict[str, Any]:
-        """One ``environments.<name>`` entry, normalised; ``router_settings`` are the overrides."""
-        raw = self.mapping(value, key, what="a mapping of profile settings")
-        out: dict[str, Any] = {}
-        for name, item in raw.items():
-            sub = join_key(key, name)
-            if name == "cache":
-                raise self.error(sub, "a profile's cache key is not read",
-                                 f"the response cache is {key}.router_settings.cache, e.g. "
-                                 "router_settings: {cache: {type: local, ttl: 3600}}")
-            if name not in _PROFILE_KEYS:
-                raise self.unknown(name, key, "an environment profile", _PROFILE_KEYS)
-            if name == "default_model":
-                self._group(item, sub, groups)
-                out[name] = item
-            elif name == "fallbacks_enabled":
-                out[name] = self.check(item, Flag(), sub)
-            elif name == "langfuse":
-                out[name] = self.langfuse(item, sub)
-            elif name == "simulator":
-                if not isinstance(item, (bool, Mapping)):
-                    raise self.error(sub, f"expected true, false or a mapping, got "
-                                     f"{_show(item, sub)}",
-                                     "write simulator: true, or a mapping of simulator settings")
-                out[name] = item if isinstance(item, bool) else self.mapping(item, sub)
-            elif name == "router_settings":
-                out[name] = self.router_settings(item, sub)
-            elif name == "description":
-                out[name] = self.check(item, Text(), sub)
-            else:
-                out[name] = self.mapping(item, sub)
-        return out

@@ -7,7 +7,7 @@ checked by its rule and every problem is worded by ``_config_errors.config_error
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import ValidationError, create_model
 
@@ -41,8 +41,10 @@ class _RouterBase(Section):
 
 _FIELDS: dict[str, Any] = {name: (Annotated[_type(rule) | None, spec(rule)], None)
                            for name, rule in ROUTER_SETTINGS.items()}
-RouterSection: type[_RouterBase] = create_model("RouterSection", __base__=_RouterBase,
-                                                **_FIELDS)
+if TYPE_CHECKING:                   # a class to type fields with; its keys are generated
+    RouterSection = _RouterBase
+else:
+    RouterSection = create_model("RouterSection", __base__=_RouterBase, **_FIELDS)
 
 
 def check_router_settings(value: Any, *, key: str, file: str | None) -> dict[str, Any]:

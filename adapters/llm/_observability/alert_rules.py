@@ -3,7 +3,9 @@
 Kept apart from ``alerts.py`` (which evaluates and notifies) so the config's meaning can be read
 and tested on its own. A window is either rolling (a number of seconds: ``30s``, ``15m``, ``1h``)
 or a UTC calendar period (``day``, ``week``, ``month``) that starts afresh at its boundary, as a
-daily budget does. Every mistake is a ``ConfigError`` naming the key path and the fix.
+daily budget does. The section is checked by frozen pydantic models with the config's value rules
+(``spec``), and every mistake is a ``ConfigError`` from ``config_error`` naming the key path and
+the fix.
 """
 
 from __future__ import annotations
@@ -13,10 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard, cast
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeGuard, cast
 
-from .._config.schema import Checker, Choice, Num, Text, join_key, suggest
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator,
+                      model_validator)
+
+from .._config.schema import Choice, Num, Text, join_key, show, suggest
+from .._config.validation_errors import config_error, problem, spec, unknown_keys
 from .._durations import parse_duration
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from .._config.loader import Config
@@ -74,107 +81,27 @@ class AlertSettings:
                       source: str | None) -> AlertSettings | None:
         """The file's ``alerts`` with the profile's (at ``profile_key``) keys over them."""
         top, own = top or {}, own or {}
-        check = Checker(source)
         keys = {name: join_key(profile_key if name in own else "alerts", name)
-                for name in (*check.mapping(top, "alerts"), *check.mapping(own, profile_key))}
+                for name in (*_mapping(top, "alerts", source),
+                             *_mapping(own, profile_key, source))}
         merged = {**top, **own}
-        return _settings(check, merged, keys) if merged else None
+        return _settings(merged, keys, source) if merged else None
 
     @classmethod
     def from_mapping(cls, raw: Any, *, source: str | None = None) -> AlertSettings:
         """Settings from a raw ``alerts:`` mapping (``source`` names its file in errors)."""
-        check = Checker(source)
-        section = check.mapping(raw, "alerts")
-        return _settings(check, section, {name: join_key("alerts", name) for name in section})
+        section = _mapping(raw, "alerts", source)
+        return _settings(section, {name: join_key("alerts", name) for name in section}, source)
 
 
-def _settings(check: Checker, raw: Mapping[str, Any], keys: Mapping[str, str]) -> AlertSettings:
-    for name in raw:
-        if name not in _KEYS:
-            raise check.unknown(name, keys[name].rpartition(".")[0], "alerts", _KEYS)
-    webhook = _webhook(check, raw.get("webhook"), keys.get("webhook", "alerts.webhook"))
-    actions_key = keys.get("actions", "alerts.actions")
-    actions = raw.get("actions", ["log", "webhook"] if webhook[0] else ["log"])
-    if not isinstance(actions, list) or not actions:
-        raise check.error(actions_key, f"expected a non-empty list of actions, got {actions!r}",
-                          "write e.g. actions: [log, webhook]")
-    for i, action in enumerate(actions):
-        if action not in ACTIONS:
-            raise check.error(join_key(actions_key, i), f"unknown action {action!r}",
-                              suggest(action, ACTIONS, what="actions"))
-    if "webhook" in actions and not webhook[0]:
-        raise check.error(join_key(keys.get("webhook", "alerts.webhook"), "url"),
-                          "webhook is in alerts.actions but the webhook has no url (when it "
-                          "reads ${VAR}, that variable is not set)",
-                          "set it, e.g. webhook: {url: \"${ALERT_WEBHOOK_URL}\"} and export "
-                          "ALERT_WEBHOOK_URL=https://hooks.slack.com/services/..., or remove "
-                          "webhook from alerts.actions")
-    url, retries, timeout = webhook
-    return AlertSettings(rules=_rules(check, raw.get("rules"), keys.get("rules", "alerts.rules")),
-                         actions=tuple(dict.fromkeys(actions)), webhook_url=url,
-                         retries=retries, timeout=timeout)
+def _mapping(value: Any, key: str, source: str | None) -> dict[str, Any]:
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(f"expected a mapping, got {show(value, key)}", path=source, key=key,
+                          fix="write key: value pairs (a YAML mapping)")
+    return {str(k): v for k, v in (value or {}).items()}
 
 
-def _webhook(check: Checker, raw: Any, key: str) -> tuple[str | None, int, float]:
-    settings = check.mapping(raw, key, what="a mapping such as {url: \"${ALERT_WEBHOOK_URL}\"}")
-    for name in settings:
-        if name not in _WEBHOOK_KEYS:
-            raise check.unknown(name, key, "alerts.webhook", _WEBHOOK_KEYS)
-    url = check.check(settings.get("url"), Text(), join_key(key, "url"))
-    if url is not None and not re.fullmatch(r"https?://[^/\s]+\S*", url.strip()):
-        raise check.error(join_key(key, "url"), "the webhook url must be an http:// or https:// "
-                          "address", "use the incoming-webhook URL your chat tool gave you, e.g. "
-                          "https://hooks.slack.com/services/...")
-    retries = check.check(settings.get("retries", 3), Num(low=0, high=10, integer=True,
-                                                          example="3"), join_key(key, "retries"))
-    timeout = check.check(settings.get("timeout", 5), Num(low=0, low_open=True, seconds=True,
-                                                          example="5"), join_key(key, "timeout"))
-    return (url.strip() if url else None), int(retries), float(timeout)
-
-
-def _rules(check: Checker, raw: Any, key: str) -> tuple[Rule, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise check.error(key, f"expected a list of rules, got {type(raw).__name__}",
-                          f"write rules: [...], each {_EXAMPLE}")
-    rules: list[Rule] = []
-    for i, entry in enumerate(raw):
-        rule = _rule(check, entry, join_key(key, i))
-        if any(r.name == rule.name for r in rules):
-            raise check.error(join_key(join_key(key, i), "name"), f"the name {rule.name!r} is "
-                              "already used by another rule", "give each rule its own name")
-        rules.append(rule)
-    return tuple(rules)
-
-
-def _rule(check: Checker, raw: Any, key: str) -> Rule:
-    if not isinstance(raw, Mapping):
-        raise check.error(key, f"a rule must be a mapping, got {raw!r}", f"write {_EXAMPLE}")
-    entry = check.mapping(raw, key)
-    for name in entry:
-        if name not in _RULE_KEYS:
-            raise check.unknown(name, key, "an alert rule", _RULE_KEYS)
-    for name in ("name", "metric", "above", "window"):
-        if entry.get(name) is None:
-            raise check.error(join_key(key, name), f"{name} is missing", f"add it, {_EXAMPLE}")
-    name = check.check(entry["name"], Text(optional=False, non_empty=True), join_key(key, "name"))
-    metric = cast(Metric, check.check(entry["metric"], Choice(METRICS), join_key(key, "metric")))
-    above = float(check.check(entry["above"], Num(low=0, example="0.05"), join_key(key, "above")))
-    if metric == "error_rate" and above > 1:
-        raise check.error(join_key(key, "above"), f"an error rate is a fraction, so {above:g} "
-                          "can never be crossed", f"write {above / 100:g} for {above:g} %")
-    window = _window(check, entry["window"], join_key(key, "window"))
-    if metric == "latency_p95_ms" and isinstance(window, str):
-        raise check.error(join_key(key, "window"), f"a p95 over a calendar {window} would keep "
-                          "every latency of the period in memory",
-                          "use a rolling window such as 15m, 1h or 24h")
-    min_calls = check.check(entry.get("min_calls", 0 if metric == "cost" else 10),
-                            Num(low=0, integer=True, example="20"), join_key(key, "min_calls"))
-    return Rule(name=name, metric=metric, above=above, window=window, min_calls=int(min_calls))
-
-
-def _window(check: Checker, raw: Any, key: str) -> Window:
+def _window(raw: Any) -> Window:
     fix = "write a rolling duration such as 30s, 15m, 1h, 24h or 1w, or a UTC calendar " \
           "period: day, week or month"
     if isinstance(raw, str) and is_calendar(raw.strip()):
@@ -185,10 +112,146 @@ def _window(check: Checker, raw: Any, key: str) -> Window:
         try:
             seconds = parse_duration(str(raw))
         except ValueError:
-            raise check.error(key, f"{raw!r} is not a window", fix) from None
+            raise problem(f"{raw!r} is not a window", fix) from None
     if not seconds > 0:
-        raise check.error(key, f"the window must be longer than 0 s, got {raw!r}", fix)
+        raise problem(f"the window must be longer than 0 s, got {raw!r}", fix)
     return seconds
+
+
+class _Webhook(BaseModel):
+    """``alerts.webhook``: where the ``webhook`` action posts."""
+
+    model_config = ConfigDict(frozen=True)
+    url: Annotated[str | None, spec(Text())] = None
+    retries: Annotated[int, spec(Num(low=0, high=10, integer=True, example="3"))] = 3
+    timeout: Annotated[float, spec(Num(low=0, low_open=True, seconds=True, example="5"))] = 5.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value
+        if value is not None and not isinstance(value, Mapping):
+            raise problem(f"expected a mapping such as {{url: \"${{ALERT_WEBHOOK_URL}}\"}}, got "
+                          f"{show(value, 'webhook')}", "write key: value pairs (a YAML mapping)")
+        return unknown_keys(value, _WEBHOOK_KEYS, "alerts.webhook")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^/\s]+\S*", url.strip()):
+            raise problem("the webhook url must be an http:// or https:// address",
+                          "use the incoming-webhook URL your chat tool gave you, e.g. "
+                          "https://hooks.slack.com/services/...")
+        return url.strip() if url else None
+
+
+class _Rule(BaseModel):
+    """One entry of ``alerts.rules``."""
+
+    model_config = ConfigDict(frozen=True)
+    name: Annotated[str, spec(Text(optional=False, non_empty=True))]
+    metric: Annotated[Metric, spec(Choice(METRICS))]
+    above: Annotated[float, spec(Num(low=0, example="0.05"))]
+    window: Annotated[Window, BeforeValidator(_window)]
+    min_calls: Annotated[int | None, spec(Num(low=0, integer=True, example="20"))] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value
+        if not isinstance(value, Mapping):
+            raise problem(f"a rule must be a mapping, got {value!r}", f"write {_EXAMPLE}")
+        entry = unknown_keys(value, _RULE_KEYS, "an alert rule")
+        for name in ("name", "metric", "above", "window"):
+            if entry.get(name) is None:
+                raise problem(f"{name} is missing", f"add it, {_EXAMPLE}", at=name)
+        return entry
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> _Rule:
+        if self.metric == "error_rate" and self.above > 1:
+            raise problem(f"an error rate is a fraction, so {self.above:g} can never be "
+                          f"crossed", f"write {self.above / 100:g} for {self.above:g} %",
+                          at="above")
+        if self.metric == "latency_p95_ms" and isinstance(self.window, str):
+            raise problem(f"a p95 over a calendar {self.window} would keep every latency of the "
+                          "period in memory", "use a rolling window such as 15m, 1h or 24h",
+                          at="window")
+        return self
+
+    def rule(self) -> Rule:
+        calls = self.min_calls if self.min_calls is not None else \
+            0 if self.metric == "cost" else 10
+        return Rule(name=self.name, metric=self.metric, above=float(self.above),
+                    window=self.window, min_calls=int(calls))
+
+
+class _Alerts(BaseModel):
+    """The whole ``alerts`` section (the profile's keys already over the file's)."""
+
+    model_config = ConfigDict(frozen=True)
+    webhook: _Webhook = _Webhook()
+    actions: list[Any] | None = None
+    rules: tuple[_Rule, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value
+        section = unknown_keys(value, _KEYS, "alerts")
+        rules = section.get("rules")
+        if rules is None:
+            section.pop("rules", None)
+        elif not isinstance(rules, list):
+            raise problem(f"expected a list of rules, got {type(rules).__name__}",
+                          f"write rules: [...], each {_EXAMPLE}", at="rules")
+        actions = section.get("actions", ())
+        if "actions" in section and (not isinstance(actions, list) or not actions):
+            raise problem(f"expected a non-empty list of actions, got {actions!r}",
+                          "write e.g. actions: [log, webhook]", at="actions")
+        return section
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Alerts:
+        for i, action in enumerate(self.actions or ()):
+            if action not in ACTIONS:
+                raise problem(f"unknown action {action!r}", suggest(action, ACTIONS,
+                                                                    what="actions"),
+                              at=f"actions[{i}]")
+        if "webhook" in self.chosen() and not self.webhook.url:
+            raise problem("webhook is in alerts.actions but the webhook has no url (when it "
+                          "reads ${VAR}, that variable is not set)",
+                          "set it, e.g. webhook: {url: \"${ALERT_WEBHOOK_URL}\"} and export "
+                          "ALERT_WEBHOOK_URL=https://hooks.slack.com/services/..., or remove "
+                          "webhook from alerts.actions", at="webhook.url")
+        for i, rule in enumerate(self.rules):
+            if any(r.name == rule.name for r in self.rules[:i]):
+                raise problem(f"the name {rule.name!r} is already used by another rule",
+                              "give each rule its own name", at=f"rules[{i}].name")
+        return self
+
+    def chosen(self) -> tuple[str, ...]:
+        default = ["log", "webhook"] if self.webhook.url else ["log"]
+        return tuple(dict.fromkeys(self.actions if self.actions is not None else default))
+
+
+def _settings(raw: Mapping[str, Any], keys: Mapping[str, str], source: str | None
+              ) -> AlertSettings:
+    """``raw`` checked; each problem is placed under the key its top-level name came from."""
+    try:
+        section = _Alerts.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        at = str((first.get("ctx") or {}).get("at") or "")
+        name = str(first["loc"][0]) if first["loc"] else re.split(r"[.\[]", at)[0]
+        parent = keys.get(name, join_key("alerts", name)).rpartition(".")[0]
+        raise config_error(exc, file=source, key=parent) from None
+    return AlertSettings(rules=tuple(rule.rule() for rule in section.rules),
+                         actions=section.chosen(), webhook_url=section.webhook.url,
+                         retries=section.webhook.retries, timeout=section.webhook.timeout)
 
 
 # -- windows and values, in words ---------------------------------------------------------------
