@@ -91,7 +91,9 @@ def test_doctor_checks_the_hedging_config(tmp_path):
 
 
 def test_doctor_ping_in_simulation(no_keys):
-    code, out = run("doctor", "--ping", "--json", "--env", "simulation")
+    # --json is for a pipe: stdout alone (a log line litellm writes to stderr is not in it).
+    result = CliRunner().invoke(main, ["doctor", "--ping", "--json", "--env", "simulation"])
+    code, out = result.exit_code, result.stdout
     checks = json.loads(out)
     pings = [c for c in checks if c["check"].startswith("ping ")]
     assert code == 0, out
