@@ -9,17 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from collections import Counter
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from .conftest import unique
+from .conftest import unique, write_config
 from .langfuse_server import LangfuseServer, use_project
 from .pg_support import pg_url  # noqa: F401  (a fixture)
-from .test_tracing_delivery import CONFIG, TWO, call_id, generations
+from .test_tracing_delivery import TWO, call_id, generations, traced_in_production
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = """
@@ -45,10 +44,8 @@ def keys(server, monkeypatch, tmp_path):
 
 
 def _config(tmp_path: Path, sim_url: str) -> Path:
-    config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(CONFIG.format(name=unique("pg"))).replace("{sim}",
-                                                                                sim_url))
-    return config
+    return write_config(tmp_path, traced_in_production(unique("pg")), sim_url=sim_url,
+                        name="config.yaml")
 
 
 def _stored(url: str) -> list[str]:
