@@ -236,8 +236,9 @@ class _StoreSink:
         if langfuse is None:
             self.store.write_batch([(record, None) for record, _ in pairs])
         else:
-            self.store.write_batch([(record, langfuse.entry(masked))
-                                    for record, masked in pairs])
+            # langfuse.sample_rate: a trace left out is still stored, with no outbox row.
+            self.store.write_batch([(record, langfuse.entry(masked) if langfuse.sampled(masked)
+                                     else None) for record, masked in pairs])
 
     def flush(self, timeout: float) -> bool:
         if self.langfuse is None:
