@@ -20,6 +20,13 @@ from adapters.llm.simulator import Simulator
 from .redis_support import RUN, drop_run_keys
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The loopback Langfuse's own tests drive the Langfuse SDK from a fresh process state: the
+    SDK keeps process-wide OpenTelemetry state from its first client on, so they run before any
+    test that makes an adapter with Langfuse on (whatever the file names sort to)."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_langfuse_server.py")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Tests never write to the user's data directory nor to a real Langfuse."""
