@@ -15,9 +15,9 @@ from pydantic import (BaseModel, ConfigDict, ModelWrapValidatorHandler, PrivateA
                       ValidationError, ValidationInfo, create_model, field_validator,
                       model_validator)
 
-from .schema import (DEPLOYMENT_KEYS, LITELLM_PARAMS, MODEL_INFO, Choice, Fields, Flag, Items,
-                     Num, Spec, Strings, Table, Text, join_key, show, suggest)
-from .validation_errors import config_error, problem, spec, unknown_keys
+from .schema import (DEPLOYMENT_KEYS, LITELLM_PARAMS, MODEL_INFO, Spec, Text, join_key, show,
+                     suggest)
+from .validation_errors import config_error, problem, rule_type, spec, unknown_keys
 from .settings import Section
 
 __all__ = ["Chains", "DeploymentEntry", "LiteLLMParams", "ModelInfo", "ModelList",
@@ -28,22 +28,6 @@ _EXAMPLE = ("add model_list: [{model_name: gpt-4o, litellm_params: {model: opena
             "api_key: os.environ/OPENAI_API_KEY}}]")
 _FALLBACK_FORMS = ("write a chain [a, b, c], where each group falls back to the ones after "
                    "it, or LiteLLM's form [{a: [b, c]}, {b: [c]}]")
-
-
-def _type(rule: Spec) -> Any:
-    """The type of a rule's checked value; numbers keep the int or float they were written as."""
-    if isinstance(rule, Num):
-        return int if rule.integer else int | float
-    if isinstance(rule, Flag):
-        return bool
-    if isinstance(rule, (Text, Choice)):
-        return str
-    if isinstance(rule, Strings):
-        return list[str]
-    if isinstance(rule, Items):
-        return list[Any]
-    assert isinstance(rule, (Table, Fields))
-    return dict[str, Any]
 
 
 class _Open(BaseModel):
@@ -78,7 +62,7 @@ class _Open(BaseModel):
 
 
 def _fields(table: Mapping[str, Spec]) -> dict[str, Any]:
-    return {name: (Annotated[_type(rule) | None, spec(rule)], None)
+    return {name: (Annotated[rule_type(rule, exact_numbers=True) | None, spec(rule)], None)
             for name, rule in table.items()}
 
 

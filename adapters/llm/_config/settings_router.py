@@ -11,35 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import ValidationError, create_model
 
-from .validation_errors import config_error, spec
-from .schema import (ROUTER_SETTINGS, Choice, Fields, Flag, Items, Num, Spec, Strings,
-                             Table, Text)
+from .validation_errors import config_error, rule_type, spec
+from .schema import (ROUTER_SETTINGS)
 from .settings import Section
 
 __all__ = ["RouterSection", "check_router_settings"]
-
-
-def _type(rule: Spec) -> Any:
-    """The Python type a rule's checked value has (every key is optional)."""
-    if isinstance(rule, Num):
-        return int if rule.integer else float
-    if isinstance(rule, Flag):
-        return bool
-    if isinstance(rule, (Text, Choice)):
-        return str
-    if isinstance(rule, Strings):
-        return list[str]
-    if isinstance(rule, Items):
-        return list[Any]
-    assert isinstance(rule, (Table, Fields))
-    return dict[str, Any]
 
 
 class _RouterBase(Section):
     what: ClassVar[str] = "router_settings"
 
 
-_FIELDS: dict[str, Any] = {name: (Annotated[_type(rule) | None, spec(rule)], None)
+_FIELDS: dict[str, Any] = {name: (Annotated[rule_type(rule) | None, spec(rule)], None)
                            for name, rule in ROUTER_SETTINGS.items()}
 if TYPE_CHECKING:                   # a class to type fields with; its keys are generated
     RouterSection = _RouterBase

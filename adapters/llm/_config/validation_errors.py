@@ -15,10 +15,11 @@ from typing import Any
 from pydantic import BeforeValidator, ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from .schema import Checker, Spec, join_key, suggest
+from .schema import (Checker, Choice, Fields, Flag, Items, Num, Spec, Strings, Table, Text,
+                     join_key, suggest)
 from ..errors import ConfigError
 
-__all__ = ["config_error", "problem", "spec", "unknown_keys"]
+__all__ = ["config_error", "problem", "rule_type", "spec", "unknown_keys"]
 
 _RULES = Checker(None)
 
@@ -88,3 +89,20 @@ def config_error(exc: ValidationError, *, file: str | None, key: str) -> ConfigE
                            fix="remove it (see the README's config section)")
     return ConfigError(str(first["msg"]), path=file, key=where,
                        fix="see the README's config section for the expected form")
+
+
+def rule_type(rule: Spec, *, exact_numbers: bool = False) -> Any:
+    """The Python type of a rule's checked value; with ``exact_numbers`` a number keeps the int
+    or float it was written as (LiteLLM's own parameters), else it is a float."""
+    if isinstance(rule, Num):
+        return int if rule.integer else (int | float if exact_numbers else float)
+    if isinstance(rule, Flag):
+        return bool
+    if isinstance(rule, (Text, Choice)):
+        return str
+    if isinstance(rule, Strings):
+        return list[str]
+    if isinstance(rule, Items):
+        return list[Any]
+    assert isinstance(rule, (Table, Fields))
+    return dict[str, Any]
