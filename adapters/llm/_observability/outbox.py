@@ -130,14 +130,7 @@ def take(conn: Any, queue: Queue, key: str, *, owner: str, lease_s: float,
         taken.extend(sorted((int(r[0]), r[1]) for r in rows))
 
     if dialect is POSTGRES:
-        conn.execute(dialect.begin)
-        try:
-            work()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        _transaction(conn, work)    # the row locks of the SELECT hold until the UPDATE
     else:
         work()
     return taken
