@@ -249,10 +249,22 @@ def killed_once(url: str, directory: Path, concurrency: int, answers: int) -> tu
     for line in rest.splitlines():
         call_id, at = line.split()
         answered[call_id] = float(at)
+    subprocess.run([sys.executable, "-c", RECOVER, str(directory / "calls.sqlite3")],
+                   cwd=Path(__file__).resolve().parent.parent, check=True, timeout=60)
     with sqlite3.connect(directory / "calls.sqlite3") as conn:
         stored = {row[0] for row in conn.execute("SELECT call_id FROM calls")}
     lost = [at for call_id, at in answered.items() if call_id not in stored]
     return len(lost), (killed_at - min(lost)) * 1000 if lost else 0.0
+
+
+# The next process on the store: its writer replays what the killed one left in the journal.
+RECOVER = textwrap.dedent("""
+    import sys
+    from adapters.llm._observability.store import LocalStore
+    store = LocalStore(sys.argv[1])
+    assert store.recover_pending()
+    store.close()
+""")
 
 
 def sigkill_window(url: str, directory: Path, runs: int) -> dict[str, list[tuple[int, float]]]:

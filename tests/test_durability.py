@@ -269,6 +269,65 @@ def test_sigkill_loses_at_most_the_last_moments(env, answers):
     assert not late, f"lost {len(lost)} of {len(answered)}, {len(late)} older than {WINDOW_S} s"
 
 
+def journaled(home: Path) -> int:
+    """Calls held in the journals of the store under ``home`` (not yet committed by a writer)."""
+    from adapters.llm._observability.store_journal import _frames
+
+    count = 0
+    for path in (home / "calls.sqlite3.pending").glob("*.log"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            count += sum(len(frame) for frame in _frames(fd))
+        finally:
+            os.close(fd)
+    return count
+
+
+def test_sigkill_loses_nothing_the_writer_was_handed_but_had_not_committed(env):
+    """Another process holds the store's write lock, so the script's writer commits nothing:
+    its 20 calls are in its journal only when it is killed. The next process on the store
+    (``traces sync``) commits each of them once and delivers each generation once; a second
+    sync finds nothing left to do."""
+    from adapters.llm._observability.store import LocalStore
+
+    environ, home, public = env.prepare("journal")
+    LocalStore(home / "calls.sqlite3").close()              # the file, migrated
+    lock = sqlite3.connect(home / "calls.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "20", "async", "sigterm"],
+                            env=environ, cwd=home, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()                   # the 20 calls are answered
+        assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
+        wait_until(lambda: journaled(home) == 20, timeout=10,
+                   what="the 20 answered calls in the store's journal")
+        assert stored_ids(home) == []                   # the writer is still waiting
+        proc.kill()
+        proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        lock.rollback()
+        lock.close()
+    sync = [sys.executable, "-m", "adapters.llm", "traces", "sync"]
+    first = subprocess.run(sync, env=environ, cwd=home, capture_output=True, text=True,
+                           timeout=TIMEOUT)
+    assert first.returncode == 0, first.stderr
+    assert "recovered 20 call(s)" in first.stdout, first.stdout
+    assert len(stored_ids(home)) == len(set(stored_ids(home))) == 20
+    assert journaled(home) == 0 and not list((home / "calls.sqlite3.pending").glob("*.log"))
+    again = subprocess.run(sync, env=environ, cwd=home, capture_output=True, text=True,
+                           timeout=TIMEOUT)
+    assert again.returncode == 0 and "recovered" not in again.stdout, again.stdout
+    assert len(stored_ids(home)) == 20
+    sent = [s.span_id for s in env.langfuse.spans()
+            if s.scope_attributes.get("public_key") == public
+            and s.attr("langfuse.observation.type") == "generation"]
+    assert len(sent) == len(set(sent)) == 20                # each once
+
+
 # -- a value SQLite cannot encode -----------------------------------------------------------------
 def test_an_answer_with_a_lone_surrogate_is_stored_with_its_batch_mates(make_adapter, sim,
                                                                       tmp_path):

@@ -100,8 +100,8 @@ def test_file_and_directory_are_private_under_llm_adapter_home(tmp_path: Path, m
         store.write(record("a" * 32))
         assert store.flush()
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
-        for path in home.iterdir():                         # the database, its WAL and SHM
-            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        for path in home.rglob("*"):        # the database, its WAL and SHM, the journal
+            assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
     finally:
         store.close()
 

@@ -2,7 +2,9 @@
 PostgreSQL database shared by many replicas (``url=`` / ``LLM_ADAPTER_STORE_URL`` / ``store.url``).
 
 Calls are recorded off the calling path: ``write`` only enqueues, and one writer thread per store
-commits what is queued, a batch per transaction. A call's Langfuse outbox row is written in the
+commits what is queued, a batch per transaction. What is queued is first appended to the
+store's journal (``store_journal``), so a process killed before its writer committed loses
+nothing it had handed over: the next writer on the store commits it. A call's Langfuse outbox row is written in the
 same transaction as its ``calls`` row, so what reached the store can always reach Langfuse.
 WAL mode and a busy timeout let readers and other processes share the file. It holds prompts
 and answers, so it is created private (file 0600, directory 0700). A record one of whose values
@@ -33,6 +35,7 @@ from .._process.lifecycle import STORES, default_lifecycle
 from .sqlite import SqliteBackend, StoreError
 from .store_buffer import StoreBuffer
 from .store_dialect import URL_ENV, StoreTarget, parse_store_url
+from .store_journal import Journal, journal_directory, recover
 from .store_rows import (REPLACED_KEY, OutboxEntry, SpoolItem, _alone, _insert, _Score,
                           _storable_item, _Stored, _WithOutbox, read_calls, storable)
 from ..errors import UsageError
@@ -54,6 +57,7 @@ class _Batch:
     """Records queued as one item (``write_batch``)."""
 
     items: tuple[CallRecord | _WithOutbox, ...]
+    seq: int = 0                    # its frame in the journal (0: not journaled)
 
 
 # What the writer thread takes from the queue: a record or score to store, an Event to set once
@@ -115,6 +119,8 @@ class LocalStore:
             self.path = self.target.path
             self._backend = SqliteBackend(self.path)
         self.where = self._backend.where    # for messages: the file, or the URL masked
+        self._journal = Journal(journal_directory(self.path))
+        self.recovered = 0          # calls replayed from the journals of ended processes
         self.dropped = 0            # records and scores not stored: queue full or write error
         self.written = 0            # call records committed
         self.escaped = 0            # records stored with unencodable text replaced
@@ -215,6 +221,7 @@ class LocalStore:
             writer = self._writer
         if writer is None:
             self._backend.close()
+            self._journal.close()
             return True
         deadline = time.monotonic() + timeout
         with suppress(queue.Full):          # a writer stuck that long is reported below
@@ -224,8 +231,9 @@ class LocalStore:
             log.warning("llm-adapter: the store writer did not finish within %.1f s; about %d "
                         "queued record(s) may not be in %s", timeout, self._queue.qsize(),
                         self.where)
-            return False
+            return False        # the journal keeps the rest for the next process
         self._backend.close()
+        self._journal.close()
         return True
 
     def start(self) -> None:
@@ -238,14 +246,52 @@ class LocalStore:
         if self._closed:
             self._drop("the store is closed", count)
             return
+        if isinstance(item, (CallRecord, _WithOutbox)):
+            item = _Batch((item,))
+        if isinstance(item, _Batch):    # kept in the journal until the writer commits it
+            item = _Batch(item.items, self._journal.append(item.items))
         try:
             self._start_writer()
             self._queue.put_nowait(item)
         except queue.Full:
             self._drop("the write queue is full (calls come faster than the disk takes them)",
                        count)
+            self._settled([item])
         except RuntimeError:        # threads cannot be started while the interpreter exits
             self._drop("the interpreter is shutting down", count)
+            self._settled([item])
+
+    def _settled(self, items: Sequence[_Item]) -> None:
+        """The journal's frames of ``items`` are dealt with (committed, buffered or dropped)."""
+        self._journal.committed(max((i.seq for i in items if isinstance(i, _Batch)),
+                                    default=0))
+
+    def recover_pending(self, timeout: float = 30.0) -> bool:
+        """Commit what processes that ended without closing this store left in its journal
+        (the writer does it when it starts); True when done within ``timeout``."""
+        self._start_writer()
+        return self.flush(timeout)
+
+    def _recover(self) -> None:
+        """In the writer thread, before anything else: replay the journals of dead processes."""
+        try:
+            if self._connection() is None:
+                return      # PostgreSQL down: the next process (or traces sync) replays them
+            self.recovered += recover(self._journal.directory, self._commit, self._stored)
+        except (OSError, StoreError, *self._backend.errors) as exc:
+            log.warning("llm-adapter: the journals in %s could not be replayed: %s",
+                        self._journal.directory, exc)
+
+    def _stored(self, call_ids: list[str]) -> set[str]:
+        """Which of ``call_ids`` the store has."""
+        conn = self._connection()
+        found: set[str] = set()
+        for i in range(0, len(call_ids), 500):
+            chunk = call_ids[i:i + 500]
+            found.update(row[0] for row in conn.execute(
+                f"SELECT call_id FROM calls WHERE call_id IN ({', '.join('?' * len(chunk))})",
+                chunk))
+        return found
 
     def _drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -270,20 +316,23 @@ class LocalStore:
         """The writer thread: commit whatever is queued, one transaction per batch."""
         stopping = False
         try:
+            self._recover()
             while not (stopping and self._queue.empty()):
                 waiting = self._buffer is not None and self._buffer.waiting > 0
                 try:
-                    items = _flat([self._queue.get(timeout=_RECONNECT_S if waiting else None)])
+                    taken = [self._queue.get(timeout=_RECONNECT_S if waiting else None)]
                 except queue.Empty:
-                    items = []
-                while len(items) < _BATCH:
+                    taken = []
+                while len(_flat(taken)) < _BATCH:
                     try:
-                        items.extend(_flat([self._queue.get_nowait()]))
+                        taken.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
                 if waiting:
                     self._forward()
+                items = _flat(taken)
                 self._commit(items)
+                self._settled(taken)
                 for item in items:
                     if isinstance(item, threading.Event):
                         item.set()
@@ -360,8 +409,11 @@ class LocalStore:
                 self._outbox_committed()
             return True
         except backend.errors as exc:   # the file failed (locked, full, read-only); live on
-            self._drop(backend.explain("writing calls", exc),
+            kept = "" if self._journal.failed else \
+                "; kept in its journal for the next process on the store to commit"
+            self._drop(backend.explain("writing calls", exc) + kept,
                        max(len(records), len(outbox)) + len(scores))
+            self._journal.hold()
             return True
         self.written += len(records)
         if outbox:
