@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -129,12 +131,18 @@ async def sequential(paths: dict[str, Call], calls: int, rounds: int,
 
 
 async def throughputs(paths: dict[str, Call], concurrency: int, total: int,
-                      rounds: int = 3) -> dict[str, float]:
-    """Calls/s per path: median of ``rounds`` interleaved runs."""
+                      drains: Mapping[str, Callable[[], object]], rounds: int = 7
+                      ) -> dict[str, float]:
+    """Calls/s per path: median of ``rounds`` interleaved runs, every other round in reverse
+    order, so a drift of the machine's speed during the run hits every path alike. A path's
+    background work is drained after its run (untimed), not left to slow the next path's."""
     runs: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(rounds):
-        for name, call in paths.items():
+    for i in range(rounds):
+        order = list(paths.items())
+        for name, call in order if i % 2 == 0 else reversed(order):
             runs[name].append(await throughput(call, concurrency, total))
+            if name in drains:
+                drains[name]()
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
@@ -292,39 +300,42 @@ async def main(calls: int, rounds: int, kill_runs: int) -> None:
         from adapters.llm._routing.litellm import litellm as load_litellm
 
         lt = load_litellm()
-        with tempfile.TemporaryDirectory() as tmp:
-            config = load_config(config_file(url, Path(tmp)), load_dotenv=False)
-            bare_config = load_config(config_file(url, Path(tmp), store=False), load_dotenv=False)
-            unrecorded = LiteLLMAdapter(config=bare_config, model="solo")
-            adapter = LiteLLMAdapter(config=config, model="solo")   # local store on
-            traced = LiteLLMAdapter(config=config, model="solo", enable_langfuse=True)
-            adapter.gateway  # noqa: B018 - built before measuring
-            router = lt.Router(model_list=[{"model_name": "solo", "litellm_params": {
-                "model": "openai/gpt-4o", "api_base": f"{url}/s/bench-solo", "api_key": "sk-b"}}])
-            client = httpx.AsyncClient()
-            body = {"model": "gpt-4o", "messages": MESSAGES}
-            headers = {"Authorization": "Bearer sk-b"}
-            paths: dict[str, Call] = {
-                "raw httpx": lambda: client.post(f"{url}/s/bench-solo/chat/completions",
-                                                 json=body, headers=headers),
-                "litellm.acompletion": lambda: lt.acompletion(
-                    model="openai/gpt-4o", messages=MESSAGES, api_base=f"{url}/s/bench-solo",
-                    api_key="sk-b"),
-                "Router.acompletion": lambda: router.acompletion(model="solo", messages=MESSAGES),
-                "adapter, recording off": lambda: unrecorded.agenerate(messages=MESSAGES),
-                "LiteLLMAdapter.agenerate": lambda: adapter.agenerate(messages=MESSAGES),
-                "adapter + Langfuse": lambda: traced.agenerate(messages=MESSAGES),
-            }
-            drains = {"LiteLLMAdapter.agenerate": lambda: adapter.flush_langfuse(timeout=30),
-                      "adapter + Langfuse": lambda: traced.flush_langfuse(timeout=30)}
-            samples, cpu = await sequential(paths, calls, rounds, drains)
-            c1 = await throughputs(paths, 1, 150)
-            c32 = await throughputs(paths, 32, 480)
-            rates = {name: (c1[name], c32[name]) for name in paths}
-            down = await outage(url, adapter, lt)
-            traced.flush_langfuse(timeout=30)
-            await client.aclose()
-            window = sigkill_window(url, Path(tmp), kill_runs)
+        # Removed at exit after the adapters' own exit hook (registered later, so run
+        # earlier) has drained their store: not under its feet.
+        tmp = tempfile.mkdtemp(prefix="bench-core-")
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        config = load_config(config_file(url, Path(tmp)), load_dotenv=False)
+        bare_config = load_config(config_file(url, Path(tmp), store=False), load_dotenv=False)
+        unrecorded = LiteLLMAdapter(config=bare_config, model="solo")
+        adapter = LiteLLMAdapter(config=config, model="solo")   # local store on
+        traced = LiteLLMAdapter(config=config, model="solo", enable_langfuse=True)
+        adapter.gateway  # noqa: B018 - built before measuring
+        router = lt.Router(model_list=[{"model_name": "solo", "litellm_params": {
+            "model": "openai/gpt-4o", "api_base": f"{url}/s/bench-solo", "api_key": "sk-b"}}])
+        client = httpx.AsyncClient()
+        body = {"model": "gpt-4o", "messages": MESSAGES}
+        headers = {"Authorization": "Bearer sk-b"}
+        paths: dict[str, Call] = {
+            "raw httpx": lambda: client.post(f"{url}/s/bench-solo/chat/completions",
+                                             json=body, headers=headers),
+            "litellm.acompletion": lambda: lt.acompletion(
+                model="openai/gpt-4o", messages=MESSAGES, api_base=f"{url}/s/bench-solo",
+                api_key="sk-b"),
+            "Router.acompletion": lambda: router.acompletion(model="solo", messages=MESSAGES),
+            "adapter, recording off": lambda: unrecorded.agenerate(messages=MESSAGES),
+            "LiteLLMAdapter.agenerate": lambda: adapter.agenerate(messages=MESSAGES),
+            "adapter + Langfuse": lambda: traced.agenerate(messages=MESSAGES),
+        }
+        drains = {"LiteLLMAdapter.agenerate": lambda: adapter.flush_langfuse(timeout=30),
+                  "adapter + Langfuse": lambda: traced.flush_langfuse(timeout=30)}
+        samples, cpu = await sequential(paths, calls, rounds, drains)
+        c1 = await throughputs(paths, 1, 100, drains)
+        c32 = await throughputs(paths, 32, 240, drains)
+        rates = {name: (c1[name], c32[name]) for name in paths}
+        down = await outage(url, adapter, lt)
+        traced.flush_langfuse(timeout=30)
+        await client.aclose()
+        window = sigkill_window(url, Path(tmp), kill_runs)
     finally:
         proc.terminate()
         langfuse.terminate()

@@ -323,14 +323,15 @@ class LocalStore:
                     taken = [self._queue.get(timeout=_RECONNECT_S if waiting else None)]
                 except queue.Empty:
                     taken = []
-                while len(_flat(taken)) < _BATCH:
+                items = _flat(taken)
+                while len(items) < _BATCH:
                     try:
                         taken.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
+                    items.extend(_flat(taken[-1:]))
                 if waiting:
                     self._forward()
-                items = _flat(taken)
                 self._commit(items)
                 self._settled(taken)
                 for item in items:
