@@ -164,3 +164,20 @@ def test_an_empty_or_short_file_replays_nothing(tmp_path, content):
     directory.mkdir()
     (directory / "1-x.log").write_bytes(content)
     assert replay(directory) == [] and files(directory) == []
+
+
+def test_a_running_store_replays_on_request(tmp_path):
+    """``recover_pending`` (``traces sync``) replays a journal left after the writer started."""
+    path = tmp_path / "calls.sqlite3"
+    store = LocalStore(path)
+    try:
+        store.start()
+        assert store.recover_pending() and store.recovered == 0
+        left = Journal(journal_directory(path))
+        call = record()
+        left.append([call])
+        left.close()
+        assert store.recover_pending()
+        assert store.recovered == 1 and store.get_call(call.call_id) == call
+    finally:
+        store.close()

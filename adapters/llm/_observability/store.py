@@ -1,15 +1,16 @@
 """The store: every call, the Langfuse outbox and spool, and scores, in one SQLite file or in a
 PostgreSQL database shared by many replicas (``url=`` / ``LLM_ADAPTER_STORE_URL`` / ``store.url``).
 
-Calls are recorded off the calling path: ``write`` only enqueues, and one writer thread per store
-commits what is queued, a batch per transaction. What is queued is first appended to the
+Calls are recorded off the calling path: ``write`` only enqueues, and one writer thread per
+store commits what is queued, a batch per transaction. What is queued is first appended to the
 store's journal (``store_journal``), so a process killed before its writer committed loses
-nothing it had handed over: the next writer on the store commits it. A call's Langfuse outbox row is written in the
-same transaction as its ``calls`` row, so what reached the store can always reach Langfuse.
-WAL mode and a busy timeout let readers and other processes share the file. It holds prompts
-and answers, so it is created private (file 0600, directory 0700). A record one of whose values
-the file cannot take never takes its batch down: the batch is retried record by record, that
-record is made storable (``storable``) and, failing that, dropped alone with its call id logged.
+nothing it had handed over: the next writer on the store commits it. A call's Langfuse outbox
+row is written in the same transaction as its ``calls`` row, so what reached the store can
+always reach Langfuse. WAL mode and a busy timeout let readers and other processes share the
+file. It holds prompts and answers, so it is created private (file 0600, directory 0700). A
+record one of whose values the file cannot take never takes its batch down: the batch is retried
+record by record, that record is made storable (``storable``) and, failing that, dropped alone
+with its call id logged.
 
 On PostgreSQL the writer is the same; while the server cannot be reached, batches go to a local
 SQLite file instead (``StoreBuffer``, bounded) and are forwarded, oldest first, once it answers
@@ -37,7 +38,8 @@ from .store_buffer import StoreBuffer
 from .store_dialect import URL_ENV, StoreTarget, parse_store_url
 from .store_journal import Journal, journal_directory, recover
 from .store_rows import (REPLACED_KEY, OutboxEntry, SpoolItem, _alone, _insert, _Score,
-                          _storable_item, _Stored, _WithOutbox, read_calls, storable)
+                          _storable_item, _Stored, _WithOutbox, read_calls, storable,
+                          stored_call_ids)
 from ..errors import UsageError
 from .records import CallRecord
 
@@ -121,6 +123,8 @@ class LocalStore:
         self.where = self._backend.where    # for messages: the file, or the URL masked
         self._journal = Journal(journal_directory(self.path))
         self.recovered = 0          # calls replayed from the journals of ended processes
+        self._write_failures = 0    # batches the database refused as a whole (locked, full)
+        self._recover_asked = False
         self.dropped = 0            # records and scores not stored: queue full or write error
         self.written = 0            # call records committed
         self.escaped = 0            # records stored with unencodable text replaced
@@ -268,7 +272,10 @@ class LocalStore:
 
     def recover_pending(self, timeout: float = 30.0) -> bool:
         """Commit what processes that ended without closing this store left in its journal
-        (the writer does it when it starts); True when done within ``timeout``."""
+        (the writer does it when it starts, and again now); True when done within
+        ``timeout``."""
+        if self._writer is not None:
+            self._recover_asked = True      # the writer replays them before its next commit
         self._start_writer()
         return self.flush(timeout)
 
@@ -277,21 +284,19 @@ class LocalStore:
         try:
             if self._connection() is None:
                 return      # PostgreSQL down: the next process (or traces sync) replays them
-            self.recovered += recover(self._journal.directory, self._commit, self._stored)
+            self.recovered += recover(self._journal.directory, self._commit_recovered,
+                                      lambda ids: stored_call_ids(self._connection(), ids))
         except (OSError, StoreError, *self._backend.errors) as exc:
             log.warning("llm-adapter: the journals in %s could not be replayed: %s",
                         self._journal.directory, exc)
 
-    def _stored(self, call_ids: list[str]) -> set[str]:
-        """Which of ``call_ids`` the store has."""
-        conn = self._connection()
-        found: set[str] = set()
-        for i in range(0, len(call_ids), 500):
-            chunk = call_ids[i:i + 500]
-            found.update(row[0] for row in conn.execute(
-                f"SELECT call_id FROM calls WHERE call_id IN ({', '.join('?' * len(chunk))})",
-                chunk))
-        return found
+    def _commit_recovered(self, items: Sequence[_Item]) -> None:
+        """Commit what a journal held; raises (and the journal file stays) when the store
+        could not take it, so it is not deleted with the calls still missing."""
+        failed = self._write_failures
+        self._commit(items)
+        if self._write_failures > failed:
+            raise StoreError(f"{self.where} could not be written; the journal is kept")
 
     def _drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -332,6 +337,9 @@ class LocalStore:
                     items.extend(_flat(taken[-1:]))
                 if waiting:
                     self._forward()
+                if self._recover_asked:
+                    self._recover_asked = False
+                    self._recover()
                 self._commit(items)
                 self._settled(taken)
                 for item in items:
@@ -414,6 +422,7 @@ class LocalStore:
                 "; kept in its journal for the next process on the store to commit"
             self._drop(backend.explain("writing calls", exc) + kept,
                        max(len(records), len(outbox)) + len(scores))
+            self._write_failures += 1
             self._journal.hold()
             return True
         self.written += len(records)

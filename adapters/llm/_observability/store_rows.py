@@ -114,6 +114,18 @@ def read_calls(conn: Any, call_ids: Sequence[str]) -> list[CallRecord]:
     return sorted(records, key=lambda r: r.started_at)
 
 
+def stored_call_ids(conn: Any, call_ids: Sequence[str]) -> set[str]:
+    """Which of ``call_ids`` have a ``calls`` row."""
+    step = dialect_of(conn).max_params
+    found: set[str] = set()
+    for i in range(0, len(call_ids), step):
+        chunk = call_ids[i:i + step]
+        found.update(row[0] for row in conn.execute(
+            f"SELECT call_id FROM calls WHERE call_id IN ({', '.join('?' * len(chunk))})",
+            chunk))
+    return found
+
+
 def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
     details = {p: values[f"cost_{p}"] for p in _COST_PARTS if values[f"cost_{p}"] is not None}
     if details and values["cost"] is not None:
