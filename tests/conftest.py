@@ -17,6 +17,7 @@ import yaml
 from adapters.llm import LiteLLMAdapter, load_config
 from adapters.llm.simulator import Simulator
 
+from .langfuse_server import LangfuseServer
 from .redis_support import RUN, drop_run_keys
 
 
@@ -50,6 +51,13 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 def sim() -> Iterator[Simulator]:
     with Simulator() as simulator:
         yield simulator
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LangfuseServer]:
+    """A loopback Langfuse of the test module's own (its projects, rejections and limits)."""
+    with LangfuseServer() as langfuse:
+        yield langfuse
 
 
 def unique(prefix: str) -> str:

@@ -355,12 +355,6 @@ def test_redis_password_reaches_a_server_that_wants_one(make_adapter: Any, locke
 # -------------------------------------------------------------------------- langfuse.sample_rate
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    with LangfuseServer() as langfuse:
-        yield langfuse
-
-
 @pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
 def test_sample_rate_sends_that_share_of_traces_and_the_store_keeps_every_call(
         make_adapter: Any, server: LangfuseServer, monkeypatch: pytest.MonkeyPatch,

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from .conftest import unique, write_config
-from .langfuse_server import LangfuseServer, use_project
+from .langfuse_server import use_project
 from .pg_support import pg_url  # noqa: F401  (a fixture)
 from .test_tracing_delivery import TWO, call_id, generations, traced_in_production
 
@@ -30,12 +30,6 @@ for i in range(40):
     llm.generate(prompt=f"{sys.argv[2]} {i}")
 print("recorded", flush=True)
 """
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LangfuseServer() as langfuse:
-        yield langfuse
 
 
 @pytest.fixture

@@ -23,12 +23,6 @@ SCORES_PATH = "/api/public/scores"
 MakeClient = Callable[..., tuple[Langfuse, str, str]]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LangfuseServer]:
-    with LangfuseServer() as langfuse_server:
-        yield langfuse_server
-
-
 @pytest.fixture(autouse=True)
 def fresh(server: LangfuseServer) -> Iterator[None]:
     """Each test sees only its own traffic, and leaves no fault behind."""

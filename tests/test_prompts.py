@@ -9,7 +9,6 @@ import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -35,12 +34,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LangfuseServer]:
-    with LangfuseServer() as langfuse:
-        yield langfuse
 
 
 @pytest.fixture

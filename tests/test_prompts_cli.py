@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,6 @@ from adapters.llm._observability.store import LocalStore
 
 from .langfuse_server import LangfuseServer
 from .pg_support import pg_url  # noqa: F401  (a fixture)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LangfuseServer]:
-    with LangfuseServer() as langfuse:
-        yield langfuse
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +59,6 @@ def payload(spans: list[ReceivedSpan]) -> str:
 
 def store_bytes(home: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file())
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LangfuseServer]:
-    with LangfuseServer() as langfuse:
-        yield langfuse
 
 
 @pytest.fixture

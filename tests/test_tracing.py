@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,6 @@ from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
 from .waiting import wait_until
 
 API_KEY = "sk-test-SECRETKEYVALUE-4242424242"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LangfuseServer]:
-    with LangfuseServer() as langfuse:
-        yield langfuse
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from adapters.llm._cli.main import main
 from adapters.llm._observability.langfuse_spans import TRUNCATED
 
 from .conftest import one_group, profiles, unique, write_config
-from .langfuse_server import LangfuseServer, ReceivedSpan, use_project
+from .langfuse_server import ReceivedSpan, use_project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,12 +37,6 @@ def traced_in_production(name: str, **sections: object) -> dict:
 
 
 MARK = "POISON-MARK-7f3a"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LangfuseServer() as langfuse:
-        yield langfuse
 
 
 @pytest.fixture
