@@ -17,7 +17,7 @@ from adapters.llm._observability import store_journal
 from adapters.llm._observability.records import Attempt, CallRecord, Usage
 from adapters.llm._observability.store import LocalStore
 from adapters.llm._observability.store_journal import Journal, journal_directory, recover
-from adapters.llm._observability.store_rows import OutboxEntry, _WithOutbox
+from adapters.llm._observability.store_rows import OutboxEntry, _call_row, _WithOutbox
 
 from .pg_support import pg_url  # noqa: F401  (a fixture)
 
@@ -52,7 +52,8 @@ def test_a_record_comes_back_as_the_store_would_keep_it(tmp_path):
                             Attempt("d2", "backup", "openai", "ok", latency_ms=3.0)],
                   session_id="S1", user_id="admin", stream=True, hedged=True)
     entry = OutboxEntry(full.call_id, "pk-lf-1", '{"x": 1}', 12.5)
-    assert journal.append([_WithOutbox(full, entry), record()]) == 1
+    seq, rows = journal.append([_WithOutbox(full, entry), record()])
+    assert seq == 1 and rows[full.call_id] == _call_row(full)   # the writer takes these
     journal.close()                     # the process ends without committing: kept
     got = replay(tmp_path / "j")
     assert len(got) == 2
@@ -64,7 +65,7 @@ def test_a_record_comes_back_as_the_store_would_keep_it(tmp_path):
 
 def test_a_committed_journal_is_emptied_and_removed_at_close(tmp_path):
     journal = Journal(tmp_path / "j")
-    seq = journal.append([record(), record()])
+    seq, _ = journal.append([record(), record()])
     (path,) = files(tmp_path / "j")
     assert path.stat().st_size > 0
     journal.committed(seq)
@@ -105,7 +106,7 @@ def test_calls_already_stored_are_not_committed_again(tmp_path):
 def test_full_files_are_sealed_and_removed_once_committed(tmp_path, monkeypatch):
     monkeypatch.setattr(store_journal, "_SEAL_BYTES", 1)   # every frame fills a file
     journal = Journal(tmp_path / "j")
-    seqs = [journal.append([record()]) for _ in range(3)]
+    seqs = [journal.append([record()])[0] for _ in range(3)]
     assert len(files(tmp_path / "j")) == 3
     journal.committed(seqs[1])
     assert len(files(tmp_path / "j")) == 1
@@ -116,10 +117,10 @@ def test_full_files_are_sealed_and_removed_once_committed(tmp_path, monkeypatch)
 
 def test_what_the_store_could_not_take_is_held_for_the_next_process(tmp_path):
     journal = Journal(tmp_path / "j")
-    seq = journal.append([record()])
+    seq, _ = journal.append([record()])
     journal.hold()                      # the writer failed to commit it
     journal.committed(seq)              # and went on: later frames commit
-    later = journal.append([record()])
+    later, _ = journal.append([record()])
     journal.committed(later)
     journal.close()
     assert len(replay(tmp_path / "j")) == 1
@@ -153,7 +154,7 @@ def test_an_unwritable_journal_directory_turns_journaling_off_with_a_warning(tmp
     blocker = tmp_path / "j"
     blocker.write_text("a file where the directory should be")
     journal = Journal(blocker)
-    assert journal.append([record()]) == 0
+    assert journal.append([record()])[0] == 0
     assert journal.failed
     assert "cannot write the store's journal" in caplog.text
 

@@ -25,9 +25,9 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from functools import partial
 from typing import Any, Union
@@ -60,6 +60,7 @@ class _Batch:
 
     items: tuple[CallRecord | _WithOutbox, ...]
     seq: int = 0                    # its frame in the journal (0: not journaled)
+    rows: Mapping[str, dict[str, Any]] = field(default_factory=dict)   # built for the journal
 
 
 # What the writer thread takes from the queue: a record or score to store, an Event to set once
@@ -253,7 +254,7 @@ class LocalStore:
         if isinstance(item, (CallRecord, _WithOutbox)):
             item = _Batch((item,))
         if isinstance(item, _Batch):    # kept in the journal until the writer commits it
-            item = _Batch(item.items, self._journal.append(item.items))
+            item = _Batch(item.items, *self._journal.append(item.items))
         try:
             self._start_writer()
             self._queue.put_nowait(item)
@@ -340,7 +341,8 @@ class LocalStore:
                 if self._recover_asked:
                     self._recover_asked = False
                     self._recover()
-                self._commit(items)
+                self._commit(items, rows={k: v for batch in taken if isinstance(batch, _Batch)
+                                          for k, v in batch.rows.items()})
                 self._settled(taken)
                 for item in items:
                     if isinstance(item, threading.Event):
@@ -389,9 +391,11 @@ class LocalStore:
                         "forwarded to %s (%d still waiting)", sent, self.where,
                         self._buffer.waiting)
 
-    def _commit(self, items: Sequence[_Item], *, keep_if_down: bool = True) -> bool:
+    def _commit(self, items: Sequence[_Item], *, keep_if_down: bool = True,
+                rows: Mapping[str, dict[str, Any]] | None = None) -> bool:
         """Commit ``items``; False when PostgreSQL was down (then they went to the local
-        buffer, unless ``keep_if_down`` is False: they are the buffer's own)."""
+        buffer, unless ``keep_if_down`` is False: they are the buffer's own). ``rows``: calls
+        rows already built (by the journal)."""
         records = [i for i in items if isinstance(i, CallRecord)]
         scores = [i for i in items if isinstance(i, _Score)]
         paired = [i for i in items if isinstance(i, _WithOutbox)]
@@ -405,7 +409,7 @@ class LocalStore:
             if conn is None:
                 raise _Down()
             backend.retrying(lambda: backend.transaction(
-                conn, lambda: _insert(conn, records, scores, outbox)))
+                conn, lambda: _insert(conn, records, scores, outbox, rows)))
         except _Down:
             return self._keep(records, scores, outbox) if keep_if_down else False
         except backend.down_errors as exc:

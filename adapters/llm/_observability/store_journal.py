@@ -78,12 +78,15 @@ class Journal:
         self.failed = False             # the directory could not be written: journaling is off
         reset_in_child(self, Journal._forget)
 
-    def append(self, items: Sequence[Journaled]) -> int:
-        """Write ``items`` as one frame; its sequence number (0: nothing was journaled)."""
-        entries = [_entry(item) for item in items]
-        entries = [e for e in entries if e is not None]
-        if not entries or self.failed:
-            return 0
+    def append(self, items: Sequence[Journaled]) -> tuple[int, dict[str, dict[str, Any]]]:
+        """Write ``items`` as one frame: its sequence number (0: nothing was journaled) and the
+        ``calls`` rows it holds by call id (the writer's, so it does not build them again)."""
+        if self.failed:
+            return 0, {}
+        entries = [e for e in map(_entry, items) if e is not None]
+        rows = {e["row"]["call_id"]: e["row"] for e in entries}
+        if not entries:
+            return 0, rows
         body = json.dumps(entries, separators=(",", ":"), default=str).encode()
         frame = _HEAD.pack(len(body), zlib.crc32(body)) + body
         with self._lock:
@@ -92,11 +95,11 @@ class Journal:
                 os.write(target.fd, frame)
             except OSError as exc:
                 self._give_up(exc)
-                return 0
+                return 0, rows
             self._seq += 1
             target.size += len(frame)
             target.last = self._seq
-            return self._seq
+            return self._seq, rows
 
     def committed(self, seq: int) -> None:
         """Every frame up to ``seq`` is in the store (or dealt with: dropped and counted)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Union, cast, overload
@@ -139,14 +139,18 @@ def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
 
 
 def _insert(conn: Any, records: list[CallRecord], scores: list[_Score],
-            outbox: Sequence[OutboxEntry] = ()) -> None:
+            outbox: Sequence[OutboxEntry] = (),
+            rows: Mapping[str, dict[str, Any]] | None = None) -> None:
+    """``rows``: ``calls`` rows already built for some of ``records`` (by call id)."""
     records = list({r.call_id: r for r in records}.values())    # the last write of a call wins
+    rows = rows or {}
     ids = [r.call_id for r in records]
     dialect = dialect_of(conn)
     _where_in(conn, "DELETE FROM attempts WHERE call_id", ids)
     _where_in(conn, "DELETE FROM call_tags WHERE call_id", ids)
     _values(conn, dialect.upsert("calls", _COLUMNS, "call_id"), len(_COLUMNS),
-            [tuple(row[c] for c in _COLUMNS) for row in map(_call_row, records)])
+            [tuple(row[c] for c in _COLUMNS)
+             for row in (rows.get(r.call_id) or _call_row(r) for r in records)])
     _values(conn, f"INSERT INTO attempts (call_id, seq, {', '.join(_ATTEMPT)})",
             2 + len(_ATTEMPT), [(r.call_id, seq, *(getattr(a, name) for name in _ATTEMPT))
                                 for r in records for seq, a in enumerate(r.attempts)])
