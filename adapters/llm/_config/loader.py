@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-from dotenv import dotenv_values
 
 from .schema import (
     CONVENTIONAL_KEY_ENV, KEYLESS_PROVIDERS, ROUTER_FIELDS, SECTIONS, TOP_LEVEL_KEYS,
@@ -204,6 +202,8 @@ def _with_dotenv(variables: dict[str, str], dotenv: Path) -> dict[str, str]:
     """``variables`` plus the file's values for the names it does not have."""
     if not dotenv.is_file():
         return variables
+    from dotenv import dotenv_values
+
     try:
         values = dotenv_values(dotenv, interpolate=False)
     except (OSError, UnicodeDecodeError) as exc:
@@ -233,24 +233,31 @@ def _packaged_default() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / _FILE_NAME
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which YAML would silently collapse."""
+def _loader() -> type:
+    """A SafeLoader that refuses duplicate keys, which YAML would silently collapse (made when
+    a file is read: importing the package does not import yaml)."""
+    import yaml
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
-                    key_node, yaml.ScalarNode):
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                        key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def _read_yaml(file: Path) -> Any:
+    import yaml
+
     where = str(file)
     try:
         text = file.read_text(encoding="utf-8")
@@ -258,7 +265,7 @@ def _read_yaml(file: Path) -> Any:
         raise ConfigError(f"cannot read the config file: {exc}", path=where,
                           fix="make it a readable UTF-8 YAML file") from exc
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

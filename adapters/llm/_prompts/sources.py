@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 from urllib.parse import quote
 
-import yaml
 
 from .._config.schema import join_key, suggest
 from .._process.fork import reset_in_child
@@ -193,6 +192,8 @@ class LocalSource:
         if description:
             data["description"] = description
         data["versions"] = [_yaml_version(v) for v in sorted(versions, key=lambda v: v["version"])]
+        import yaml
+
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.dump(data, Dumper=_dumper(), sort_keys=False, allow_unicode=True,
@@ -225,6 +226,8 @@ class LocalSource:
 
 
 def _parse_file(path: Path, name: str) -> dict[str, Any]:
+    import yaml         # when a prompt file is read, not with the package
+
     where = str(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -338,6 +341,8 @@ def _yaml_version(v: PromptRecord) -> dict[str, Any]:
 
 
 def _dumper() -> type:
+    import yaml
+
     class Dumper(yaml.SafeDumper):
         """Multi-line strings as ``|`` blocks, as the hand-written files have them."""
 
