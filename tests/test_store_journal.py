@@ -182,3 +182,27 @@ def test_a_running_store_replays_on_request(tmp_path):
         assert store.recovered == 1 and store.get_call(call.call_id) == call
     finally:
         store.close()
+
+
+def test_traces_sync_commits_a_left_journal_even_without_langfuse_keys(tmp_path, monkeypatch):
+    """The journal is the store's: committing it does not wait for Langfuse to be set up."""
+    from click.testing import CliRunner
+
+    from adapters.llm._cli import main
+
+    path = tmp_path / "calls.sqlite3"
+    LocalStore(path).close()
+    left = Journal(journal_directory(path))
+    calls = [record() for _ in range(3)]
+    left.append(calls)
+    left.close()
+    for name in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["traces", "sync", "--db", str(path)])
+    assert "recovered 3 call(s)" in result.output
+    assert result.exit_code == 1 and "LANGFUSE_PUBLIC_KEY" in result.output   # still said
+    store = LocalStore(path)
+    try:
+        assert all(store.get_call(c.call_id) == c for c in calls)
+    finally:
+        store.close()

@@ -402,6 +402,10 @@ def sync(group_db: str | None, retry_quarantined: bool, drop: bool, db: str | No
         from .._observability.tracing import sync as deliver
 
         store = found
+        store.recover_pending()     # what processes killed outright left in its journal
+        if store.recovered:
+            click.echo(f"recovered {store.recovered} call(s) that ended processes had not "
+                       f"committed to the store")
         if drop:
             click.echo(f"dropped {dropped(store)} quarantined row(s)")
         credentials = langfuse_credentials()
@@ -421,9 +425,6 @@ def sync(group_db: str | None, retry_quarantined: bool, drop: bool, db: str | No
         raise click.ClickException(str(exc)) from None
     if state is None:               # keys unset meanwhile
         raise click.ClickException("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not set")
-    if store.recovered:
-        click.echo(f"recovered {store.recovered} call(s) that ended processes had not "
-                   f"committed to the store")
     click.echo(f"sent {state.sent} span(s); pending: {state.pending} call(s), "
                f"{state.spool_pending} span batch(es); "
                f"quarantined: {state.quarantined + state.spool_quarantined}")

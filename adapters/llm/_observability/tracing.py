@@ -227,9 +227,8 @@ class LangfuseSink:
 
 def sync(store: LocalStore, credentials: Credentials | None = None, *,
          retry_quarantined: bool = False) -> DeliveryState | None:
-    """Deliver what the store holds for Langfuse now (``llm-adapter traces sync``), after
-    committing what processes killed outright left in its journal; None when no Langfuse keys
-    are set."""
+    """Deliver what the store holds for Langfuse now (``llm-adapter traces sync``); None
+    when no Langfuse keys are set."""
     from langfuse import Langfuse
 
     from .delivery import Delivery, sync_all
@@ -238,7 +237,6 @@ def sync(store: LocalStore, credentials: Credentials | None = None, *,
     credentials = credentials or langfuse_credentials()
     if credentials is None:
         return None
-    store.recover_pending()         # what killed processes left in the store's journal
     client = Langfuse(public_key=credentials.public_key, secret_key=credentials.secret_key,
                       base_url=credentials.base_url)
     delivery = Delivery(store, credentials, SpanBuilder(client, credentials.public_key))
