@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.log")) if directory.is_dir() else []
 
 
-def replay(directory: Path, known: set[str] = frozenset()) -> list[object]:  # type: ignore[assignment]
+def replay(directory: Path, known: Collection[str] = ()) -> list[object]:
     got: list[object] = []
     recover(directory, got.extend, lambda ids: {i for i in ids if i in known})
     return got

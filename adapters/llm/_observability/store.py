@@ -251,10 +251,9 @@ class LocalStore:
         if self._closed:
             self._drop("the store is closed", count)
             return
-        if isinstance(item, (CallRecord, _WithOutbox)):
-            item = _Batch((item,))
-        if isinstance(item, _Batch):    # kept in the journal until the writer commits it
-            item = _Batch(item.items, *self._journal.append(item.items))
+        if isinstance(item, (CallRecord, _WithOutbox, _Batch)):   # journaled until committed
+            calls = item.items if isinstance(item, _Batch) else (item,)
+            item = _Batch(calls, *self._journal.append(calls))
         try:
             self._start_writer()
             self._queue.put_nowait(item)

@@ -133,12 +133,15 @@ class Journal:
         """The store is closed: remove the files whose frames were all committed; the others
         stay for the next process to replay."""
         with self._lock:
-            for file in [*self._sealed, *([self._open] if self._open else [])]:
+            for file in self._files():
                 if not file.held and (file.last <= self._done or file.size == 0):
                     _remove(file)
                 else:
                     os.close(file.fd)       # left for recovery: the lock goes with the fd
             self._sealed, self._open = [], None
+
+    def _files(self) -> list[_File]:
+        return [*self._sealed, *([self._open] if self._open is not None else [])]
 
     def _target(self) -> _File:
         current = self._open
@@ -159,7 +162,7 @@ class Journal:
 
     def _forget(self) -> None:
         """In a forked child: the parent's files and locks are the parent's."""
-        for file in [*self._sealed, *([self._open] if self._open else [])]:
+        for file in self._files():
             try:
                 os.close(file.fd)       # the parent's descriptor keeps its lock
             except OSError:
