@@ -18,7 +18,8 @@ import pytest
 from .conftest import unique, write_config
 from .langfuse_server import use_project
 from .pg_support import pg_url  # noqa: F401  (a fixture)
-from .test_tracing_delivery import TWO, call_id, generations, traced_in_production
+from .test_tracing_delivery import (TWO, call_id, generations, run_together,
+                                    traced_in_production)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = """
@@ -63,17 +64,15 @@ def test_two_traces_sync_at_once_send_each_generation_once(sim, server, keys, pg
         assert out.stdout.strip() == "recorded", out.stderr[-2000:]
     stored = _stored(pg_url)
     assert len(stored) == 80 and not generations(server.spans(), keys[0])
-    syncs = [subprocess.Popen([sys.executable, "-m", "adapters.llm", "traces", "sync"],
-                              env=_env(pg_url, tmp_path / f"sync-{n}"), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for n in range(2)]
-    outs = [p.communicate(timeout=180) for p in syncs]
+    syncs = run_together([([sys.executable, "-m", "adapters.llm", "traces", "sync"],
+                           _env(pg_url, tmp_path / f"sync-{n}")) for n in range(2)])
     # One may find every row leased by the other and exit 1 ("still waiting"); none fails.
-    assert 0 in [p.returncode for p in syncs], [o + e[-1500:] for o, e in outs]
-    assert all(o.startswith("sent ") for o, _ in outs), [e[-1500:] for _, e in outs]
+    assert 0 in [r.returncode for r in syncs], [r.stdout + r.stderr[-1500:] for r in syncs]
+    assert all(r.stdout.startswith("sent ") for r in syncs), [r.stderr[-1500:] for r in syncs]
     gens = generations(server.spans(), keys[0])
     assert Counter(Counter(call_id(g) for g in gens).values()) == {1: 80}, "each once"
     assert {call_id(g) for g in gens} == set(stored)
-    assert sum(int(o.split()[1]) for o, _ in outs) == 80    # "sent N span(s); ..."
+    assert sum(int(r.stdout.split()[1]) for r in syncs) == 80    # "sent N span(s); ..."
     again = subprocess.run([sys.executable, "-m", "adapters.llm", "traces", "sync"],
                            env=_env(pg_url, tmp_path / "sync-2"), capture_output=True,
                            text=True, timeout=120)
@@ -84,17 +83,9 @@ def test_two_traces_sync_at_once_send_each_generation_once(sim, server, keys, pg
 def test_two_replicas_recording_and_delivering_never_send_the_same_rows(sim, server, keys,
                                                                         pg_url, tmp_path):
     config = _config(tmp_path, sim.url)
-    procs = [subprocess.Popen([sys.executable, "-c", TWO, str(config), name],
-                              env=_env(pg_url, tmp_path / name), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-             for name in ("first", "second")]
-    try:
-        outs = [p.communicate(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(out.strip() == "ok" for out, _ in outs), [err[-1500:] for _, err in outs]
+    runs = run_together([([sys.executable, "-c", TWO, str(config), name],
+                          _env(pg_url, tmp_path / name)) for name in ("first", "second")])
+    assert all(r.stdout.strip() == "ok" for r in runs), [r.stderr[-1500:] for r in runs]
     stored = _stored(pg_url)
     spans = [g.span_id for g in generations(server.spans(), keys[0])]
     assert len(stored) == 120

@@ -56,6 +56,22 @@ def call_id(span: ReceivedSpan) -> str:
     return json.loads(span.attr("langfuse.observation.metadata.call_id"))
 
 
+def run_together(commands: list[tuple[list[str], dict[str, str]]], timeout: float = 180
+                 ) -> list[subprocess.CompletedProcess[str]]:
+    """Start every (argv, env) at once; their results once all ended (killed after
+    ``timeout`` seconds at most)."""
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for argv, env in commands]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [subprocess.CompletedProcess(p.args, p.returncode, out, err)
+            for p, (out, err) in zip(procs, outs)]
+
+
 def stored_calls(home: Path) -> list[str]:
     with closing(sqlite3.connect(home / "calls.sqlite3")) as conn:
         return [row[0] for row in conn.execute("SELECT call_id FROM calls")]
@@ -289,16 +305,9 @@ def test_two_processes_on_one_store_never_send_the_same_rows(sim, server, keys, 
     config = write_config(tmp_path, traced_in_production(unique("two")), sim_url=sim.url,
                           name="config.yaml")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", TWO, str(config), name], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("first", "second")]
-    try:
-        outs = [p.communicate(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(out.strip() == "ok" for out, _ in outs), [err[-1500:] for _, err in outs]
+    runs = run_together([([sys.executable, "-c", TWO, str(config), name], env)
+                         for name in ("first", "second")])
+    assert all(r.stdout.strip() == "ok" for r in runs), [r.stderr[-1500:] for r in runs]
     stored = stored_calls(Path(env["LLM_ADAPTER_HOME"]))
     spans = [g.span_id for g in generations(server.spans(), keys[0])]
     assert len(stored) == 120
