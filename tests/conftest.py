@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -58,6 +59,22 @@ def server() -> Iterator[LangfuseServer]:
     """A loopback Langfuse of the test module's own (its projects, rejections and limits)."""
     with LangfuseServer() as langfuse:
         yield langfuse
+
+
+def run_together(commands: list[tuple[list[str], dict[str, str]]], timeout: float = 180
+                 ) -> list[subprocess.CompletedProcess[str]]:
+    """Start every (argv, env) at once; their results once all ended (killed after
+    ``timeout`` seconds at most)."""
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for argv, env in commands]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [subprocess.CompletedProcess(p.args, p.returncode, out, err)
+            for p, (out, err) in zip(procs, outs)]
 
 
 def unique(prefix: str) -> str:

@@ -15,11 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import unique, write_config
+from .conftest import run_together, unique, write_config
 from .langfuse_server import use_project
 from .pg_support import pg_url  # noqa: F401  (a fixture)
-from .test_tracing_delivery import (TWO, call_id, generations, run_together,
-                                    traced_in_production)
+from .test_tracing_delivery import TWO, call_id, generations, traced_in_production
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = """

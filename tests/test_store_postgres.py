@@ -23,6 +23,7 @@ from adapters.llm._observability.migrations import MIGRATIONS
 from adapters.llm._observability.store import LocalStore, store_target
 from adapters.llm._observability.telemetry import store_target_of
 
+from .conftest import run_together
 from .pg_support import PrivatePostgres, pg_url, private_postgres  # noqa: F401  (fixtures)
 from .test_store import record
 
@@ -140,14 +141,12 @@ print(store.written, store.dropped, store.buffered, flush=True)
 def test_two_processes_record_into_one_database_and_a_third_reports_them(pg_url: str,
                                                                           tmp_path: Path):
     now = time.time() - 3600
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, prefix, str(now)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT),
-                                   "LLM_ADAPTER_STORE_URL": pg_url,
-                                   "LLM_ADAPTER_HOME": str(tmp_path / prefix)})
-             for prefix in "ab"]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [o.split() for o, _ in outs] == [["200", "0", "0"]] * 2, [e[-2000:] for _, e in outs]
+    runs = run_together([([sys.executable, "-c", WRITER, prefix, str(now)],
+                          {**os.environ, "PYTHONPATH": str(ROOT), "LLM_ADAPTER_STORE_URL": pg_url,
+                           "LLM_ADAPTER_HOME": str(tmp_path / prefix)}) for prefix in "ab"],
+                        timeout=120)
+    assert [r.stdout.split() for r in runs] == [["200", "0", "0"]] * 2, \
+        [r.stderr[-2000:] for r in runs]
     reader = {"LLM_ADAPTER_STORE_URL": pg_url, "LLM_ADAPTER_HOME": str(tmp_path / "reader")}
     out = cli("costs", "--by", "user", "--since", "30d", "--json", env=reader)
     assert out.returncode == 0, out.stderr

@@ -24,7 +24,7 @@ from adapters.llm._observability import outbox
 from adapters.llm._cli.main import main
 from adapters.llm._observability.langfuse_spans import TRUNCATED
 
-from .conftest import one_group, profiles, unique, write_config
+from .conftest import one_group, profiles, run_together, unique, write_config
 from .langfuse_server import ReceivedSpan, use_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,22 +54,6 @@ def generations(spans: list[ReceivedSpan], public_key: str) -> list[ReceivedSpan
 
 def call_id(span: ReceivedSpan) -> str:
     return json.loads(span.attr("langfuse.observation.metadata.call_id"))
-
-
-def run_together(commands: list[tuple[list[str], dict[str, str]]], timeout: float = 180
-                 ) -> list[subprocess.CompletedProcess[str]]:
-    """Start every (argv, env) at once; their results once all ended (killed after
-    ``timeout`` seconds at most)."""
-    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for argv, env in commands]
-    try:
-        outs = [p.communicate(timeout=timeout) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    return [subprocess.CompletedProcess(p.args, p.returncode, out, err)
-            for p, (out, err) in zip(procs, outs)]
 
 
 def stored_calls(home: Path) -> list[str]:
