@@ -72,6 +72,8 @@ BAD_SECTIONS: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
      ("expected true or false",)),
     ("store-unknown", {"store": {"uri": "sqlite:///x"}}, "store.uri",
      ("unknown key 'uri' in store", "did you mean 'url'", "enabled, path, url")),
+    ("store-recorder", {"store": {"recorder": "proces"}}, "store.recorder",
+     ("'proces' is not a valid recorder", "process, thread")),
     ("limits-max-wait", {"router_settings": {"max_wait": "long"}}, "router_settings.max_wait",
      ("expected a number of seconds",)),
     ("langfuse-top-level", {"langfuse": {"sample_rate": 2}}, "langfuse.sample_rate",

@@ -31,6 +31,7 @@ from adapters.llm.simulator import Scenario, Simulator
 
 from .conftest import one_group, profiles, sim_deployment, unique, write_config
 from .langfuse_server import LangfuseServer
+from .processes import children_of, wait_ended
 from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,8 +249,9 @@ def test_every_call_is_stored_however_the_process_ends(env, exited, case):
 @pytest.mark.parametrize("answers,in_flight", [(3, 1), (40, 1), (200, 32)])
 def test_sigkill_loses_at_most_the_last_moments(env, answers, in_flight):
     """Killed after its 3rd answer (early in a run: threads starting, lazy imports), its 40th,
-    or its 200th with 32 calls in flight: once the next process opened the store, what is
-    lost was answered within the last WINDOW_S before the kill."""
+    or its 200th with 32 calls in flight: once its recording process ended and the next
+    process opened the store, what is lost was answered within the last WINDOW_S before the
+    kill."""
     environ, home, _ = env.prepare(f"kill-{answers}-{in_flight}")
     loop = ["0", "sync", "loop"] if in_flight == 1 else [str(in_flight), "async", "aloop"]
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, *loop], env=environ,
@@ -264,6 +266,7 @@ def test_sigkill_loses_at_most_the_last_moments(env, answers, in_flight):
                 break
             _, call_id, at = line.split()
             answered[call_id] = float(at)
+        recording = children_of(proc.pid)
         killed_at = time.monotonic()
         proc.kill()
         out, err = proc.communicate(timeout=TIMEOUT)
@@ -274,6 +277,7 @@ def test_sigkill_loses_at_most_the_last_moments(env, answers, in_flight):
         _, call_id, at = line.split()
         answered[call_id] = float(at)
     assert len(answered) >= answers, err
+    wait_ended(recording)       # it commits what it was handed, then sees its caller gone
     reopened = subprocess.run([sys.executable, "-c", REOPEN], env=environ, cwd=home,
                               capture_output=True, text=True, timeout=TIMEOUT)
     assert reopened.stdout.strip() == "ok", reopened.stderr
@@ -305,10 +309,11 @@ def journaled(home: Path) -> int:
 
 
 def test_sigkill_loses_nothing_the_writer_was_handed_but_had_not_committed(env):
-    """Another process holds the store's write lock, so the script's writer commits nothing:
-    its 20 calls are in its journal only when it is killed. The next process on the store
-    (``traces sync``) commits each of them once and delivers each generation once; a second
-    sync finds nothing left to do."""
+    """Another process holds the store's write lock, so the script's recording process
+    commits nothing: the 20 calls are in its journal only when both are killed (as the end of
+    a container kills every process in it). The next process on the store (``traces sync``)
+    commits each of them once and delivers each generation once; a second sync finds nothing
+    left to do."""
     from adapters.llm._observability.store import LocalStore
 
     environ, home, public = env.prepare("journal")
@@ -325,8 +330,12 @@ def test_sigkill_loses_nothing_the_writer_was_handed_but_had_not_committed(env):
         wait_until(lambda: journaled(home) == 20, timeout=10,
                    what="the 20 answered calls in the store's journal")
         assert stored_ids(home) == []                   # the writer is still waiting
-        proc.kill()
+        recording = children_of(proc.pid)
+        assert len(recording) == 1
+        for pid in (proc.pid, *recording):
+            os.kill(pid, signal.SIGKILL)
         proc.communicate(timeout=TIMEOUT)
+        wait_ended(recording)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -351,7 +360,7 @@ def test_sigkill_loses_nothing_the_writer_was_handed_but_had_not_committed(env):
 
 # -- a value SQLite cannot encode -----------------------------------------------------------------
 def test_an_answer_with_a_lone_surrogate_is_stored_with_its_batch_mates(make_adapter, sim,
-                                                                      tmp_path):
+                                                                      tmp_path, caplog):
     poison = unique("surrogate")
     sim.set_scenario(poison, Scenario(content="bad \ud800 half"))
     llm = make_adapter({
@@ -376,7 +385,8 @@ def test_an_answer_with_a_lone_surrogate_is_stored_with_its_batch_mates(make_ada
     bad = store.get_call(answered[10].call_id)
     assert bad.output == "bad \ufffd half"
     assert bad.metadata["_unstorable_text_replaced"] == ["output"]
-    assert store.escaped == 1 and store.rejected == 0
+    said = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
+    assert len(said) == 1 and answered[10].call_id in said[0], said   # from the recording process
 
 
 def test_records_the_store_cannot_take_even_escaped_are_dropped_alone(tmp_path):
@@ -545,3 +555,93 @@ def test_a_script_that_ends_while_litellm_is_still_importing_exits_cleanly(tmp_p
         done = list(pool.map(run, range(8)))
     assert [d.returncode for d in done] == [0] * 8, [d.stderr[-300:] for d in done]
     assert not any("FATAL" in d.stderr or "Traceback" in d.stderr for d in done)
+
+
+# -- the recording process ----------------------------------------------------------------------
+def recording_children() -> list[int]:
+    """This process's recording processes."""
+    return [pid for pid in children_of(os.getpid())
+            if b"recording_child" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_a_recording_process_killed_mid_run_is_replaced_and_nothing_is_lost(env):
+    """SIGKILL the recording process (the OOM killer's choice, say) while calls go on: the
+    caller starts another, hands it what the dead one had not taken, the dead one's journal is
+    replayed, and every answered call is stored and delivered once."""
+    environ, home, public = env.prepare("child-killed")
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "4", "async", "aloop"], env=environ,
+                            cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    answered: set[str] = set()
+    try:
+        assert proc.stdout is not None
+        while len(answered) < 60:
+            answered.add(proc.stdout.readline().split()[1])
+        first = children_of(proc.pid)
+        assert len(first) == 1
+        os.kill(first[0], signal.SIGKILL)
+        while len(answered) < 120:
+            answered.add(proc.stdout.readline().split()[1])
+        proc.send_signal(signal.SIGTERM)                 # drained, then killed by it
+        out, err = finished(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for line in out.splitlines():
+        answered.add(line.split()[1])
+    assert proc.returncode == -signal.SIGTERM, err
+    assert "the recording process ended" in err and "starting another" in err, err
+    stored = stored_ids(home)
+    assert set(stored) == answered and len(stored) == len(answered), err
+    sent = [s.span_id for s in env.langfuse.spans()
+            if s.scope_attributes.get("public_key") == public
+            and s.attr("langfuse.observation.type") == "generation"]
+    assert sorted(sent) == sorted({c[:16] for c in answered}), "each delivered once"
+
+
+def test_ctrl_c_to_the_whole_process_group_still_records_every_call(env):
+    """Ctrl-C in a terminal signals the whole foreground group; the recording process is in
+    a session of its own, so it commits what the ending caller hands it."""
+    environ, home, public = env.prepare("group-sigint")
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "50", "async", "sigint"],
+                            env=environ, cwd=home, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = finished(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGINT, err
+    assert len(stored_ids(home)) == 50, err
+    assert len(env.generations(public)) == 50, err
+
+
+def test_recording_falls_back_to_the_calling_process_when_no_process_can_start(
+        make_adapter, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    before = recording_children()
+    llm = make_adapter(one_group(unique("fallback"), key="sk-x",
+                                 store={"path": str(tmp_path / "fallback" / "calls.sqlite3")}))
+    ids = [llm.generate(prompt=f"q{i}").call_id for i in range(3)]
+    assert llm.flush_langfuse(timeout=30)
+    assert sorted(stored_ids(llm.telemetry.store.path.parent)) == sorted(ids)
+    said = [r.getMessage() for r in caplog.records if "recorded in this process" in
+            r.getMessage()]
+    assert len(said) == 1 and "cannot be started" in said[0], said
+    assert recording_children() == before
+
+
+def test_recorder_thread_records_in_the_calling_process(make_adapter, tmp_path):
+    before = recording_children()
+    llm = make_adapter(one_group(unique("threaded"), key="sk-x", store={
+        "recorder": "thread", "path": str(tmp_path / "threaded" / "calls.sqlite3")}))
+    ids = [llm.generate(prompt=f"q{i}").call_id for i in range(3)]
+    assert llm.flush_langfuse(timeout=30)
+    assert sorted(stored_ids(llm.telemetry.store.path.parent)) == sorted(ids)
+    assert recording_children() == before
+    default = make_adapter(one_group(unique("in-child"), key="sk-x",
+                                     store={"path": str(tmp_path / "child" / "calls.sqlite3")}))
+    default.generate(prompt="q")
+    assert len(recording_children()) == len(before) + 1

@@ -221,7 +221,10 @@ def test_every_call_is_in_the_local_store(llm, keys):
     assert oct(Path(store.path).stat().st_mode & 0o777) == "0o600"
 
 
-def test_spool_drains_by_itself_when_langfuse_returns(llm, server, keys):
+def test_spool_drains_by_itself_when_langfuse_returns(make_adapter, server, keys):
+    # In this process, to shorten its delivery's backoff.
+    llm = make_adapter(traced(unique("traced"), API_KEY, store={"recorder": "thread"}),
+                       environment="production")
     sink = llm.telemetry.langfuse
     sink.delivery.retry_interval = 0.2          # the longest backoff; the default is 10 s
     server.set_down(True)

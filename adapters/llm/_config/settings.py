@@ -328,6 +328,9 @@ class StoreSettings(Section):
     enabled: Annotated[bool, spec(Flag())] = True
     path: Annotated[str | None, spec(Text())] = None
     url: Annotated[str | None, spec(Text())] = None
+    # Where records are committed and delivered: a recording process of their own (the calls'
+    # interpreter keeps only masking), or threads of the calling process.
+    recorder: Annotated[str, spec(Choice(("process", "thread")))] = "process"
 
 
 class LangfuseSection(Section):

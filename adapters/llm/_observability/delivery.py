@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .store import LocalStore
     from .credentials import Credentials
 
-__all__ = ["Delivery", "DeliveryState", "SPOOL_KIND"]
+__all__ = ["Delivery", "DeliveryState", "SPOOL_KIND", "state_of"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -211,10 +211,7 @@ class Delivery:
             self._round_lock.release()
 
     def state(self) -> DeliveryState:
-        with self.store.session() as conn:
-            calls = outbox.counts(conn, OUTBOX, self.key)
-            spool = outbox.counts(conn, SPOOL, SPOOL_KIND)
-        return _state(calls, spool, self.last_error, self.sent)
+        return state_of(self.store, self.key, self.last_error, self.sent)
 
     def _round(self, conn: Any, queue: Queue, key: str, end: float) -> int:
         """One leased batch; how many rows it took (0: nothing to take)."""
@@ -354,6 +351,15 @@ class Delivery:
             log.warning("llm-adapter: Langfuse reachable again; delivering what the store kept")
         self.breaker.succeeded()
         self.last_error = None
+
+
+def state_of(store: LocalStore, key: str, last_error: str | None = None,
+             sent: int = 0) -> DeliveryState:
+    """What the store holds for the Langfuse project ``key``: pending and quarantined."""
+    with store.session() as conn:
+        calls = outbox.counts(conn, OUTBOX, key)
+        spool = outbox.counts(conn, SPOOL, SPOOL_KIND)
+    return _state(calls, spool, last_error, sent)
 
 
 def _state(calls: QueueCounts, spool: QueueCounts, error: str | None,

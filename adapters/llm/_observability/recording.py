@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from functools import partial
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .batching import BatchWorker
@@ -19,7 +20,7 @@ from ..errors import LLMAdapterError, ProviderError
 from .masking import Masker
 from .records import CallRecord, LLMResponse
 
-__all__ = ["Recorder", "Sink", "build_record"]
+__all__ = ["Recorder", "Sink", "build_record", "hand_over"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -70,7 +71,7 @@ class Recorder:
         done = self._worker.drain(timeout)
         for sink in self.sinks:
             left = max(deadline - time.monotonic(), 0.0)
-            done = self._guard(sink, lambda s=sink, t=left: s.flush(t)) is True and done
+            done = _guard(sink, self.failures, partial(sink.flush, left)) is True and done
         return done
 
     def close(self, timeout: float = 5.0) -> bool:
@@ -85,32 +86,41 @@ class Recorder:
         for record in batch:
             masked = _masked(record, self.masker)
             pairs.append((masked, masked if same else _masked(record, self.secrets_only)))
-        for sink in self.sinks:
-            whole = getattr(sink, "emit_batch", None)
-            if whole is not None:
-                chosen = [(m if sink.wants_masked else p, m) for m, p in pairs]
-                try:
-                    whole(chosen)           # one hand-over (one store transaction) per batch
-                    continue
-                except Exception:  # one record it could not take: each alone, as below
-                    log.debug("llm-adapter: the %s sink took the batch record by record",
-                              sink.name, exc_info=True)
-            for masked, plain in pairs:
-                chosen_one = masked if sink.wants_masked else plain
-                pair = getattr(sink, "emit_pair", None)
-                if pair is not None:
-                    self._guard(sink, lambda p=pair, r=chosen_one, m=masked: p(r, m))
-                else:
-                    self._guard(sink, lambda s=sink, r=chosen_one: s.emit(r))
+        hand_over(self.sinks, pairs, self.failures)
 
-    def _guard(self, sink: Sink, action: object) -> object:
-        try:
-            return action()  # type: ignore[operator]
-        except Exception:  # a sink must never take the calls down; it is logged and counted
-            count = self.failures[sink.name] = self.failures.get(sink.name, 0) + 1
-            if count == 1 or count % 100 == 0:
-                log.exception("llm-adapter: the %s sink failed (%d time(s))", sink.name, count)
-            return None
+
+def hand_over(sinks: list[Sink], pairs: list[tuple[CallRecord, CallRecord]],
+              failures: dict[str, int]) -> None:
+    """Give each sink its version of each (masked, secrets-only) pair: the whole batch at
+    once where it can take it, else record by record; a sink that fails is logged and
+    counted in ``failures``, never raised."""
+    for sink in sinks:
+        whole = getattr(sink, "emit_batch", None)
+        if whole is not None:
+            chosen = [(m if sink.wants_masked else p, m) for m, p in pairs]
+            try:
+                whole(chosen)           # one hand-over (one store transaction) per batch
+                continue
+            except Exception:  # one record it could not take: each alone, as below
+                log.debug("llm-adapter: the %s sink took the batch record by record",
+                          sink.name, exc_info=True)
+        for masked, plain in pairs:
+            chosen_one = masked if sink.wants_masked else plain
+            pair = getattr(sink, "emit_pair", None)
+            if pair is not None:
+                _guard(sink, failures, partial(pair, chosen_one, masked))
+            else:
+                _guard(sink, failures, partial(sink.emit, chosen_one))
+
+
+def _guard(sink: Sink, failures: dict[str, int], action: Callable[[], object]) -> object:
+    try:
+        return action()
+    except Exception:  # a sink must never take the calls down; it is logged and counted
+        count = failures[sink.name] = failures.get(sink.name, 0) + 1
+        if count == 1 or count % 100 == 0:
+            log.exception("llm-adapter: the %s sink failed (%d time(s))", sink.name, count)
+        return None
 
 
 def _masked(record: CallRecord, masker: Masker) -> CallRecord:

@@ -9,9 +9,9 @@ and the environment hold is collected here for the maskers, which also mask lite
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,14 +26,14 @@ from .._config.loader import Config
 from ..errors import UsageError
 from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
+from .sinks import close_parts, record_sinks
+from .recording_child import RecordingSpec
+from .recording_process import RecordingProcess
 from .tracing import LangfuseSink, langfuse_credentials
 
 __all__ = ["Telemetry", "TelemetryPool", "default_telemetry", "store_path", "store_target_of"]
 
 log = logging.getLogger("adapters.llm")
-
-
-SINK_EXIT_TIMEOUT = 5.0     # a sink's share at exit (Langfuse: what it did not take stays stored)
 
 
 @dataclass
@@ -50,15 +50,15 @@ class Telemetry:
 
     def close(self, timeout: float = 10.0) -> bool:
         """The end of this telemetry, in order: the recorder hands over what is queued and
-        stops; each sink is flushed with the time left (at most ``SINK_EXIT_TIMEOUT`` each, the
-        store's own sink first) and closed if it has ``close()``; then the store
+        stops; each sink (the recording process first) is flushed with the time left (at most
+        ``sinks.SINK_EXIT_TIMEOUT`` each) and closed if it has ``close()``; then the store
         commits and stops its writer (it gets at least a second, whatever the sinks took).
         True when everything finished in time. Safe to call twice; records made later are
         dropped and counted. Shared parts (a store, a sink) are closed for everyone using them:
         this is for the end of the process (``LiteLLMAdapter.close`` only flushes)."""
         deadline = time.monotonic() + timeout
         ok = self.recorder.close(timeout)
-        return _close_parts(self.recorder.sinks, [self.store], deadline) and ok
+        return close_parts(self.recorder.sinks, [self.store], deadline) and ok
 
 
 class TelemetryPool:
@@ -81,6 +81,7 @@ class TelemetryPool:
         self._stores: dict[str, Any] = {}
         self._langfuse: dict[tuple[str, str, str, str, float | None], LangfuseSink] = {}
         self._alerts: dict[str, Any] = {}
+        self._processes: dict[RecordingSpec, RecordingProcess] = {}
         self._warned_keys = False
         self._closed = False
 
@@ -99,7 +100,7 @@ class TelemetryPool:
             ok = telemetry.recorder.close(max(deadline - time.monotonic(), 0.0)) and ok
         sinks = {id(sink): sink for t in items for sink in t.recorder.sinks}
         stores = {id(t.store): t.store for t in items}
-        return _close_parts(list(sinks.values()), list(stores.values()), deadline) and ok
+        return close_parts(list(sinks.values()), list(stores.values()), deadline) and ok
 
     def get(self, config: Config, enable_langfuse: bool) -> Telemetry:
         creds = langfuse_credentials() if enable_langfuse else None
@@ -134,30 +135,48 @@ class TelemetryPool:
                                           environment=config.environment, secrets=secrets,
                                           source=source)
         log_masking().add(masker)           # litellm's own log lines: from now on
-        sinks: list[Sink] = []
-        store = None
         keep_calls = store_settings.enabled
-        target = store_target_of(config)
-        if keep_calls:
-            store = self._store(target, path)
-        langfuse = None
-        if enable_langfuse:
-            if creds is None:
-                self._warn_missing_keys()
-            else:
-                if store is None:
-                    store = self._store(target, path)   # the outbox lives there
-                langfuse = self._langfuse_sink(creds, config, store)
-        if keep_calls:
-            # With Langfuse on, a call's outbox row is committed with its calls row.
-            sinks.append(_StoreSink(store, masked=masker.enabled and masker.mask_store,
-                                    langfuse=langfuse))
-        elif langfuse is not None:
-            sinks.append(langfuse)
+        in_child = store_settings.recorder == "process"
+        store = langfuse = None
+        if enable_langfuse and creds is None:
+            self._warn_missing_keys()
+        if keep_calls or (enable_langfuse and creds is not None):   # the outbox lives there
+            store = self._store(store_target_of(config), path, start=not in_child)
+        if enable_langfuse and creds is not None:
+            langfuse = self._langfuse_sink(creds, config, store, deliver=not in_child)
+        masked = masker.enabled and masker.mask_store
+
+        def local() -> list[Sink]:
+            """Recording in this process: the store's writer and Langfuse's delivery here."""
+            if store is not None:
+                store.start()
+            if langfuse is not None:
+                langfuse.start_delivery()
+            return record_sinks(store, langfuse, keep_calls=keep_calls, masked=masked)
+
+        sinks: list[Sink] = []
+        if store is not None:
+            sinks = [self._recording_process(RecordingSpec(
+                str(store.path), store.target.url, keep_calls, masked,
+                creds if langfuse is not None else None, config.environment,
+                config.profile.langfuse.default_tags, config.profile.langfuse.sample_rate,
+                log.getEffectiveLevel()), local, langfuse)] if in_child else local()
         alerts = self._alert_evaluator(config)
         if alerts is not None:
             sinks.append(alerts)
         return Telemetry(Recorder(sinks, masker, secrets_only), masker, langfuse, store, alerts)
+
+    def _recording_process(self, spec: RecordingSpec, local: Callable[[], list[Sink]],
+                           langfuse: LangfuseSink | None) -> RecordingProcess:
+        """One recording process per destination, shared like the stores and sinks."""
+        process = self._processes.get(spec)
+        if process is None:
+            process = self._processes[spec] = RecordingProcess(
+                spec, local=local,
+                before_flush=langfuse.client.flush if langfuse is not None else None)
+            if langfuse is not None:
+                langfuse.remote_state = process.state
+        return process
 
     def _alert_evaluator(self, config: Config) -> Any:
         """One evaluator per config and process, whatever the Langfuse setting: an alert is
@@ -175,7 +194,7 @@ class TelemetryPool:
             evaluator = self._alerts[key] = AlertEvaluator(settings)
         return evaluator
 
-    def _store(self, target: Any, path: Path) -> Any:
+    def _store(self, target: Any, path: Path, *, start: bool) -> Any:
         from .store import BUFFER_FILENAME, LocalStore
 
         if target.url is not None:      # PostgreSQL; its local buffer beside the usual file
@@ -185,17 +204,20 @@ class TelemetryPool:
         existing = self._stores.setdefault(str(store.target), store)
         if existing is not store:
             store.close()
-        existing.start()            # the first record does not wait for the writer's start
+        if start:
+            existing.start()        # the first record does not wait for the writer's start
         return existing
 
-    def _langfuse_sink(self, creds: Any, config: Config, store: Any) -> LangfuseSink:
+    def _langfuse_sink(self, creds: Any, config: Config, store: Any, *,
+                       deliver: bool) -> LangfuseSink:
         rate = config.profile.langfuse.sample_rate
         key = (creds.public_key, creds.base_url, config.environment, str(store.target), rate)
         sink = self._langfuse.get(key)
         if sink is None:
             sink = self._langfuse[key] = LangfuseSink(
                 creds, environment=config.environment, store=store,
-                default_tags=config.profile.langfuse.default_tags, sample_rate=rate)
+                default_tags=config.profile.langfuse.default_tags, sample_rate=rate,
+                deliver=deliver)
         return sink
 
     def _warn_missing_keys(self) -> None:
@@ -204,74 +226,6 @@ class TelemetryPool:
             log.warning("llm-adapter: Langfuse is enabled but LANGFUSE_PUBLIC_KEY / "
                         "LANGFUSE_SECRET_KEY are not set; calls are recorded in the local store "
                         "only (set them, or enable_langfuse=False to silence this)")
-
-
-class _StoreSink:
-    """The calls row of each record and, with Langfuse on, its outbox row (the masked
-    record), queued as one item so the store commits them in one transaction."""
-
-    name = "store"
-
-    def __init__(self, store: Any, *, masked: bool, langfuse: LangfuseSink | None = None) -> None:
-        self.store = store
-        self.wants_masked = masked
-        self.langfuse = langfuse
-        if langfuse is not None:
-            self.emit_pair = self._emit_pair
-
-    def emit(self, record: Any) -> None:
-        self.store.write(record)
-
-    def _emit_pair(self, record: Any, masked: Any) -> None:
-        assert self.langfuse is not None
-        if not self.langfuse.sampled(masked):       # langfuse.sample_rate: the store keeps it
-            self.store.write(record)
-            return
-        self.store.write_with_outbox(record, self.langfuse.entry(masked))
-
-    def emit_batch(self, pairs: list[tuple[Any, Any]]) -> None:
-        """The recorder's batch as one item of the writer's queue: one wake-up of the writer
-        and one transaction for all of it, not one per call."""
-        langfuse = self.langfuse
-        if langfuse is None:
-            self.store.write_batch([(record, None) for record, _ in pairs])
-        else:
-            # langfuse.sample_rate: a trace left out is still stored, with no outbox row.
-            self.store.write_batch([(record, langfuse.entry(masked) if langfuse.sampled(masked)
-                                     else None) for record, masked in pairs])
-
-    def flush(self, timeout: float) -> bool:
-        if self.langfuse is None:
-            return bool(self.store.flush(timeout))
-        return self.langfuse.flush(timeout)          # commits, then delivers
-
-
-def _close_parts(sinks: list[Sink], stores: list[Any], deadline: float) -> bool:
-    """Flush each sink (at most ``SINK_EXIT_TIMEOUT`` each) and close it if it has
-    ``close()``, then close each store (at least a second each, whatever the sinks took)."""
-    ok = True
-    for sink in sinks:
-        left = min(max(deadline - time.monotonic(), 0.0), SINK_EXIT_TIMEOUT)
-        ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
-        closer = getattr(sink, "close", None)
-        if callable(closer):
-            ok = _step(sink.name, "close", closer) and ok
-    for store in stores:
-        if store is not None:
-            ok = bool(store.close(max(deadline - time.monotonic(), 1.0))) and ok
-    return ok
-
-
-def _step(sink: str, what: str, action: Any) -> bool:
-    """One sink's flush or close at the end: logged, never raised (the others still run)."""
-    try:
-        return action() is not False
-    except sqlite3.Error as exc:    # the store's file went away or broke: say so in one line
-        log.warning("llm-adapter: the %s sink could not %s at exit: %s", sink, what, exc)
-        return False
-    except Exception:  # a sink failing at exit must not keep the store from closing; logged
-        log.exception("llm-adapter: the %s sink failed to %s at exit", sink, what)
-        return False
 
 
 def store_path(config: Config) -> Path:

@@ -16,7 +16,7 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from .masking import Masker
 from .records import CallRecord
 
 if TYPE_CHECKING:
-    from .delivery import DeliveryState
+    from .delivery import Delivery, DeliveryState
     from .store import LocalStore, OutboxEntry
 
 __all__ = ["LangfuseSink", "TraceScope", "current_parent", "langfuse_credentials", "sync"]
@@ -118,12 +118,13 @@ class LangfuseSink:
 
     def __init__(self, credentials: Credentials, *, environment: str, store: LocalStore,
                  default_tags: Sequence[str] = (), timeout: float = 5.0,
-                 retry_interval: float = 10.0, sample_rate: float | None = None) -> None:
+                 retry_interval: float = 10.0, sample_rate: float | None = None,
+                 deliver: bool = True) -> None:
+        """``deliver=False``: the outbox is delivered elsewhere (the recording process); this
+        sink then carries ``llm.trace`` spans only, and ``state`` asks ``remote_state``."""
         from langfuse import Langfuse
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        from .delivery import Delivery
-        from .langfuse_spans import SpanBuilder
         from .spool import SpoolingExporter
 
         self.credentials = credentials
@@ -131,6 +132,7 @@ class LangfuseSink:
         self.default_tags = tuple(default_tags)
         self.store = store
         self.sample_rate = 1.0 if sample_rate is None else sample_rate
+        self._timeout, self._retry_interval = timeout, retry_interval
         # The SDK's own pipeline carries llm.trace spans and scores only; what it does not
         # deliver is spooled in the store.
         self.exporter = SpoolingExporter(
@@ -141,12 +143,25 @@ class LangfuseSink:
                                environment=environment, span_exporter=self.exporter,
                                timeout=int(timeout))
         self._release: str | None = getattr(self.client, "_release", None)
-        self.delivery = Delivery(store, credentials,
-                                 SpanBuilder(self.client, credentials.public_key),
-                                 timeout=timeout, retry_interval=retry_interval)
+        self.delivery: Delivery | None = None
+        self.remote_state: Callable[[], DeliveryState | None] | None = None
+        if deliver:
+            self.start_delivery()
+
+    def start_delivery(self) -> None:
+        """Deliver the store's outbox and spool from a thread of this process, the backlog of
+        earlier processes first."""
+        from .delivery import Delivery
+        from .langfuse_spans import SpanBuilder
+
+        if self.delivery is not None:
+            return
+        self.delivery = Delivery(self.store, self.credentials,
+                                 SpanBuilder(self.client, self.credentials.public_key),
+                                 timeout=self._timeout, retry_interval=self._retry_interval)
         self.exporter.health = self.delivery
-        store.on_outbox_commit(self.delivery.wake)
-        self.delivery.start()            # the backlog of earlier processes goes first
+        self.store.on_outbox_commit(self.delivery.wake)
+        self.delivery.start()
 
     def entry(self, record: CallRecord) -> OutboxEntry:
         """The outbox row of a masked record."""
@@ -174,9 +189,12 @@ class LangfuseSink:
         deadline = time.monotonic() + timeout
         committed = self.store.flush(timeout)
         self.client.flush()              # llm.trace spans and scores, through the SDK
+        delivery = self.delivery
+        if delivery is None:
+            return committed
         while True:
-            got_through = self.delivery.deliver(deadline)
-            state = self.delivery.state()
+            got_through = delivery.deliver(deadline)
+            state = delivery.state()
             if state.ok or not got_through or not (state.pending or state.spool_pending) \
                     or time.monotonic() >= deadline:
                 break
@@ -190,10 +208,17 @@ class LangfuseSink:
     def close(self) -> None:
         """Stop the delivery thread and close its HTTP client; what is not delivered stays
         in the store for the next process or `llm-adapter traces sync`."""
-        self.delivery.close()
+        if self.delivery is not None:
+            self.delivery.close()
 
     def state(self) -> DeliveryState:
-        return self.delivery.state()
+        """What waits for Langfuse (asked of the recording process when it delivers)."""
+        from .delivery import state_of
+
+        if self.delivery is not None:
+            return self.delivery.state()
+        remote = self.remote_state() if self.remote_state is not None else None
+        return remote if remote is not None else state_of(self.store, self.credentials.public_key)
 
     # -- trace spans ----------------------------------------------------------------------------
     def open_trace_span(self, scope: TraceScope) -> Any:

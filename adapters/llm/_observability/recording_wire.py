@@ -1,0 +1,82 @@
+"""Messages between the calling process and its recording process, over a pair of pipes.
+
+A message is a tuple, pickled (both ends are this package, and the pipes are private to the
+two processes: nothing else can write to them), behind its length as 4 bytes. A frame torn by
+the writer's death is never decoded: ``Frames.next`` waits for whole frames only.
+
+Parent → child: ``("spec", RecordingSpec)`` first, then ``("batch", seq, [(record, masked)])``,
+``("flush", seq, timeout)``, ``("state", seq)``, ``("close", seq, timeout)``.
+Child → parent: ``("ready", pid)`` or ``("failed", why)``, ``("took", seq)`` once a batch is in
+the child's journal, ``("flushed" | "state" | "closed", seq, result)``, and
+``("log", logger, level, text)`` for the child's log lines.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from typing import Any
+
+__all__ = ["Frames", "encode"]
+
+_HEAD = struct.Struct(">I")
+
+
+def encode(message: tuple[Any, ...]) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEAD.pack(len(body)) + body
+
+
+class Frames:
+    """Whole messages out of a byte stream, however the reads cut it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+        self.ended = False              # the other end closed its side
+
+    def read(self) -> list[tuple[Any, ...]]:
+        """What one ``os.read`` brought, decoded (a non-blocking fd with nothing: ``[]``)."""
+        try:
+            chunk = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return []
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.ended = True
+            return []
+        self._buffer += chunk
+        return self._whole()
+
+    def next(self) -> tuple[Any, ...] | None:
+        """The next message from a blocking fd; None once the other end closed."""
+        while True:
+            whole = self._whole(limit=1)
+            if whole:
+                return whole[0]
+            if self.ended:
+                return None
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.ended = True
+                return None         # a torn last frame is dropped with the writer
+            self._buffer += chunk
+
+    def _whole(self, limit: int | None = None) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        buffer = self._buffer
+        offset = 0
+        while len(buffer) - offset >= _HEAD.size and (limit is None or len(out) < limit):
+            (size,) = _HEAD.unpack_from(buffer, offset)
+            end = offset + _HEAD.size + size
+            if len(buffer) < end:
+                break
+            out.append(pickle.loads(buffer[offset + _HEAD.size:end]))
+            offset = end
+        del buffer[:offset]
+        return out
