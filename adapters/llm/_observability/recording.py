@@ -55,15 +55,31 @@ class Recorder:
         self.failures: dict[str, int] = {}
         self._worker: BatchWorker[CallRecord] = BatchWorker(
             "llm-adapter-recorder", self._handle, queue_size=queue_size)
+        # The recording process alone: a small record is masked and written to its pipe by
+        # the call itself, which wakes no thread (each wake-up takes the GIL from the calls)
+        # and leaves no window in which a SIGKILL loses a call that returned.
+        only = sinks[0] if len(sinks) == 1 else None
+        self._now: Callable[[CallRecord, CallRecord], bool] | None = getattr(
+            only, "emit_now", None)
 
     @property
     def dropped(self) -> int:
         return self._worker.dropped
 
     def record(self, record: CallRecord) -> None:
-        """Queue ``record`` for the sinks; never blocks, never raises."""
-        if self.sinks:
-            self._worker.put(record)
+        """Hand ``record`` to the sinks (the recording process's pipe, at once, when it takes
+        it without waiting) or queue it for the thread; never blocks, never raises."""
+        if not self.sinks:
+            return
+        now = self._now
+        if now is not None and _small(record):
+            try:
+                masked, plain = self._pair(record)
+                if now(masked if self.sinks[0].wants_masked else plain, masked):
+                    return
+            except Exception:  # the thread's way below says what fails, once per batch
+                log.debug("llm-adapter: a record went the recorder thread's way", exc_info=True)
+        self._worker.put(record)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record reached the sinks and the sinks delivered it."""
@@ -81,12 +97,29 @@ class Recorder:
         return self._worker.stop(timeout)
 
     def _handle(self, batch: list[CallRecord]) -> None:
-        same = self.masker == self.secrets_only
-        pairs = []
-        for record in batch:
-            masked = _masked(record, self.masker)
-            pairs.append((masked, masked if same else _masked(record, self.secrets_only)))
-        hand_over(self.sinks, pairs, self.failures)
+        hand_over(self.sinks, [self._pair(record) for record in batch], self.failures)
+
+    def _pair(self, record: CallRecord) -> tuple[CallRecord, CallRecord]:
+        """(masked, secrets-only) versions of ``record``: one object when they are the same."""
+        masked = _masked(record, self.masker)
+        if self.masker == self.secrets_only:
+            return masked, masked
+        return masked, _masked(record, self.secrets_only)
+
+
+_SMALL_TEXT = 2_000     # characters of prompt and answer masked on the calling path, at most
+
+
+def _small(record: CallRecord) -> bool:
+    """Whether masking ``record`` is quick enough for the call to do it (plain text of a few
+    thousand characters; anything larger or richer goes to the thread)."""
+    size = len(record.output or "")
+    for message in record.input:
+        content = message.get("content") if isinstance(message, dict) else None
+        if content is not None and not isinstance(content, str):
+            return False
+        size += len(content or "")
+    return size <= _SMALL_TEXT and not record.tool_calls
 
 
 def hand_over(sinks: list[Sink], pairs: list[tuple[CallRecord, CallRecord]],

@@ -27,6 +27,7 @@ __all__ = ["RecordingSpec", "main"]
 
 _CLOSE_TIMEOUT = 10.0       # an ended parent's records: the store's commit and Langfuse's share
 _LOG_BACKLOG = 1_000        # log lines waiting for the parent beyond this go to stderr
+_LINGER = 0.05              # the store's writer gathers journaled records this long per commit
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class RecordingSpec:
         from .store import LocalStore
         from .tracing import LangfuseSink
 
-        store = LocalStore(self.path, url=self.url)
+        store = LocalStore(self.path, url=self.url, linger=_LINGER)
         store.start()
         langfuse = None
         if self.langfuse is not None:
@@ -122,7 +123,6 @@ def main() -> None:
 
 
 def _serve(frames: Frames, replies: _Replies) -> None:
-    from .recording import hand_over
     from .sinks import close_parts
 
     first = frames.next()
@@ -140,21 +140,50 @@ def _serve(frames: Frames, replies: _Replies) -> None:
         return
     replies.send(("ready", os.getpid()))
     failures: dict[str, int] = {}
-    while (message := frames.next()) is not None:
-        kind, seq = message[0], message[1]
-        if kind == "batch":
-            hand_over(sinks, [(masked, chosen) for chosen, masked in message[2]], failures)
-            replies.send(("took", seq))
-        elif kind == "flush":       # may take seconds (Langfuse): the batches keep coming in
-            threading.Thread(target=_flush, args=(sinks, seq, message[2], replies),
-                             daemon=True).start()
-        elif kind == "state":
-            replies.send(("state", seq, _state(sinks)))
-        elif kind == "close":
-            ok = close_parts(sinks, [store], time.monotonic() + message[2])
-            replies.send(("closed", seq, ok))
-            return
+    while messages := frames.available():
+        # The batches that arrived together are handed over as one: one journal write and
+        # one commit for what the caller wrote record by record.
+        pairs: list[tuple[Any, Any]] = []
+        took: list[int] = []
+        for message in messages:
+            if message[0] == "batch":
+                pairs += [(masked, chosen) for chosen, masked in message[2]]
+                took.append(message[1])
+                continue
+            _hand(sinks, pairs, took, failures, replies)
+            if not _answer(message, sinks, store, replies):
+                return
+        _hand(sinks, pairs, took, failures, replies)
     close_parts(sinks, [store], time.monotonic() + _CLOSE_TIMEOUT)    # the parent ended
+
+
+def _hand(sinks: list[Any], pairs: list[tuple[Any, Any]], took: list[int],
+          failures: dict[str, int], replies: _Replies) -> None:
+    from .recording import hand_over
+
+    if took:
+        hand_over(sinks, pairs, failures)
+        for seq in took:
+            replies.send(("took", seq))
+        pairs.clear()
+        took.clear()
+
+
+def _answer(message: tuple[Any, ...], sinks: list[Any], store: Any, replies: _Replies) -> bool:
+    """Answer a request; False once told to close."""
+    from .sinks import close_parts
+
+    kind, seq = message[0], message[1]
+    if kind == "flush":             # may take seconds (Langfuse): the batches keep coming in
+        threading.Thread(target=_flush, args=(sinks, seq, message[2], replies),
+                         daemon=True).start()
+    elif kind == "state":
+        replies.send(("state", seq, _state(sinks)))
+    elif kind == "close":
+        ok = close_parts(sinks, [store], time.monotonic() + message[2])
+        replies.send(("closed", seq, ok))
+        return False
+    return True
 
 
 def _flush(sinks: list[Any], seq: int, timeout: float, replies: _Replies) -> None:

@@ -100,6 +100,32 @@ class RecordingProcess:
             return
         self._pump(0.0)
 
+    def emit_now(self, record: Any, masked: Any) -> bool:
+        """Write one record's batch now if that cannot wait: a live child, the pipe free (no
+        other writer) and room for the whole frame in one atomic write (``PIPE_BUF``). False:
+        nothing was written, queue it for the thread."""
+        if self._proc is None or self._local is not None or self._closed:
+            return False
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            proc = self._proc
+            if proc is None or proc.stdin is None or self._local is not None or self._closed:
+                return False
+            frame = encode(("batch", self._seq + 1, [(record, masked)]))
+            if len(frame) > select.PIPE_BUF:
+                return False
+            try:
+                os.write(proc.stdin.fileno(), frame)        # all of it, or nothing
+            except OSError:                 # full (or gone: the thread's way finds out)
+                return False
+            self._seq += 1
+            self._unacked[self._seq] = frame
+        finally:
+            self._write_lock.release()
+        self._pump(0.0)
+        return True
+
     def emit_pair(self, record: Any, masked: Any) -> None:
         self.emit_batch([(record, masked)])
 
@@ -161,6 +187,8 @@ class RecordingProcess:
         while True:
             if seq in self._results:
                 return self._results.pop(seq)
+            if self._local is not None:
+                return None
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -183,8 +211,8 @@ class RecordingProcess:
             try:
                 if self._proc is None:
                     self._start()
-                    if batch:
-                        return      # it was among the batches the new child was handed
+                    if batch or self._local is not None:
+                        return      # it was among the batches the new child (or local) got
                 if frame is not None:
                     self._write(frame)
                 return
@@ -265,6 +293,8 @@ class RecordingProcess:
 
     def _lost(self, why: str) -> None:
         """The child is gone (or will not do): start another, or record here."""
+        if self._local is not None:
+            return
         self._drop_child(kill=True)
         now = time.monotonic()
         self._deaths = [t for t in self._deaths if t > now - _DEATHS_S] + [now]
@@ -274,6 +304,8 @@ class RecordingProcess:
             log.warning("llm-adapter: the recording process %s; starting another", why)
 
     def _fall_back(self, why: str) -> None:
+        if self._local is not None:
+            return
         log.warning("llm-adapter: calls are recorded in this process from now on: the "
                     "recording process %s", why)
         self._drop_child(kill=True)

@@ -52,19 +52,25 @@ class Frames:
 
     def next(self) -> tuple[Any, ...] | None:
         """The next message from a blocking fd; None once the other end closed."""
+        got = self.available(limit=1)
+        return got[0] if got else None
+
+    def available(self, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Every whole message that has arrived (waiting for one on a blocking fd); ``[]``
+        once the other end closed."""
         while True:
-            whole = self._whole(limit=1)
+            whole = self._whole(limit=limit)
             if whole:
-                return whole[0]
+                return whole
             if self.ended:
-                return None
+                return []
             try:
                 chunk = os.read(self.fd, 1 << 20)
             except OSError:
                 chunk = b""
             if not chunk:
                 self.ended = True
-                return None         # a torn last frame is dropped with the writer
+                return []           # a torn last frame is dropped with the writer
             self._buffer += chunk
 
     def _whole(self, limit: int | None = None) -> list[tuple[Any, ...]]:

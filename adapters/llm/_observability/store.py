@@ -104,9 +104,12 @@ class LocalStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  queue_size: int = 10_000, url: str | None = None,
-                 buffer_limit: int = 100_000) -> None:
+                 buffer_limit: int = 100_000, linger: float = 0.0) -> None:
         """``url``: a PostgreSQL database (``path`` is then the local buffer's file). Without
-        either, ``$LLM_ADAPTER_STORE_URL``, else the file ``default_path()``."""
+        either, ``$LLM_ADAPTER_STORE_URL``, else the file ``default_path()``. ``linger``: how
+        long the writer lets journaled calls gather before it commits them (fewer, larger
+        transactions; a flush waits for it at most once)."""
+        self.linger = linger
         self.target = store_target(path, url)
         self._buffer: StoreBuffer | None = None
         self._backend: Any
@@ -329,6 +332,8 @@ class LocalStore:
                 except queue.Empty:
                     taken = []
                 items = _flat(taken)
+                if self.linger and isinstance(taken[0], _Batch):
+                    time.sleep(self.linger)     # journaled: safe to gather more into one commit
                 while len(items) < _BATCH:
                     try:
                         taken.append(self._queue.get_nowait())
