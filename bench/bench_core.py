@@ -12,8 +12,9 @@ ratios against raw httpx and against the bare Router measured in the same run:
 - the primary hard down (HTTP 503): first call and later calls, adapter vs the fallback's own
   latency vs a bare Router with litellm's default settings;
 - the SIGKILL window: a process making calls (store + Langfuse on) is killed; how many of the
-  calls it had answered are not in the store, and how long before the kill the oldest of them
-  was answered (early in a run, and in steady state at concurrency 1 and 32).
+  calls it had answered are not in the store once its recording process ended and the next
+  process opened the store, and how long before the kill the oldest of them was answered
+  (early in a run, and in steady state at concurrency 1 and 32).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.processes import children_of, wait_ended  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Find a therapist for Tuesday"}]
 PUBLIC, SECRET = "pk-lf-bench", "sk-lf-bench"
@@ -251,12 +254,14 @@ def killed_once(url: str, directory: Path, concurrency: int, answers: int) -> tu
             until = time.monotonic() + extra
         if until is not None and time.monotonic() >= until:
             break
+    recording = children_of(proc.pid)
     killed_at = time.monotonic()
     os.kill(proc.pid, signal.SIGKILL)
     rest, _ = proc.communicate(timeout=30)
     for line in rest.splitlines():
         call_id, at = line.split()
         answered[call_id] = float(at)
+    wait_ended(recording)   # what it was handed it commits, then sees its caller gone
     subprocess.run([sys.executable, "-c", RECOVER, str(directory / "calls.sqlite3")],
                    cwd=Path(__file__).resolve().parent.parent, check=True, timeout=60)
     with sqlite3.connect(directory / "calls.sqlite3") as conn:
@@ -265,7 +270,7 @@ def killed_once(url: str, directory: Path, concurrency: int, answers: int) -> tu
     return len(lost), (killed_at - min(lost)) * 1000 if lost else 0.0
 
 
-# The next process on the store: its writer replays what the killed one left in the journal.
+# The next process on the store: its writer replays what a killed one left in the journal.
 RECOVER = textwrap.dedent("""
     import sys
     from adapters.llm._observability.store import LocalStore

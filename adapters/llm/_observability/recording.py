@@ -1,9 +1,12 @@
 """Call records, from the call to the sinks, off the calling path.
 
-The call builds a raw ``CallRecord`` and drops it in a bounded queue (microseconds); one thread
-masks the queued records in batches and hands them to each sink (local store, Langfuse). A sink
-that fails is logged and counted, never raised into the call; a full queue drops and counts
-rather than blocking it.
+The call builds a raw ``CallRecord``. When the only sink is the recording process and the
+record is small, the call masks it and writes it to the process's pipe itself (one
+non-blocking write, ~0.1 ms: no thread to wake, and nothing left in this process for a SIGKILL
+to lose). Otherwise it drops the record in a bounded queue (microseconds); one thread masks the
+queued records in batches and hands them to each sink (local store, Langfuse). A sink that
+fails is logged and counted, never raised into the call; a full queue drops and counts rather
+than blocking it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class Sink(Protocol):
 
 
 class Recorder:
-    """Masks records and fans them out to the sinks from one background thread."""
+    """Masks records and fans them out to the sinks (see the module doc)."""
 
     def __init__(self, sinks: list[Sink], masker: Masker, secrets_only: Masker,
                  queue_size: int = 10_000) -> None:

@@ -1,6 +1,7 @@
 """The end of the process: what is in flight is written down, then our threads stop.
 
-Call records travel through background threads (recorder → sinks → store writer), which are
+Call records travel off the calling path (the recorder thread, the pipe to the recording
+process, or with ``store.recorder: thread`` the sinks and the store writer of this process), on
 daemon threads so that they never keep a process alive; nothing would drain them at exit. This
 module does, once per process: an ``atexit`` hook (normal end, ``sys.exit``, an unhandled
 exception, SIGINT's ``KeyboardInterrupt``) runs the registered closers stage by stage: records
