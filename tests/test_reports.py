@@ -390,7 +390,7 @@ def test_cli_dates_and_a_missing_store(db: str, tmp_path: Path):
 
 def test_cli_traces_sync(tmp_path: Path, monkeypatch):
     store = LocalStore(tmp_path / "calls.sqlite3")
-    store.spool_add("otlp-traces", b"batch")
+    store.spool.add("otlp-traces", b"batch")
     for var in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
         monkeypatch.delenv(var, raising=False)
     code, out = run("traces", "--db", str(store.path), "sync")     # the group's --db counts

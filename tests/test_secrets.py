@@ -316,7 +316,7 @@ def test_the_spool_holds_pseudonyms_while_langfuse_is_down(make_adapter, server,
             llm.generate(prompt="while down", metadata=PATIENT_IDS)
         assert not llm.flush_langfuse(timeout=15)
         store = llm.telemetry.store
-        assert store.spool_count() >= 1
+        assert store.spool.count() >= 1
         raw = store_bytes(Path(store.path).parent)
         assert EMAIL.encode() not in raw and SSN.encode() not in raw
     finally:

@@ -263,20 +263,20 @@ def test_a_full_queue_drops_and_never_blocks(tmp_path: Path, caplog):
 
 
 def test_spool(store: LocalStore):
-    first = store.spool_add("otlp", b"one", created_at=100.0)
-    second = store.spool_add("otlp", b"two!", created_at=200.0)
-    store.spool_add("other", b"x")
-    assert [(i.id, i.payload, i.created_at) for i in store.spool_items("otlp")] == \
+    first = store.spool.add("otlp", b"one", created_at=100.0)
+    second = store.spool.add("otlp", b"two!", created_at=200.0)
+    store.spool.add("other", b"x")
+    assert [(i.id, i.payload, i.created_at) for i in store.spool.items("otlp")] == \
         [(first, b"one", 100.0), (second, b"two!", 200.0)]
-    assert len(store.spool_items("otlp", limit=1)) == 1
-    assert (store.spool_count(), store.spool_count("otlp"), store.spool_bytes()) == (3, 2, 8)
-    store.spool_failed(first, "HTTP 503")
-    store.spool_failed(first, "HTTP 502")
-    item = store.spool_items("otlp")[0]
+    assert len(store.spool.items("otlp", limit=1)) == 1
+    assert (store.spool.count(), store.spool.count("otlp"), store.spool.size()) == (3, 2, 8)
+    store.spool.failed(first, "HTTP 503")
+    store.spool.failed(first, "HTTP 502")
+    item = store.spool.items("otlp")[0]
     assert (item.tries, item.last_error) == (2, "HTTP 502")
-    store.spool_delete([first, second])
-    store.spool_delete([])
-    assert store.spool_items("otlp") == [] and store.spool_count() == 1
+    store.spool.delete([first, second])
+    store.spool.delete([])
+    assert store.spool.items("otlp") == [] and store.spool.count() == 1
 
 
 def test_scores(store: LocalStore):

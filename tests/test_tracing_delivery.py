@@ -352,8 +352,8 @@ def test_an_old_spooled_batch_refused_for_one_span_is_split_and_the_rest_deliver
     from adapters.llm._observability.store import LocalStore
 
     store = LocalStore(tmp_path / "calls.sqlite3")
-    store.spool_add("otlp-traces", _otlp_request(keys[0], ["old a", f"old {MARK}", "old c"]))
-    store.spool_add("otlp-traces", _otlp_request(keys[0], ["later d"]))
+    store.spool.add("otlp-traces", _otlp_request(keys[0], ["old a", f"old {MARK}", "old c"]))
+    store.spool.add("otlp-traces", _otlp_request(keys[0], ["later d"]))
     server.reject_marked(MARK, 400)
     code, text = _cli("traces", "sync", "--db", str(store.path))
     assert code == 1 and "HTTP 400" in text, text

@@ -59,7 +59,7 @@ class SpoolingExporter(SpanExporter):
 
     def _spool(self, spans: Sequence[ReadableSpan], why: str) -> None:
         payload = encode_spans(spans).SerializeToString()
-        self._store.spool_add(KIND, payload)
+        self._store.spool.add(KIND, payload)
         self.spooled += len(spans)
         log.debug("llm-adapter: spooled %d span(s): %s", len(spans), why)
         if self.health is not None:

@@ -40,6 +40,7 @@ from .store_journal import Journal, journal_directory, recover
 from .store_rows import (REPLACED_KEY, OutboxEntry, SpoolItem, _alone, _insert, _Score,
                           _storable_item, _Stored, _WithOutbox, read_calls, storable,
                           stored_call_ids)
+from .store_spool import Spool
 from ..errors import UsageError
 from .records import CallRecord
 
@@ -125,6 +126,7 @@ class LocalStore:
             self.path = self.target.path
             self._backend = SqliteBackend(self.path)
         self.where = self._backend.where    # for messages: the file, or the URL masked
+        self.spool = Spool(self._backend, self._session)
         self._journal = Journal(journal_directory(self.path))
         self.recovered = 0          # calls replayed from the journals of ended processes
         self._write_failures = 0    # batches the database refused as a whole (locked, full)
@@ -501,51 +503,6 @@ class LocalStore:
             except (*backend.content_errors, *backend.errors) as again:
                 log.warning("llm-adapter: the Langfuse outbox row of %s not stored either: %s",
                             what, again)
-
-    # -- the spool: synchronous, each on its own short-lived connection -----------------------
-    def spool_add(self, kind: str, payload: bytes, *, created_at: float | None = None) -> int:
-        """Keep ``payload`` until it is delivered; returns its id."""
-        with self._session("adding to the spool") as conn:
-            row = self._backend.retrying(lambda: conn.execute(
-                "INSERT INTO spool (kind, payload, created_at) VALUES (?, ?, ?) RETURNING id",
-                (kind, payload, time.time() if created_at is None else created_at)).fetchone())
-            return int(row[0])
-
-    def spool_items(self, kind: str, limit: int = 100) -> list[SpoolItem]:
-        """The oldest ``limit`` payloads of ``kind``, oldest first."""
-        with self._session("reading the spool") as conn:
-            rows = conn.execute("SELECT id, kind, payload, created_at, tries, last_error "
-                                "FROM spool WHERE kind = ? AND quarantined_at IS NULL "
-                                "ORDER BY id LIMIT ?",
-                                (kind, limit)).fetchall()
-        return [SpoolItem(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
-
-    def spool_delete(self, ids: Sequence[int]) -> None:
-        """Forget delivered payloads."""
-        if not ids:
-            return
-        with self._session("deleting from the spool") as conn:
-            self._backend.retrying(lambda: self._backend.transaction(conn, lambda: conn.executemany(
-                "DELETE FROM spool WHERE id = ?", [(i,) for i in ids])))
-
-    def spool_failed(self, item_id: int, error: str) -> None:
-        """Note a failed delivery of one payload (``tries`` + 1, ``last_error``)."""
-        with self._session("updating the spool") as conn:
-            self._backend.retrying(lambda: conn.execute(
-                "UPDATE spool SET tries = tries + 1, last_error = ? WHERE id = ?",
-                (error, item_id)))
-
-    def spool_count(self, kind: str | None = None) -> int:
-        """How many payloads wait (of ``kind``, or of every kind); quarantined ones do not."""
-        with self._session("counting the spool") as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM spool WHERE (? IS NULL OR kind = ?) "
-                                    "AND quarantined_at IS NULL", (kind, kind)).fetchone()[0])
-
-    def spool_bytes(self) -> int:
-        """Total size of the waiting payloads, to watch the spool's growth."""
-        with self._session("measuring the spool") as conn:
-            return int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool")
-                       .fetchone()[0])
 
     # -- reading -------------------------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
