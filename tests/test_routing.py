@@ -106,6 +106,51 @@ def test_primary_recovers_after_cooldown(make_adapter, sim):
     assert llm.generate(prompt="y").deployment == p
 
 
+class CountingStore:
+    """litellm's cooldown store, counting its reads (each costs the event loop a lock hand-off)."""
+
+    def __init__(self, store) -> None:
+        self.store, self.reads = store, 0
+
+    def get_active_cooldowns(self, ids, span):
+        self.reads += 1
+        return self.store.get_active_cooldowns(ids, span)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_calls_read_the_cooldown_store_only_after_a_failure(make_adapter, sim):
+    p, b = unique("quiet"), unique("backup")
+    llm = two_groups(make_adapter, p, b)
+    cooldowns = llm.gateway.cooldowns
+    counting = cooldowns._store = CountingStore(cooldowns._store)
+    assert [llm.generate(prompt=f"q{i}").deployment for i in range(10)] == [p] * 10
+    assert counting.reads == 1, "nothing failed: one read, then the view is kept"
+    sim.set_scenario(p, "down")
+    assert llm.generate(prompt="fails over").deployment == b
+    reads = counting.reads
+    skipped = llm.generate(prompt="skips").attempts[0]
+    assert (skipped.deployment, skipped.outcome) == (p, "skipped")
+    assert counting.reads > reads, "after a failure the store is read again"
+    assert requests(sim, p) == 11
+
+
+def test_a_cooldown_shared_through_redis_reaches_a_process_that_read_before(make_adapter, sim):
+    from .redis_support import shared_redis_url
+
+    p, b = unique("shared-cool"), unique("backup")
+    settings = {"num_retries": 0, "cooldown_time": 5, "redis_url": shared_redis_url()}
+    first = make_adapter(chain(p, b, router_settings=settings))
+    other = make_adapter(chain(p, b, router_settings=settings))
+    assert other.generate(prompt="before").deployment == p      # it has read: nothing cools
+    sim.set_scenario(p, "down")
+    assert first.generate(prompt="fails over").deployment == b
+    skipped = other.generate(prompt="after").attempts[0]
+    assert (skipped.deployment, skipped.outcome, skipped.error_kind) == (p, "skipped", "cooldown")
+    assert requests(sim, p) == 2, "the other process never called the cooling primary"
+
+
 def test_load_balancing_spreads_calls(make_adapter, sim):
     a, b = unique("lb-a"), unique("lb-b")
     llm = make_adapter({"model_list": [sim_deployment("pool", a, key="sk-test-a-0001"),

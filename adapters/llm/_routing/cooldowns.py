@@ -6,6 +6,13 @@ a stream cut off for sending no first chunk in time, and a deployment that keeps
 races (it answers, but only after a request sent later to another one did). Each is a strike;
 ``limit`` strikes in a row rest the deployment for the router's ``cooldown_time``, as a failure
 would, unless it is the last way left to an answer. An answer clears its strikes.
+
+Reading litellm's store costs more than it seems: its native read lets go of the interpreter
+lock, and getting it back from a busy thread (litellm builds each request on one) takes up to
+the 5 ms switch interval, with the event loop stalled. So the walk reads a view of it, taken
+again only when it may have changed: after a failure this process saw (litellm cools
+deployments down only on failures) or a record written here, and, when Redis shares the store
+with other processes, at most ``SHARED_REFRESH`` seconds old.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
-from .litellm import cooldown_store
+from .litellm import cooldown_store, cooldowns_shared
 from .._config.loader import Deployment
 from .._observability.records import Attempt
 
 __all__ = ["Cooldowns", "reason"]
 
+SHARED_REFRESH = 1.0                # s: how stale a view of a store other processes write may be
+SETTLE = 2.0                        # s after a failure during which every read goes to the store
 SLOW_STATUS = 408                   # how litellm's cooldown record files a slow deployment
 _SLOW = "too slow: "                # prefix of the reason kept in the record
 _OWN = "rested: "                   # ... of a failure rested here that litellm does not rest
@@ -41,11 +50,37 @@ class Cooldowns:
         self._cooldown_time = cooldown_time
         self._lock = threading.Lock()   # a Gateway may serve several event loops' threads
         self._strikes: dict[str, int] = {}
+        self._all_ids = sorted({i for ids in group_ids.values() for i in ids})
+        self._shared = cooldowns_shared(self._store)
+        # (monotonic time it is good until, active records by id); replaced whole, never edited
+        self._view: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
+        self._settle_until = 0.0
+
+    def changed(self) -> None:
+        """Something may have cooled a deployment down (litellm records it after the failure
+        surfaced, so for ``SETTLE`` seconds every read goes to the store)."""
+        self._settle_until = time.monotonic() + SETTLE
+        self._view = (0.0, {})
 
     def cooling(self, group: str) -> dict[str, dict[str, Any]]:
         """Deployments of ``group`` now cooling down, by id, with litellm's cooldown record."""
-        ids = self._group_ids.get(group, ())
-        return {dep_id: dict(info) for dep_id, info in self._store.get_active_cooldowns(ids, None)}
+        active = self._active()
+        if not active:
+            return {}
+        now = time.time()
+        return {i: dict(active[i]) for i in self._group_ids.get(group, ())
+                if i in active and _ends(active[i], now) > now}
+
+    def _active(self) -> dict[str, dict[str, Any]]:
+        until, active = self._view
+        now = time.monotonic()
+        if now < until:
+            return active
+        active = {dep_id: dict(info)
+                  for dep_id, info in self._store.get_active_cooldowns(self._all_ids, None)}
+        if now >= self._settle_until:
+            self._view = (now + SHARED_REFRESH if self._shared else float("inf"), active)
+        return active
 
     def healthy(self, group: str) -> bool:
         """Whether ``group`` has a deployment that is usable and not cooling down."""
@@ -70,8 +105,7 @@ class Cooldowns:
             return False
         now = time.time()
         for dep_id, info in cooling.items():
-            left = max(float(info.get("timestamp", now)) + float(info.get("cooldown_time", 0))
-                       - now, 0.0)
+            left = max(_ends(info, now) - now, 0.0)
             status = _int(info.get("status_code"))
             waits.append(left)
             attempts.append(Attempt(
@@ -97,6 +131,7 @@ class Cooldowns:
         self._store.add_deployment_to_cooldown(
             model_id=dep_id, original_exception=TimeoutError(_SLOW + why),
             exception_status=SLOW_STATUS, cooldown_time=self._cooldown_time)
+        self.changed()
         return True
 
     def rest(self, dep_id: str, why: str) -> bool:
@@ -107,6 +142,7 @@ class Cooldowns:
         self._store.add_deployment_to_cooldown(
             model_id=dep_id, original_exception=ConnectionError(_OWN + why),
             exception_status=None, cooldown_time=self._cooldown_time)
+        self.changed()
         return True
 
     def lift(self, dep_ids: tuple[str, ...], since: float) -> None:
@@ -116,6 +152,7 @@ class Cooldowns:
             if float(info.get("timestamp", 0.0)) >= since:
                 # An inactive record replaces the active one, in Redis too when there is one.
                 self._store.cooldown_store.put(dep_id, {**info, "cooldown_time": 0.0}, 1.0)
+        self.changed()
 
     def clear(self, dep_id: str) -> None:
         """``dep_id`` answered in time: its strikes start over."""
@@ -137,6 +174,14 @@ def reason(info: Mapping[str, Any]) -> str:
             return received[len(prefix):]
     status = _int(info.get("status_code"))
     return f"HTTP {status}" if status else "a failure"
+
+
+def _ends(info: Mapping[str, Any], now: float) -> float:
+    """When (wall clock) the cooldown in litellm's record ``info`` ends."""
+    try:
+        return float(info.get("timestamp", now)) + float(info.get("cooldown_time", 0))
+    except (TypeError, ValueError):
+        return 0.0                      # unreadable: litellm decides, and its refusal is classified
 
 
 def _int(value: Any) -> int | None:

@@ -253,11 +253,13 @@ class Gateway:
         bound = asyncio.timeout(budget)
         started, since = time.monotonic(), time.time()
         response = None
+        answered = False
         try:
             async with bound, cut:
                 response = await self.router.acompletion(model=only or group,
                                                          messages=spec.messages, **kwargs)
                 first = await first_chunk(response) if spec.stream else None
+            answered = True
         except TimeoutError:
             await close_stream(response)
             if later is not None and bound.expired():   # its share is over: the next group's turn
@@ -290,6 +292,8 @@ class Gateway:
                                walk) from None
         finally:
             log.release(key)
+            if not answered or len(collector.tries) > 1:
+                self.cooldowns.changed()    # litellm may have cooled a deployment down
         attempts = self._attempts(collector, group, started, None)
         deployment = self._answering(response, attempts, group)
         self.cooldowns.clear(deployment.id)

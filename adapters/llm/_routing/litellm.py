@@ -34,10 +34,10 @@ from types import ModuleType
 from typing import Any
 
 __all__ = ["acompletion", "add_attempt_logger", "answering_deployment", "attempt_logger_base",
-           "close_clients", "cooldown_store", "count_tokens", "error_text_kind", "exceptions",
-           "forget_clients",
-           "is_router_cooldown", "litellm", "model_prices", "new_router", "response_from_chunks",
-           "start_import", "stop_logging_worker", "user_part_types"]
+           "close_clients", "cooldown_store", "cooldowns_shared", "count_tokens",
+           "error_text_kind", "exceptions", "forget_clients", "is_router_cooldown", "litellm",
+           "model_prices", "new_router", "response_from_chunks", "start_import",
+           "stop_logging_worker", "user_part_types"]
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +286,11 @@ def cooldown_store(router: Any) -> Any:
     deployment id with ``timestamp``, ``cooldown_time``, ``status_code`` and
     ``exception_received``, shared through Redis when the Router has one."""
     return router.health().cooldowns
+
+
+def cooldowns_shared(store: Any) -> bool:
+    """Private: whether the cooldown store ``store`` is shared with other processes (Redis)."""
+    return bool(store.cooldown_store.has_redis)
 
 
 def is_router_cooldown(exc: BaseException) -> bool:
