@@ -1,6 +1,6 @@
 """Gateway-core benchmark: what the adapter costs over raw HTTP, litellm and its Router.
 
-    python bench/bench_core.py [--calls 300] [--rounds 5]
+    python bench/bench_core.py [--calls 600] [--rounds 10]
 
 One run measures everything against the provider simulator (a separate process, zero added
 latency), interleaving the paths round by round so machine noise hits them alike, and prints
@@ -107,38 +107,40 @@ async def timed(call: Call) -> float:
 
 async def sequential(paths: dict[str, Call], calls: int, rounds: int,
                      drains: Mapping[str, Callable[[], object]] | None = None
-                     ) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Per-call wall times, and CPU ms per call (steadier than wall time on a busy machine).
+                     ) -> tuple[dict[str, list[list[float]]], dict[str, float]]:
+    """Per-call wall times by round, and CPU ms per call (steadier than wall time on a busy
+    machine). Every other round runs the paths in reverse order, so a drift of the machine's
+    speed hits them alike, and a path is compared with the bare Router of the same round.
 
     A path with a drain (recording: the store's and Langfuse's background threads) is drained at
     the end of each of its rounds, inside its CPU count but outside its call timings: its
     background work lands in its own figures instead of spilling into the next path's round.
     """
     drains = drains or {}
-    samples: dict[str, list[float]] = {name: [] for name in paths}
+    samples: dict[str, list[list[float]]] = {name: [] for name in paths}
     cpu: dict[str, float] = {name: 0.0 for name in paths}
     for call in paths.values():                 # warm-up: lazy imports, connection pools
         for _ in range(20):
             await call()
     await asyncio.sleep(1.0)                    # litellm's background imports after call 1
     per_round = max(calls // rounds, 1)
-    for _ in range(rounds):
-        for name, call in paths.items():
+    for i in range(rounds):
+        order = list(paths.items())
+        for name, call in order if i % 2 == 0 else reversed(order):
             started = time.process_time()
-            for _ in range(per_round):
-                samples[name].append(await timed(call))
+            samples[name].append([await timed(call) for _ in range(per_round)])
             if name in drains:
                 drains[name]()
             cpu[name] += time.process_time() - started
-    return samples, {name: cpu[name] * 1000 / len(samples[name]) for name in paths}
+    return samples, {name: cpu[name] * 1000 / (per_round * rounds) for name in paths}
 
 
 async def throughputs(paths: dict[str, Call], concurrency: int, total: int,
-                      drains: Mapping[str, Callable[[], object]], rounds: int = 7
-                      ) -> dict[str, float]:
-    """Calls/s per path: median of ``rounds`` interleaved runs, every other round in reverse
-    order, so a drift of the machine's speed during the run hits every path alike. A path's
-    background work is drained after its run (untimed), not left to slow the next path's."""
+                      drains: Mapping[str, Callable[[], object]], rounds: int = 11
+                      ) -> dict[str, list[float]]:
+    """Calls/s per path and round: interleaved runs, every other round in reverse order, so a
+    drift of the machine's speed during the run hits every path alike. A path's background
+    work is drained after its run (untimed), not left to slow the next path's."""
     runs: dict[str, list[float]] = {name: [] for name in paths}
     for i in range(rounds):
         order = list(paths.items())
@@ -146,7 +148,14 @@ async def throughputs(paths: dict[str, Call], concurrency: int, total: int,
             runs[name].append(await throughput(call, concurrency, total))
             if name in drains:
                 drains[name]()
-    return {name: statistics.median(values) for name, values in runs.items()}
+    return runs
+
+
+def paired(values: list[float], bare: list[float], compare: Callable[[float, float], float]
+           ) -> tuple[float, float, float]:
+    """``compare(path, bare Router)`` round by round: (median, lowest, highest)."""
+    each = sorted(compare(v, b) for v, b in zip(values, bare, strict=True))
+    return statistics.median(each), each[0], each[-1]
 
 
 async def throughput(call: Call, concurrency: int, total: int) -> float:
@@ -349,35 +358,37 @@ async def main(calls: int, rounds: int, kill_runs: int) -> None:
     report_window(window)
 
 
-def report(samples: dict[str, list[float]], cpu: dict[str, float],
-           rates: dict[str, tuple[float, float]], down: dict[str, float | list[float]],
-           imported: float) -> None:
-    raw = statistics.median(samples["raw httpx"])
-    bare = statistics.median(samples["Router.acompletion"])
+def report(samples: dict[str, list[list[float]]], cpu: dict[str, float],
+           rates: dict[str, tuple[list[float], list[float]]],
+           down: dict[str, float | list[float]], imported: float) -> None:
+    """The table (medians over all rounds), then the budget figures, each a median over
+    rounds of the path against the bare Router of the same round, with the rounds' range."""
+    every = {name: [v for values in rounds for v in values] for name, rounds in samples.items()}
+    raw = statistics.median(every["raw httpx"])
+    bare = statistics.median(every["Router.acompletion"])
     print(f"{'path':26} {'p50 ms':>8} {'p99 ms':>8} {'x httpx':>8} {'x Router':>9} "
           f"{'CPU ms/call':>12} {'calls/s c1':>11} {'calls/s c32':>12}")
-    for name, values in samples.items():
+    for name, values in every.items():
         p50 = statistics.median(values)
-        c1, c32 = rates[name]
+        c1, c32 = (statistics.median(r) for r in rates[name])
         print(f"{name:26} {p50:8.2f} {pct(values, 0.99):8.2f} {p50 / raw:8.2f} "
               f"{p50 / bare:9.3f} {cpu[name]:12.2f} {c1:11.0f} {c32:12.0f}")
-    adapter = statistics.median(samples["LiteLLMAdapter.agenerate"])
-    plain = statistics.median(samples["adapter, recording off"])
-    plain_cpu = cpu["adapter, recording off"] - cpu["Router.acompletion"]
-    print(f"\nadapter (recording off) over bare Router: p50 {plain - bare:+.2f} ms, "
-          f"CPU {plain_cpu:+.2f} ms/call")
-    extra_cpu = cpu["LiteLLMAdapter.agenerate"] - cpu["Router.acompletion"]
-    print(f"adapter (local store on) over bare Router: p50 {adapter - bare:+.2f} ms, "
-          f"CPU {extra_cpu:+.2f} ms/call")
-    traced = statistics.median(samples["adapter + Langfuse"])
-    traced_cpu = cpu["adapter + Langfuse"] - cpu["Router.acompletion"]
-    print(f"adapter (store + Langfuse) over bare Router: p50 {traced - bare:+.2f} ms "
-          f"(target <= 0.5 ms), CPU {traced_cpu:+.2f} ms/call")
-    router_c32 = rates["Router.acompletion"][1]
-    print(f"throughput at concurrency 32 over bare Router: store + Langfuse "
-          f"{rates['adapter + Langfuse'][1] / router_c32:.3f}x, store "
-          f"{rates['LiteLLMAdapter.agenerate'][1] / router_c32:.3f}x, recording off "
-          f"{rates['adapter, recording off'][1] / router_c32:.3f}x (target >= 0.95x)")
+    rounds = len(samples["Router.acompletion"])
+    print(f"\nover the bare Router, the median of {rounds} rounds (p50) and of "
+          f"{len(rates['Router.acompletion'][1])} (c=32), each against the Router of its round "
+          "[lowest, highest round]:")
+    bare_p50 = [statistics.median(r) for r in samples["Router.acompletion"]]
+    bare_c32 = rates["Router.acompletion"][1]
+    for name, label in (("adapter, recording off", "recording off"),
+                        ("LiteLLMAdapter.agenerate", "local store on"),
+                        ("adapter + Langfuse", "store + Langfuse")):
+        p50, low, high = paired([statistics.median(r) for r in samples[name]], bare_p50,
+                                lambda v, b: v - b)
+        ratio, rlow, rhigh = paired(rates[name][1], bare_c32, lambda v, b: v / b)
+        target = " (targets <= +0.5 ms, >= 0.95x)" if name == "adapter + Langfuse" else ""
+        print(f"  {label:17} p50 {p50:+.2f} ms [{low:+.2f}, {high:+.2f}], "
+              f"c=32 {ratio:.3f}x [{rlow:.3f}, {rhigh:.3f}], "
+              f"CPU {cpu[name] - cpu['Router.acompletion']:+.2f} ms/call{target}")
     print(f"import adapters.llm: {imported:.3f} s (target <= 0.3 s)")
     bare_default = down["bare_default"]
     assert isinstance(bare_default, list)
@@ -404,8 +415,8 @@ def report_window(window: dict[str, list[tuple[int, float]]]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--kill-runs", type=int, default=5, help="SIGKILL runs per case")
     args = parser.parse_args()
     asyncio.run(main(args.calls, args.rounds, args.kill_runs))
