@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -596,6 +597,47 @@ def test_a_recording_process_killed_mid_run_is_replaced_and_nothing_is_lost(env)
             if s.scope_attributes.get("public_key") == public
             and s.attr("langfuse.observation.type") == "generation"]
     assert sorted(sent) == sorted({c[:16] for c in answered}), "each delivered once"
+
+
+# argv: calls, config paths: one adapter on each (each its own store and recording process)
+MANY = r'''
+import sys
+from adapters.llm import LiteLLMAdapter, load_config
+
+for path in sys.argv[2:]:
+    llm = LiteLLMAdapter(config=load_config(path, load_dotenv=False), enable_langfuse=True)
+    for i in range(int(sys.argv[1])):
+        llm.generate(prompt=f"question {i}")
+'''
+
+
+def test_a_script_with_several_stores_ends_with_each_of_them_complete(env):
+    """Each store has its recording process; at exit they all commit and deliver (closed at
+    the same time, so the exit's budget is not used up by the first ones)."""
+    environ, home, public = env.prepare("many-stores")
+    configs = [write_config(home / f"s{i}", one_group(
+        unique("many"), key="sk-test-many-0001", store={"path": str(home / f"s{i}" / "c.db")},
+        environments=profiles(production={"langfuse": {"enabled": True}})),
+        sim_url=env.sim.url, name="config.yaml") for i in range(4)]
+    proc = subprocess.Popen([sys.executable, "-c", MANY, "3", *map(str, configs)], env=environ,
+                            cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = finished(proc)
+    assert proc.returncode == 0 and "llm-adapter:" not in err, err
+    for i in range(4):
+        with closing(sqlite3.connect(home / f"s{i}" / "c.db")) as conn:
+            assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 3, (i, err)
+    assert len(env.generations(public)) == 12, err
+
+
+def test_exit_steps_run_at_the_same_time_and_a_stuck_one_is_left_behind():
+    from adapters.llm._observability.sinks import together
+
+    meet = threading.Barrier(4, timeout=10)      # passed only if all four run at once
+    assert together([lambda: meet.wait() >= 0 for _ in range(4)], time.monotonic() + 20)
+    stuck = threading.Event()
+    assert not together([lambda: True, lambda: stuck.wait()], time.monotonic() + 0.2)
+    stuck.set()
+    assert not together([lambda: True, lambda: False], time.monotonic() + 20)
 
 
 def test_ctrl_c_to_the_whole_process_group_still_records_every_call(env):

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .recording import Sink
 from .tracing import LangfuseSink
 
-__all__ = ["SINK_EXIT_TIMEOUT", "StoreSink", "close_parts", "record_sinks"]
+__all__ = ["SINK_EXIT_TIMEOUT", "StoreSink", "close_parts", "record_sinks", "together"]
 
 log = logging.getLogger("adapters.llm")
 
@@ -69,18 +72,39 @@ class StoreSink:
 
 def close_parts(sinks: list[Sink], stores: list[Any], deadline: float) -> bool:
     """Flush each sink (at most ``SINK_EXIT_TIMEOUT`` each) and close it if it has
-    ``close()``, then close each store (at least a second each, whatever the sinks took)."""
-    ok = True
-    for sink in sinks:
+    ``close()``, all sinks at the same time (each recording process commits on its own), then
+    close each store (at least a second each, whatever the sinks took)."""
+
+    def end(sink: Sink) -> bool:
         left = min(max(deadline - time.monotonic(), 0.0), SINK_EXIT_TIMEOUT)
-        ok = _step(sink.name, "flush", lambda s=sink, t=left: s.flush(t)) and ok
+        ok = _step(sink.name, "flush", lambda: sink.flush(left))
         closer = getattr(sink, "close", None)
         if callable(closer):
             ok = _step(sink.name, "close", closer) and ok
+        return ok
+
+    ok = together([partial(end, sink) for sink in sinks], deadline + 2.0)
     for store in stores:
         if store is not None:
             ok = bool(store.close(max(deadline - time.monotonic(), 1.0))) and ok
     return ok
+
+
+def together(steps: list[Callable[[], bool]], deadline: float) -> bool:
+    """Run ``steps`` at the same time (one thread each beyond the first) and wait for them
+    until ``deadline``: True when each finished and returned True. A step still running at the
+    deadline is left to finish on its own (its thread is a daemon)."""
+    if len(steps) <= 1:
+        return all(step() for step in steps)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda s=step: results.append(s() is not False),
+                                name="llm-adapter-exit", daemon=True) for step in steps[1:]]
+    for thread in threads:
+        thread.start()
+    ok = steps[0]() is not False
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    return ok and len(results) == len(threads) and all(results)
 
 
 def _step(sink: str, what: str, action: Any) -> bool:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from .._config.loader import Config
 from ..errors import UsageError
 from .masking import Masker, masker_from_config
 from .recording import Recorder, Sink
-from .sinks import close_parts, record_sinks
+from .sinks import close_parts, record_sinks, together
 from .recording_child import RecordingSpec
 from .recording_process import RecordingProcess
 from .tracing import LangfuseSink, langfuse_credentials
@@ -95,9 +95,8 @@ class TelemetryPool:
                 return True
             self._closed = True
             items = list(self._items.values())
-        ok = True
-        for telemetry in items:
-            ok = telemetry.recorder.close(max(deadline - time.monotonic(), 0.0)) and ok
+        ok = together([partial(t.recorder.close, max(deadline - time.monotonic(), 0.0))
+                       for t in items], deadline)
         sinks = {id(sink): sink for t in items for sink in t.recorder.sinks}
         stores = {id(t.store): t.store for t in items}
         return close_parts(list(sinks.values()), list(stores.values()), deadline) and ok
