@@ -15,7 +15,7 @@ import pytest
 import adapters.llm as public
 from adapters.llm import ConfigError, LiteLLMAdapter, UsageError
 
-from .conftest import one_group, unique
+from .conftest import one_group, unique, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,3 +174,34 @@ def test_python_dash_m_and_console_script_help():
     out = subprocess.run([sys.executable, "-m", "adapters.llm", "--help"], capture_output=True,
                          text=True, check=True, env={**os.environ})
     assert "demo" in out.stdout and "simulate" in out.stdout
+
+
+FREEZE = '''
+import gc, sys
+from adapters.llm import LiteLLMAdapter, load_config
+before = gc.get_freeze_count()
+llm = LiteLLMAdapter(config=load_config(sys.argv[1], load_dotenv=False))
+answered = bool(llm.generate("hi").content)
+print(before, gc.get_freeze_count(), answered)
+'''
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_what_importing_litellm_made_is_kept_out_of_the_collectors_passes(sim, tmp_path,
+                                                                          setting):
+    """~400,000 objects that live as long as the process: a full collection walked them all
+    with the event loop stopped. ``LLM_ADAPTER_GC_FREEZE=0`` leaves the collector alone."""
+    config = write_config(tmp_path, one_group(unique("freeze")), sim_url=sim.url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LLM_ADAPTER_HOME": str(tmp_path)}
+    env.pop("LLM_ADAPTER_GC_FREEZE", None)
+    if setting is not None:
+        env["LLM_ADAPTER_GC_FREEZE"] = setting
+    out = subprocess.run([sys.executable, "-c", FREEZE, str(config)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    before, after, answered = out.stdout.split()
+    assert (int(before), answered) == (0, "True")
+    if setting is None:
+        assert int(after) > 100_000, "litellm's modules and price tables are frozen"
+    else:
+        assert int(after) == 0

@@ -123,6 +123,7 @@ def main() -> None:
 
 
 def _serve(frames: Frames, replies: _Replies) -> None:
+    from .._process.collector import freeze_long_lived
     from .sinks import close_parts
 
     first = frames.next()
@@ -138,6 +139,7 @@ def _serve(frames: Frames, replies: _Replies) -> None:
     except Exception as exc:  # the parent records in its own process instead, and says why
         replies.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
+    freeze_long_lived()             # the SDK, the store: they live as long as this process
     replies.send(("ready", os.getpid()))
     failures: dict[str, int] = {}
     while messages := frames.available():

@@ -33,6 +33,8 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from .._process.collector import freeze_long_lived
+
 __all__ = ["acompletion", "add_attempt_logger", "answering_deployment", "attempt_logger_base",
            "close_clients", "cooldown_store", "cooldowns_shared", "count_tokens",
            "error_text_kind", "exceptions", "forget_clients", "is_router_cooldown", "litellm",
@@ -101,6 +103,7 @@ class _Import:
         finally:
             if paused:
                 gc.enable()
+        freeze_long_lived()         # what the import made lives as long as the process
         self.module = module
         self.future.set_result(module)
 
