@@ -7,7 +7,7 @@ calls are told apart by a key in the request metadata.
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
 import uuid
 from functools import cache
@@ -73,36 +73,34 @@ class AttemptLog:
                 if tries is not None and isinstance(exc, BaseException):
                     tries.failed(dep_id, exc)
 
-        self._lock = threading.Lock()
+        # One dict operation at a time, each atomic: no lock, whose hand-offs between the
+        # calls' thread and litellm's threads would each cost a turn of the GIL.
         self._calls: dict[str, Tries] = {}
+        self._keys = itertools.count()
+        self._prefix = uuid.uuid4().hex[:8]     # keys of another AttemptLog never match
         self.logger = _Logger()
         add_attempt_logger(self.logger)
         reset_in_child(self, AttemptLog._forget)
 
     def _forget(self) -> None:
-        """In a forked child: the parent's calls are not this process's; its lock may be held."""
-        self._lock = threading.Lock()
+        """In a forked child: the parent's calls are not this process's."""
         self._calls = {}
 
     def track(self) -> tuple[str, Tries]:
-        key = uuid.uuid4().hex
+        key = f"{self._prefix}-{next(self._keys)}"
         tries = Tries()
-        with self._lock:
-            self._calls[key] = tries
+        self._calls[key] = tries
         return key, tries
 
     def release(self, key: str) -> None:
-        with self._lock:
-            self._calls.pop(key, None)
+        self._calls.pop(key, None)
 
     def _lookup(self, kwargs: Any) -> tuple[Tries | None, str | None]:
         params = kwargs.get("litellm_params") or {}
         key = (params.get("metadata") or {}).get(CALL_KEY)
         if key is None:
             return None, None
-        with self._lock:
-            tries = self._calls.get(key)
-        return tries, (params.get("model_info") or {}).get("id")
+        return self._calls.get(key), (params.get("model_info") or {}).get("id")
 
 
 @cache
