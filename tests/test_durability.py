@@ -640,6 +640,41 @@ def test_exit_steps_run_at_the_same_time_and_a_stuck_one_is_left_behind():
     assert not together([lambda: True, lambda: False], time.monotonic() + 20)
 
 
+def test_records_cross_the_pipe_whole_however_the_reads_cut_it():
+    """Records travel as their field values: every field of every kind arrives, in frames a
+    reader may get in any pieces."""
+    import dataclasses
+
+    from adapters.llm._observability.recording_wire import Frames, encode
+    from adapters.llm._observability.records import Attempt, CallRecord, Usage
+
+    values: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(CallRecord)):
+        values[f.name] = {"usage": Usage(1, 2, 3, 4, 5), "attempts": [
+            Attempt("d1", "g", "openai", "error", "timeout", 504, 1.5, "slow", 0.01),
+            Attempt("d2", "g", "anthropic", "ok")], "tags": ("a", "b"),
+            "input": [{"role": "user", "content": "hi \u00e9"}], "cost_details": {"total": 1.0},
+            "metadata": {"k": [1, 2]}, "tool_calls": [{"id": "t"}], "model_parameters": {"t": 0.1},
+        }.get(f.name, f"v{i}" if f.type in ("str", "str | None") else i)
+    record = CallRecord(**values)   # type: ignore[arg-type]
+    assert all(getattr(record, f.name) != f.default for f in dataclasses.fields(CallRecord))
+    frames_bytes = encode(("batch", 1, [(record, record)])) + encode(("took", 2))
+    read, write = os.pipe()
+    try:
+        frames = Frames(read)
+        got = []
+        for i in range(0, len(frames_bytes), 7):          # 7 bytes at a time
+            os.write(write, frames_bytes[i:i + 7])
+            got += frames.read()
+    finally:
+        os.close(read)
+        os.close(write)
+    assert [m[0] for m in got] == ["batch", "took"]
+    first, second = got[0][2][0]
+    assert first == record and first is second      # one object, sent once
+    assert len(frames_bytes) < 700                   # field values only, not their names
+
+
 def test_ctrl_c_to_the_whole_process_group_still_records_every_call(env):
     """Ctrl-C in a terminal signals the whole foreground group; the recording process is in
     a session of its own, so it commits what the ending caller hands it."""
