@@ -6,9 +6,11 @@ Langfuse, a fresh process for what depends on start-up (litellm's log level, the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import random
 import re
 import secrets
 import sqlite3
@@ -80,6 +82,58 @@ def test_clip_redacts_before_it_cuts_at_every_offset():
         assert len(shown) <= MESSAGE_LIMIT and not leaks(shown, key), start
         if start + len(key) <= MESSAGE_LIMIT - 1:
             assert "***" in shown
+
+
+def test_the_shapes_quick_test_passes_every_text_the_shapes_pattern_matches():
+    from adapters.llm._observability.redact import _SECRET_SHAPES, _may_hold_shape
+
+    rng = random.Random(7)
+    # Pieces of the shapes and near misses: cases, separators, the Kelvin sign (a K to re.I).
+    pieces = ["s", "k", "p", "r", "-", "=", " ", "\t", "_", "AIza", "AIz", "Bearer", "bEaReR",
+              "beare", "key", "KEY", "\u212aey", "api", "x-goog-", "abcdefgh", "12345678901"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+             for _ in range(50_000)]
+    matched = [t for t in texts if _SECRET_SHAPES.search(t)]
+    assert len(matched) > 1_000                     # the sample reaches the pattern
+    assert [t for t in matched if not _may_hold_shape(t)] == []
+    assert not _may_hold_shape("Find a therapist for Tuesday")
+
+
+def test_masking_copies_only_what_it_changes():
+    from adapters.llm._observability.masking import Masker
+
+    masker = Masker(secrets=("sk-config-key-1234",))
+    clean = [{"role": "user", "content": "Find a therapist"}, {"role": "assistant", "content": "Dr A"}]
+    assert masker(clean) is clean                   # nothing to mask: nothing copied
+    meta = {"clinic": "north", "nested": {"ids": ["a", "b"]}}
+    assert masker(meta) is meta
+    leaky = [clean[0], {"role": "user", "content": "my key is sk-config-key-1234"}]
+    masked = masker(leaky)
+    assert masked is not leaky and masked[0] is clean[0]
+    assert masked[1] == {"role": "user", "content": "my key is ***"}
+    assert leaky[1]["content"] == "my key is sk-config-key-1234"    # the caller's own untouched
+    assert masker(("a", "b")) == ["a", "b"]         # a tuple still becomes a list
+
+
+def test_a_record_with_nothing_to_mask_is_handed_on_as_it_is():
+    from adapters.llm._observability.masking import Masker
+    from adapters.llm._observability.recording import _masked
+    from adapters.llm._observability.records import Attempt, CallRecord
+
+    masker = Masker(secrets=("sk-config-key-1234",))
+    record = CallRecord(call_id="c" * 32, trace_id="t" * 32, span_id="c" * 16,
+                        parent_span_id=None, started_at=1.0, ended_at=2.0,
+                        environment="development", model_group="main", status="ok",
+                        latency_ms=1.0, user_id="admin", tags=("urgent",),
+                        input=[{"role": "user", "content": "hello"}], output="hi",
+                        attempts=[Attempt("d1", "main", "openai", "ok")])
+    assert _masked(record, masker) is record
+    leaky = dataclasses.replace(record, output="echo sk-config-key-1234",
+                                attempts=[Attempt("d1", "main", "openai", "error",
+                                                  message="sk-config-key-1234 refused")])
+    masked = _masked(leaky, masker)
+    assert masked.output == "echo ***" and masked.attempts[0].message == "*** refused"
+    assert masked.input is leaky.input and leaky.output == "echo sk-config-key-1234"
 
 
 def test_every_configured_secret_is_collected_by_value(tmp_path):

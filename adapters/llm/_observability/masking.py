@@ -107,8 +107,22 @@ class Masker:
         return None
 
     def __call__(self, value: Any) -> Any:
+        """``value`` masked; a dict or list in which nothing changed is returned itself (most
+        records have nothing to mask: copying them per call was most of masking's cost)."""
         if isinstance(value, str):
             return self.text(value)
+        if type(value) is dict:
+            changed: dict[Any, Any] | None = None
+            for key, item in value.items():
+                masked = self(item)
+                if masked is not item:
+                    if changed is None:
+                        changed = dict(value)
+                    changed[key] = masked
+            return value if changed is None else changed
+        if type(value) is list:
+            items = [self(v) for v in value]
+            return value if all(m is v for m, v in zip(items, value)) else items
         if isinstance(value, Mapping):
             return {k: self(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

@@ -55,6 +55,7 @@ class Recorder:
         self.sinks = sinks
         self.masker = masker
         self.secrets_only = secrets_only
+        self._one_version = masker == secrets_only
         self.failures: dict[str, int] = {}
         self._worker: BatchWorker[CallRecord] = BatchWorker(
             "llm-adapter-recorder", self._handle, queue_size=queue_size)
@@ -105,7 +106,7 @@ class Recorder:
     def _pair(self, record: CallRecord) -> tuple[CallRecord, CallRecord]:
         """(masked, secrets-only) versions of ``record``: one object when they are the same."""
         masked = _masked(record, self.masker)
-        if self.masker == self.secrets_only:
+        if self._one_version:
             return masked, masked
         return masked, _masked(record, self.secrets_only)
 
@@ -161,23 +162,35 @@ def _guard(sink: Sink, failures: dict[str, int], action: Callable[[], object]) -
 
 def _masked(record: CallRecord, masker: Masker) -> CallRecord:
     """``record`` as a sink may see it; identifiers that hold patient data become pseudonyms, so
-    what is grouped by them (costs by user, session trees) still groups."""
+    what is grouped by them (costs by user, session trees) still groups. ``record`` itself when
+    masking changes nothing in it."""
     def ident(value: Any) -> Any:
         return masker.identifier(value) if isinstance(value, str) and value else value
 
-    return dataclasses.replace(
-        record,
-        session_id=ident(record.session_id), user_id=ident(record.user_id),
-        agent=ident(record.agent), stage=ident(record.stage),
-        trace_name=ident(record.trace_name), tags=tuple(ident(t) for t in record.tags),
-        input=masker(record.input),
-        output=masker.text(record.output) if record.output is not None else None,
-        tool_calls=masker(record.tool_calls),
-        metadata=masker(record.metadata),
-        error_message=masker.text(record.error_message) if record.error_message else None,
-        attempts=[dataclasses.replace(a, message=masker.text(a.message)) if a.message else a
-                  for a in record.attempts],
-    )
+    def text(value: str | None) -> str | None:
+        return masker.text(value) if value else value
+
+    changed: dict[str, Any] = {}
+    for name in ("session_id", "user_id", "agent", "stage", "trace_name"):
+        value = getattr(record, name)
+        masked = ident(value)
+        if masked != value:             # a remembered identifier is equal, not the same
+            changed[name] = masked
+    tags = tuple(ident(t) for t in record.tags)
+    if tags != record.tags:
+        changed["tags"] = tags
+    for name, masked in (("input", masker(record.input)), ("output", text(record.output)),
+                         ("tool_calls", masker(record.tool_calls)),
+                         ("metadata", masker(record.metadata)),
+                         ("error_message", text(record.error_message))):
+        if masked is not getattr(record, name):
+            changed[name] = masked
+    attempts = [dataclasses.replace(a, message=message)
+                if a.message and (message := masker.text(a.message)) is not a.message else a
+                for a in record.attempts]
+    if any(m is not a for m, a in zip(attempts, record.attempts)):
+        changed["attempts"] = attempts
+    return dataclasses.replace(record, **changed) if changed else record
 
 
 _KNOWN_KEYS = ("session_id", "user_id", "agent", "stage", "tags", "trace_name")
