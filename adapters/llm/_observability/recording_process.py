@@ -44,6 +44,7 @@ log = logging.getLogger("adapters.llm")
 _DEATHS, _DEATHS_S = 3, 60.0    # this many children lost within this long: record here instead
 _STUCK_S = 30.0             # a child that takes no bytes this long is stuck: started again
 _REPLY_MARGIN_S = 0.25      # of a flush's time, left for the child's answer to arrive
+_UNACKED_READ, _READ_EVERY_S = 32, 0.1  # the replies are read at this many batches or this often
 _CHILD = "from adapters.llm._observability.recording_child import main; main()"
 _ROOT = str(Path(__file__).resolve().parents[3])    # where ``adapters`` is imported from
 
@@ -78,6 +79,7 @@ class RecordingProcess:
         self._frames: Frames | None = None
         self._failed: str | None = None         # the child could not open the store
         self._deaths: list[float] = []          # when children were lost (monotonic)
+        self._read_at = 0.0                     # when the replies are read next, at the latest
         self._closed = False
         reset_in_child(self, RecordingProcess._forget)
         with self._write_lock:
@@ -98,7 +100,7 @@ class RecordingProcess:
         if local is not None:
             hand_over(local, [(m, c) for c, m in pairs], self.failures)
             return
-        self._pump(0.0)
+        self._replies()
 
     def emit_now(self, record: Any, masked: Any) -> bool:
         """Write one record's batch now if that cannot wait: a live child, the pipe free (no
@@ -123,7 +125,7 @@ class RecordingProcess:
             self._unacked[self._seq] = frame
         finally:
             self._write_lock.release()
-        self._pump(0.0)
+        self._replies()
         return True
 
     def emit_pair(self, record: Any, masked: Any) -> None:
@@ -256,6 +258,15 @@ class RecordingProcess:
                 select.select([], [fd], [], 0.05)
             except OSError as exc:
                 raise _Gone(f"ended ({exc.strerror or exc})") from None
+
+    def _replies(self) -> None:
+        """After a batch: read the child's replies once enough may have come (its "took"s, to
+        drop the batches' copies; its log lines), not after every batch: a read finding
+        nothing costs a call as much as masking it."""
+        if len(self._unacked) < _UNACKED_READ and time.monotonic() < self._read_at:
+            return
+        self._read_at = time.monotonic() + _READ_EVERY_S
+        self._pump(0.0)
 
     def _pump(self, timeout: float) -> None:
         """Read the child's replies that have arrived (waiting up to ``timeout`` for one)."""
