@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,6 +82,7 @@ class LiteLLMAdapter:
         self._policy_pool = policies or default_policies()
         self._policies: Policies | None = None
         self._last_trace = threading.local()          # for score() without a trace id
+        self._deadlines: dict[str, float] = {}        # by model group (``_deadline_of``)
         self._prompts = build_registry(self.config, enable_langfuse=bool(self.enable_langfuse),
                                        local_dir=Path(prompts_dir) if prompts_dir else None)
         reset_in_child(self, LiteLLMAdapter._after_fork)
@@ -248,25 +248,34 @@ class LiteLLMAdapter:
             raise errors.UsageError("this LiteLLMAdapter is closed (close() or the end of its "
                                     "with block); make a new one for more calls")
         group = model or self.model
-        if group not in self.config.groups():
-            raise errors.UsageError(f"unknown model {group!r}; defined: "
-                                    f"{', '.join(self.config.groups())}")
+        default_s = self._deadline_of(group)
         link = prompt_link(system, messages)      # before _messages copies the dicts
         chat = _messages(prompt, system, messages)
         params = _params(tools=tools, tool_choice=tool_choice, temperature=temperature,
                          max_tokens=max_tokens, response_format=response_format, kwargs=kwargs)
         _check_metadata(metadata)
         check_request(params, metadata)
-        allowed_s = call_deadline(self.config, group) if timeout is None else _timeout(timeout)
+        allowed_s = default_s if timeout is None else _timeout(timeout)
         deadline = called_at + allowed_s
         gateway = await self._started(group, deadline)
         started = time.monotonic()
         spec = CallSpec(group=group, messages=chat, params=params, deadline=deadline,
                         stream=stream)
-        call = Call(spec=spec, call_id=uuid.uuid4().hex, environment=self.environment,
+        call = Call(spec=spec, call_id=os.urandom(16).hex(), environment=self.environment,
                     metadata=metadata, scope=current_scope(), parent=parent, prompt=link,
                     control=CacheControl.parse(cache), started=started)
         return await run_call(call, gateway, self.policies, self.telemetry)
+
+    def _deadline_of(self, group: str) -> float:
+        """Seconds a call to ``group`` may take when the caller does not say (worked out once
+        per group: the config does not change); an unknown group is a ``UsageError``."""
+        known = self._deadlines.get(group)
+        if known is None:
+            if group not in self.config.groups():
+                raise errors.UsageError(f"unknown model {group!r}; defined: "
+                                        f"{', '.join(self.config.groups())}")
+            known = self._deadlines[group] = call_deadline(self.config, group)
+        return known
 
     async def _started(self, group: str, deadline: float) -> Gateway:
         """The router (and the store and policies), on the first call built within its deadline:
@@ -296,7 +305,7 @@ class LiteLLMAdapter:
     def _parent(self) -> tuple[str, str | None]:
         """The trace a call joins (the caller's ``llm.trace`` or span, else a new one), read in
         the caller's thread and context, and remembered there for ``score()``."""
-        parent = current_parent() or (uuid.uuid4().hex, None)
+        parent = current_parent() or (os.urandom(16).hex(), None)
         self._last_trace.trace_id = parent[0]
         return parent
 

@@ -66,7 +66,16 @@ def _get(obj: Any, name: str) -> Any:
         return None
     if isinstance(obj, dict):
         return obj.get(name)
+    extra: Any = getattr(obj, "__pydantic_extra__", _NOT_PYDANTIC)
+    if extra is not _NOT_PYDANTIC and name not in obj.__dict__ and \
+            not hasattr(type(obj), name):
+        # A pydantic model: a missing field is looked up in its extras, not by getattr, whose
+        # AttributeError (litellm's Usage lacks its cache fields) costs more than the rest.
+        return extra.get(name) if extra else None
     return getattr(obj, name, None)
+
+
+_NOT_PYDANTIC = object()
 
 
 def _int(value: Any) -> int:
