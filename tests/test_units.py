@@ -160,3 +160,40 @@ def test_a_masking_function_is_found_by_module_and_attribute_path() -> None:
         _load_function("os.path:sep", "c.yaml")
     with pytest.raises(ConfigError, match=r"function must be 'module:callable', not 'basename'"):
         _load_function("basename", "c.yaml")
+
+
+# -- a time bound on awaits -----------------------------------------------------------------------
+def test_a_bound_turns_only_its_own_cancellation_into_a_timeout() -> None:
+    import asyncio
+
+    from adapters.llm._routing.bounds import Bound
+
+    async def bounded(seconds: float | None, wait: float) -> Bound:
+        bound = Bound(seconds)
+        with bound:
+            await asyncio.sleep(wait)
+        return bound
+
+    async def scenario() -> None:
+        assert not (await bounded(1.0, 0.0)).expired()          # in time: nothing happens
+        assert not (await bounded(None, 0.01)).expired()        # no bound at all
+        with pytest.raises(TimeoutError):
+            await bounded(0.01, 10)
+        task = asyncio.ensure_future(bounded(10, 10))           # the caller's own cancel
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(0.01) as outer:              # an outer bound, due first
+            with pytest.raises(asyncio.CancelledError):
+                await bounded(10, 10)
+        assert outer.expired()
+        bound = Bound(0.01)                                     # caught inside: not re-raised
+        with bound:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                pass
+        assert bound.expired() and asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+    asyncio.run(scenario())

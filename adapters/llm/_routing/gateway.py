@@ -25,7 +25,6 @@ one Router rather than double-count each other's traffic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import threading
@@ -43,6 +42,7 @@ from .._observability.redact import config_secrets, redact
 from .._config.loader import Config, Deployment
 from .pricing import Pricing, pricing_for
 from .attempts import CALL_KEY, Tries, attempt_log
+from .bounds import Bound
 from .cooldowns import Cooldowns
 from .._process.fork import fork_error, fork_guard, refused_after_fork, reset_in_child
 from .local_servers import is_local_server, not_running_hint
@@ -250,14 +250,13 @@ class Gateway:
         # The TTFT cut-off fails this group over when no first chunk came in time; litellm's
         # stream_timeout only bounds each read.
         ttft = (spec.stream_ttft_timeout or self._ttft) if spec.stream else None
-        # No second timer where there is nothing to cut: each costs a call ~20 us.
-        cut = asyncio.timeout(ttft) if ttft is not None and ttft < budget else None
-        bound = asyncio.timeout(budget)
+        cut = Bound(ttft if ttft is not None and ttft < budget else None)
+        bound = Bound(budget)
         started, since = time.monotonic(), time.time()
         response = None
         answered = False
         try:
-            async with bound, cut or _NO_CUT:
+            with bound, cut:
                 response = await self.router.acompletion(model=only or group,
                                                          messages=spec.messages, **kwargs)
                 first = await first_chunk(response) if spec.stream else None
@@ -269,7 +268,7 @@ class Gateway:
                        f"(the rest is kept for {later})")
                 raise self._failed(Failure("timeout", None, None, NEXT_GROUP, why),
                                    collector, group, started, walk) from None
-            if cut is not None and cut.expired():   # litellm never saw it: toward a cooldown
+            if cut.expired():     # a timeout litellm never saw: it counts toward a cooldown
                 why = f"no first chunk within {ttft:g} s"
                 failed = self._failed(Failure("ttft_timeout", None, None, NEXT_GROUP, why),
                                       collector, group, started, walk)
@@ -390,7 +389,6 @@ class Gateway:
 
 
 _CANCELLED = Failure("cancelled", None, None, NEXT_GROUP, "cancelled before it answered")
-_NO_CUT = contextlib.nullcontext()     # reusable, holds nothing
 _OUTCOMES = {"cooldown": "skipped", "cancelled": "cancelled"}
 
 
