@@ -257,7 +257,9 @@ class LiteLLMAdapter:
         check_request(params, metadata)
         allowed_s = default_s if timeout is None else _timeout(timeout)
         deadline = called_at + allowed_s
-        gateway = await self._started(group, deadline)
+        gateway = self._gateway
+        if gateway is None or self._telemetry is None or self._policies is None:
+            gateway = await self._started(group, deadline)
         started = time.monotonic()
         spec = CallSpec(group=group, messages=chat, params=params, deadline=deadline,
                         stream=stream)

@@ -13,6 +13,7 @@ re-send upserts.
 from __future__ import annotations
 
 import contextvars
+import sys
 import logging
 import time
 import uuid
@@ -94,9 +95,8 @@ def current_parent() -> tuple[str, str | None] | None:
     scope = _SCOPE.get()
     if scope is not None:
         return scope.trace_id, scope.span_id or scope.parent_span_id
-    try:
-        from opentelemetry import trace
-    except ImportError:
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:       # not imported: no span can be open (and no import per call)
         return None
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:

@@ -66,7 +66,9 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
               telemetry: Telemetry) -> LLMResponse | ResponseStream:
     spec = call.spec = _call_options(call.spec)
     settle = _Settlement(call, policies, telemetry)
-    await settle.reserve_budget(gateway)            # raises BudgetExceeded, recorded
+    # A policy that is off costs nothing here: not even the coroutine of a step with no work.
+    if policies.budgets is not None:
+        await settle.reserve_budget(gateway)        # raises BudgetExceeded, recorded
 
     cache, key = policies.cache, None
     if cache is not None:
@@ -80,7 +82,8 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
             settle.record(answer, None)
             return answer
 
-    spec = await settle.take_capacity(gateway)       # raises RateLimited, recorded
+    if policies.limiter is not None:
+        spec = await settle.take_capacity(gateway)   # raises RateLimited, recorded
     if gateway.hedger is not None and (policies.limiter or policies.budgets) and not spec.stream:
         spec = replace(spec, admit_hedge=lambda group, deployment: settle.admit_hedge(
             gateway, group, deployment))
@@ -111,7 +114,8 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         outcome = await gateway.complete(spec)
     except errors.LLMAdapterError as exc:
         settle.record(None, exc)
-        await finish(None)
+        if settle.holds:
+            await finish(None)
         raise
     if spec.stream:
         return ResponseStream(outcome, started=call.started, call_id=call.call_id,
@@ -128,7 +132,8 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
     response.overhead_ms, response.hedged = outcome.overhead_ms(latency_ms), outcome.hedged
     _add_hedge_cost(response)
     settle.record(response, None)
-    await finish(response)
+    if storing(response) or settle.holds:
+        await finish(response)
     return response
 
 
