@@ -102,6 +102,7 @@ def test_config_price_override_wins(make_adapter):
     ({"prompt": "x", "metadata": {"tags": "urgent"}}, "metadata['tags'] must be a list"),
     ({"prompt": "x", "api_key": "sk-zzz"}, "cannot be passed to generate()"),
     ({"prompt": "x", "model": "nope"}, "unknown model 'nope'"),
+    ({"prompt": "x", "model": ["main"]}, "unknown model ['main']"),
     ({"prompt": "x", "tools": ["not-a-dict"]}, "tools must be a list"),
 ])
 def test_bad_arguments_are_usage_errors(llm, kwargs, message):

@@ -271,9 +271,9 @@ class LiteLLMAdapter:
     def _deadline_of(self, group: str) -> float:
         """Seconds a call to ``group`` may take when the caller does not say (worked out once
         per group: the config does not change); an unknown group is a ``UsageError``."""
-        known = self._deadlines.get(group)
+        known = self._deadlines.get(group) if isinstance(group, str) else None
         if known is None:
-            if group not in self.config.groups():
+            if not isinstance(group, str) or group not in self.config.groups():
                 raise errors.UsageError(f"unknown model {group!r}; defined: "
                                         f"{', '.join(self.config.groups())}")
             known = self._deadlines[group] = call_deadline(self.config, group)

@@ -13,8 +13,8 @@ re-send upserts.
 from __future__ import annotations
 
 import contextvars
-import sys
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence

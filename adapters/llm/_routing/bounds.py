@@ -15,7 +15,7 @@ from types import TracebackType
 
 __all__ = ["Bound"]
 
-_ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(4)
+_NEW, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
 
 
 class Bound:
@@ -26,10 +26,10 @@ class Bound:
     def __init__(self, seconds: float | None) -> None:
         self._seconds = seconds
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._state = -1
+        self._state = _NEW
 
     def __enter__(self) -> Bound:
-        if self._state != -1:
+        if self._state != _NEW:
             raise RuntimeError("a Bound is entered once")
         self._state = _ENTERED
         if self._seconds is None:
