@@ -99,10 +99,9 @@ async def run(call: Call, gateway: Gateway, policies: Policies,
         await settle.done(response)
 
     async def finish(response: LLMResponse | None) -> None:
-        """After recording: store and settle, shielded, so a caller cancelling now gets no
-        answer but the call's settlement still ends (nothing to do: no task either)."""
-        if storing(response) or settle.holds:
-            await asyncio.shield(_spawn(policies, store_and_settle(response)))
+        """After recording, when there is something to store or settle: both, shielded, so a
+        caller cancelling now gets no answer but the call's settlement still ends."""
+        await asyncio.shield(_spawn(policies, store_and_settle(response)))
 
     def finish_stream(response: LLMResponse | None,
                       error: errors.LLMAdapterError | None) -> None:
