@@ -257,9 +257,7 @@ class LiteLLMAdapter:
         check_request(params, metadata)
         allowed_s = default_s if timeout is None else _timeout(timeout)
         deadline = called_at + allowed_s
-        gateway = self._gateway
-        if gateway is None or self._telemetry is None or self._policies is None:
-            gateway = await self._started(group, deadline)
+        gateway = self._built() or await self._started(group, deadline)
         started = time.monotonic()
         spec = CallSpec(group=group, messages=chat, params=params, deadline=deadline,
                         stream=stream)
@@ -273,20 +271,23 @@ class LiteLLMAdapter:
         per group: the config does not change); an unknown group is a ``UsageError``."""
         known = self._deadlines.get(group) if isinstance(group, str) else None
         if known is None:
-            if not isinstance(group, str) or group not in self.config.groups():
+            if group not in self.config.groups():
                 raise errors.UsageError(f"unknown model {group!r}; defined: "
                                         f"{', '.join(self.config.groups())}")
             known = self._deadlines[group] = call_deadline(self.config, group)
         return known
+
+    def _built(self) -> Gateway | None:
+        """The router, once it (and the store and policies) was built; else None."""
+        if self._telemetry is None or self._policies is None:
+            return None
+        return self._gateway
 
     async def _started(self, group: str, deadline: float) -> Gateway:
         """The router (and the store and policies), on the first call built within its deadline:
         the import of litellm started at construction is awaited, then the rest is built in a
         worker thread, so the event loop stays free to end the call at its deadline. A build cut
         off by it goes on in the background, for the next call."""
-        if self._gateway is not None and self._telemetry is not None and \
-                self._policies is not None:
-            return self._gateway
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
                 await asyncio.wrap_future(start_import())
