@@ -645,7 +645,7 @@ def test_records_cross_the_pipe_whole_however_the_reads_cut_it():
     reader may get in any pieces."""
     import dataclasses
 
-    from adapters.llm._observability.recording_wire import Frames, encode
+    from adapters.llm._observability.recording_wire import Frames, encode, encode_batch
     from adapters.llm._observability.records import Attempt, CallRecord, Usage
 
     values: dict[str, object] = {}
@@ -658,7 +658,8 @@ def test_records_cross_the_pipe_whole_however_the_reads_cut_it():
         }.get(f.name, f"v{i}" if f.type in ("str", "str | None") else i)
     record = CallRecord(**values)   # type: ignore[arg-type]
     assert all(getattr(record, f.name) != f.default for f in dataclasses.fields(CallRecord))
-    frames_bytes = encode(("batch", 1, [(record, record)])) + encode(("took", 2))
+    other = dataclasses.replace(record, output="masked", input=[{"role": "user", "content": "***"}])
+    frames_bytes = (encode_batch(1, [(record, record), (record, other)]) + encode(("took", 2)))
     read, write = os.pipe()
     try:
         frames = Frames(read)
@@ -670,9 +671,11 @@ def test_records_cross_the_pipe_whole_however_the_reads_cut_it():
         os.close(read)
         os.close(write)
     assert [m[0] for m in got] == ["batch", "took"]
-    first, second = got[0][2][0]
+    (first, second), (third, fourth) = got[0][2]
     assert first == record and first is second      # one object, sent once
-    assert len(frames_bytes) < 700                   # field values only, not their names
+    assert third == record and fourth == other and fourth is not third
+    one = encode_batch(1, [(record, record)])
+    assert len(one) < 500       # field values only (pickle's default for the record: 1,015 bytes)
 
 
 def test_ctrl_c_to_the_whole_process_group_still_records_every_call(env):

@@ -35,7 +35,7 @@ from typing import Any
 from .._process.fork import reset_in_child
 from .recording import Sink, hand_over
 from .recording_child import RecordingSpec
-from .recording_wire import Frames, encode
+from .recording_wire import Frames, encode, encode_batch
 
 __all__ = ["RecordingProcess"]
 
@@ -94,7 +94,7 @@ class RecordingProcess:
                 raise RuntimeError("the recording process was closed")
             if local is None:       # a fall-back on the way hands this batch over itself
                 self._seq += 1
-                frame = encode(("batch", self._seq, pairs))
+                frame = encode_batch(self._seq, pairs)
                 self._unacked[self._seq] = frame
                 self._send(frame, batch=True)
         if local is not None:
@@ -114,7 +114,7 @@ class RecordingProcess:
             proc = self._proc
             if proc is None or proc.stdin is None or self._local is not None or self._closed:
                 return False
-            frame = encode(("batch", self._seq + 1, [(record, masked)]))
+            frame = encode_batch(self._seq + 1, [(record, masked)])
             if len(frame) > select.PIPE_BUF:
                 return False
             try:

@@ -3,8 +3,10 @@
 A message is a tuple, pickled (both ends are this package, and the pipes are private to the
 two processes: nothing else can write to them), behind its length as 4 bytes. A frame torn by
 the writer's death is never decoded: ``Frames.next`` waits for whole frames only. Records
-travel as their class and field values (half the bytes and half the time of pickle's
-default for a slotted dataclass, which names every field and builds its state in Python).
+travel as their field values, plain lists and tuples: pickle's default for a slotted
+dataclass names every field and builds its state in Python, and a reducer of our own is a
+call back into Python for every record, attempt and usage (on the calling path, with the
+caches cold, 88 µs a record against 35 for the plain values).
 
 Parent → child: ``("spec", RecordingSpec)`` first, then ``("batch", seq, [(record, masked)])``,
 ``("flush", seq, timeout)``, ``("state", seq)``, ``("close", seq, timeout)``.
@@ -16,45 +18,70 @@ the child's journal, ``("flushed" | "state" | "closed", seq, result)``, and
 from __future__ import annotations
 
 import dataclasses
-import io
 import operator
 import os
 import pickle
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from .records import Attempt, CallRecord, Usage
 
-__all__ = ["Frames", "encode"]
+__all__ = ["Frames", "encode", "encode_batch"]
 
 _HEAD = struct.Struct(">I")
 
 
-def _values_of(cls: type) -> Callable[[Any], tuple[Any, ...]]:
-    return operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
-_VALUES = {cls: _values_of(cls) for cls in (CallRecord, Attempt, Usage)}
+_RECORD = operator.attrgetter(*_fields(CallRecord))
+_USAGE = operator.attrgetter(*_fields(Usage))
+_ATTEMPT = operator.attrgetter(*_fields(Attempt))
+_AT_USAGE = _fields(CallRecord).index("usage")
+_AT_ATTEMPTS = _fields(CallRecord).index("attempts")
 
 
-def _flat(obj: Any) -> tuple[type, tuple[Any, ...]]:
-    """``obj`` rebuilt as ``cls(*values)``: every field is an ``__init__`` argument."""
-    return type(obj), _VALUES[type(obj)](obj)
+def _flat(record: CallRecord) -> list[Any]:
+    """``record``'s field values, its usage and attempts as theirs: plain values, which the C
+    pickler writes without calling back into Python for each object."""
+    values = list(_RECORD(record))
+    values[_AT_USAGE] = _USAGE(values[_AT_USAGE])
+    values[_AT_ATTEMPTS] = [_ATTEMPT(a) for a in values[_AT_ATTEMPTS]]
+    return values
 
 
-class _Pickler(pickle.Pickler):
-    dispatch_table = {cls: _flat for cls in _VALUES}
+def _built(values: list[Any]) -> CallRecord:
+    values[_AT_USAGE] = Usage(*values[_AT_USAGE])
+    values[_AT_ATTEMPTS] = [Attempt(*a) for a in values[_AT_ATTEMPTS]]
+    return CallRecord(*values)
+
+
+def _framed(message: tuple[Any, ...]) -> bytes:
+    body = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    return _HEAD.pack(len(body)) + body
 
 
 def encode(message: tuple[Any, ...]) -> bytes:
-    out = io.BytesIO()
-    out.write(b"\0" * _HEAD.size)
-    _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(message)
-    frame = out.getbuffer()
-    _HEAD.pack_into(frame, 0, len(frame) - _HEAD.size)
-    del frame
-    return out.getvalue()
+    """A message that holds no records (for a batch: ``encode_batch``)."""
+    return _framed(message)
+
+
+def encode_batch(seq: int, pairs: list[tuple[CallRecord, CallRecord]]) -> bytes:
+    """``("batch", seq, [(chosen, masked), ...])``; a pair whose two versions are one object
+    sends it once (and arrives as one object)."""
+    return _framed(("batch", seq, [(_flat(chosen), None if masked is chosen else _flat(masked))
+                                   for chosen, masked in pairs]))
+
+
+def _decoded(message: tuple[Any, ...]) -> tuple[Any, ...]:
+    if message[0] != "batch":
+        return message
+    pairs = []
+    for chosen, masked in message[2]:
+        record = _built(chosen)
+        pairs.append((record, record if masked is None else _built(masked)))
+    return ("batch", message[1], pairs)
 
 
 class Frames:
@@ -111,7 +138,7 @@ class Frames:
             end = offset + _HEAD.size + size
             if len(buffer) < end:
                 break
-            out.append(pickle.loads(buffer[offset + _HEAD.size:end]))
+            out.append(_decoded(pickle.loads(buffer[offset + _HEAD.size:end])))
             offset = end
         del buffer[:offset]
         return out
