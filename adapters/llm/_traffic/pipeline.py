@@ -184,7 +184,10 @@ class _Settlement:
         call = self.call
         if response is not None:
             response.trace_id = call.parent[0]
-        self.telemetry.recorder.record(build_record(
+        recorder = self.telemetry.recorder
+        if not recorder.sinks:          # nothing records (no store, no Langfuse): no record
+            return
+        recorder.record(build_record(
             call_id=call.call_id, group=call.spec.group, environment=call.environment,
             messages=call.spec.messages, params=call.spec.params, metadata=call.metadata,
             scope=call.scope, parent=call.parent, started_at=call.started_at,
