@@ -197,3 +197,54 @@ def test_a_bound_turns_only_its_own_cancellation_into_a_timeout() -> None:
         assert bound.expired() and asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
     asyncio.run(scenario())
+
+
+# -- ids and litellm's answers -----------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork() is POSIX")
+def test_ids_made_after_a_fork_differ_between_parent_and_child() -> None:
+    """Trace and call ids come from ``random``'s generator (no system call per id); a forked
+    worker (gunicorn --preload, Celery prefork) must not make its parent's ids again."""
+    import os
+
+    from adapters.llm.litellm_adapter import _new_id
+
+    _new_id()                                   # the parent's generator in use before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                # the child: its ids, then out without cleanup
+        os.write(write, " ".join(_new_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    theirs = set(os.read(read, 4096).decode().split())
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = {_new_id() for _ in range(3)}
+    assert len(theirs) == 3 and all(len(i) == 32 and int(i, 16) for i in theirs | ours)
+    assert not theirs & ours
+
+
+def test_fields_of_litellm_answers_are_read_from_fields_extras_and_properties() -> None:
+    """``_get`` reads a pydantic model's field, its extras and a property of its class, and
+    gives None for a missing field without pydantic's AttributeError."""
+    from pydantic import BaseModel, ConfigDict
+
+    from adapters.llm._routing.responses import _get, usage_of
+
+    class Answer(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        prompt_tokens: int = 0
+        prompt_tokens_details: dict[str, int] | None = None
+
+        @property
+        def doubled(self) -> int:
+            return self.prompt_tokens * 2
+
+    answer = Answer(prompt_tokens=100, completion_tokens=7, cache_read_input_tokens=40,
+                    prompt_tokens_details=None)
+    assert _get(answer, "prompt_tokens") == 100                 # a field
+    assert _get(answer, "completion_tokens") == 7               # an extra
+    assert _get(answer, "doubled") == 200                       # a property of the class
+    assert _get(answer, "cache_creation_input_tokens") is None  # nowhere
+    assert _get({"a": 1}, "a") == 1 and _get(None, "a") is None
+    usage = usage_of(answer)
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens) == (60, 7, 40)

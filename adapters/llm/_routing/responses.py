@@ -67,12 +67,20 @@ def _get(obj: Any, name: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(name)
     extra: Any = getattr(obj, "__pydantic_extra__", _NOT_PYDANTIC)
-    if extra is not _NOT_PYDANTIC and name not in obj.__dict__ and \
-            not hasattr(type(obj), name):
-        # A pydantic model: a missing field is looked up in its extras, not by getattr, whose
-        # AttributeError (litellm's Usage lacks its cache fields) costs more than the rest.
-        return extra.get(name) if extra else None
-    return getattr(obj, name, None)
+    if extra is _NOT_PYDANTIC:
+        return getattr(obj, name, None)
+    # A pydantic model keeps its fields in its __dict__ and the rest in its extras. A name
+    # in neither is looked up on the class only if one there defines it: the AttributeError
+    # of a missing field (litellm's Usage lacks its cache fields) is raised by pydantic's
+    # metaclass in Python and costs more than all the rest.
+    values = obj.__dict__
+    if name in values:
+        return values[name]
+    if extra and name in extra:
+        return extra[name]
+    if any(name in vars(cls) for cls in type(obj).__mro__):
+        return getattr(obj, name, None)
+    return None
 
 
 _NOT_PYDANTIC = object()
