@@ -35,11 +35,12 @@ def _fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-_RECORD = operator.attrgetter(*_fields(CallRecord))
+_RECORD_FIELDS = _fields(CallRecord)
+_RECORD = operator.attrgetter(*_RECORD_FIELDS)
 _USAGE = operator.attrgetter(*_fields(Usage))
 _ATTEMPT = operator.attrgetter(*_fields(Attempt))
-_AT_USAGE = _fields(CallRecord).index("usage")
-_AT_ATTEMPTS = _fields(CallRecord).index("attempts")
+_AT_USAGE = _RECORD_FIELDS.index("usage")
+_AT_ATTEMPTS = _RECORD_FIELDS.index("attempts")
 
 
 def _flat(record: CallRecord) -> list[Any]:
