@@ -66,20 +66,18 @@ async def main(each: int, rounds: int) -> None:
         for path in paths.values():
             for _ in range(20):
                 await path()
-        rates: dict[str, list[float]] = {name: [] for name in paths}
-        for i in range(rounds):
-            order = list(paths) if i % 2 == 0 else list(reversed(paths))
-            for name in order:
-                rates[name].append(await core.throughput(paths[name], 32, 160))
+        rates = await core.throughputs(paths, 32, 160, {}, rounds)
     finally:
         simulator.terminate()
         simulator.wait()
+        os.close(read)
+        os.close(write)
     bare = rates["Router"]
     print(f"bare Router at c=32: {statistics.median(bare):.1f} calls/s (median of {rounds} rounds)")
     for name, values in rates.items():
         if name == "Router":
             continue
-        ratio = statistics.median(v / b for v, b in zip(values, bare, strict=True))
+        ratio, _, _ = core.paired(values, bare, lambda v, b: v / b)
         per_call_us = (1 / ratio - 1) * 1e6 / statistics.median(bare)
         print(f"  {name:24} {ratio:.3f}x the Router's calls/s: "
               f"{per_call_us / each:+.0f} µs of throughput each")
