@@ -456,8 +456,9 @@ class LiteLLMAdapter:
 
 def _new_id() -> str:
     """32 random hex digits (a trace or call id). ``random``'s generator, as OpenTelemetry's
-    ids: ``os.urandom`` is a system call, 10 µs of a call's CPU here, twice per call; the
-    generator is seeded again in a forked child."""
+    ids: ``os.urandom`` is a system call that lets go of the GIL, and at concurrency 32 each
+    one costs the calls 30-45 µs (``bench/bench_gil.py``); the generator is seeded again in a
+    forked child."""
     return f"{random.getrandbits(128) or 1:032x}"
 
 
