@@ -1,6 +1,6 @@
 """Gateway-core benchmark: what the adapter costs over raw HTTP, litellm and its Router.
 
-    python bench/bench_core.py [--calls 600] [--rounds 10]
+    python bench/bench_core.py [--calls 600] [--rounds 10] [--c32-rounds 21]
 
 One run measures everything against the provider simulator (a separate process, zero added
 latency), interleaving the paths round by round so machine noise hits them alike, and prints
@@ -38,6 +38,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -136,26 +137,42 @@ async def sequential(paths: dict[str, Call], calls: int, rounds: int,
 
 
 async def throughputs(paths: dict[str, Call], concurrency: int, total: int,
-                      drains: Mapping[str, Callable[[], object]], rounds: int = 11
-                      ) -> dict[str, list[float]]:
+                      drains: Mapping[str, Callable[[], object]], rounds: int = 11,
+                      cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Calls/s per path and round: interleaved runs, every other round in reverse order, so a
     drift of the machine's speed during the run hits every path alike. A path's background
-    work is drained after its run (untimed), not left to slow the next path's."""
+    work is drained after its run (untimed), not left to slow the next path's. ``cpu``, when
+    given, gets each round's main-thread CPU per call in µs: at c=32 the calls share one
+    interpreter, so that CPU is what bounds the calls/s, and it moves less than the rate."""
     runs: dict[str, list[float]] = {name: [] for name in paths}
     for i in range(rounds):
         order = list(paths.items())
         for name, call in order if i % 2 == 0 else reversed(order):
+            started = time.thread_time()
             runs[name].append(await throughput(call, concurrency, total))
+            if cpu is not None:
+                cpu.setdefault(name, []).append((time.thread_time() - started) * 1e6 / total)
             if name in drains:
                 drains[name]()
     return runs
 
 
+class Paired(NamedTuple):
+    """A path against the bare Router of the same round, over the rounds."""
+
+    median: float
+    lowest: float
+    highest: float
+    mean: float
+    error: float            # standard error of the mean (0 with one round)
+
+
 def paired(values: list[float], bare: list[float], compare: Callable[[float, float], float]
-           ) -> tuple[float, float, float]:
-    """``compare(path, bare Router)`` round by round: (median, lowest, highest)."""
+           ) -> Paired:
+    """``compare(path, bare Router)`` round by round."""
     each = sorted(compare(v, b) for v, b in zip(values, bare, strict=True))
-    return statistics.median(each), each[0], each[-1]
+    error = statistics.stdev(each) / len(each) ** 0.5 if len(each) > 1 else 0.0
+    return Paired(statistics.median(each), each[0], each[-1], statistics.mean(each), error)
 
 
 async def throughput(call: Call, concurrency: int, total: int) -> float:
@@ -300,7 +317,7 @@ def sigkill_window(url: str, directory: Path, runs: int) -> dict[str, list[tuple
     return results
 
 
-async def main(calls: int, rounds: int, kill_runs: int) -> None:
+async def main(calls: int, rounds: int, kill_runs: int, c32_rounds: int) -> None:
     port, langfuse_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_simulator(port)
@@ -344,7 +361,8 @@ async def main(calls: int, rounds: int, kill_runs: int) -> None:
                   "adapter + Langfuse": lambda: traced.flush_langfuse(timeout=30)}
         samples, cpu = await sequential(paths, calls, rounds, drains)
         c1 = await throughputs(paths, 1, 100, drains)
-        c32 = await throughputs(paths, 32, 240, drains)
+        c32_cpu: dict[str, list[float]] = {}
+        c32 = await throughputs(paths, 32, 160, drains, c32_rounds, c32_cpu)
         rates = {name: (c1[name], c32[name]) for name in paths}
         down = await outage(url, adapter, lt)
         traced.flush_langfuse(timeout=30)
@@ -354,12 +372,12 @@ async def main(calls: int, rounds: int, kill_runs: int) -> None:
         proc.terminate()
         langfuse.terminate()
         proc.wait()
-    report(samples, cpu, rates, down, import_time())
+    report(samples, cpu, rates, c32_cpu, down, import_time())
     report_window(window)
 
 
 def report(samples: dict[str, list[list[float]]], cpu: dict[str, float],
-           rates: dict[str, tuple[list[float], list[float]]],
+           rates: dict[str, tuple[list[float], list[float]]], c32_cpu: dict[str, list[float]],
            down: dict[str, float | list[float]], imported: float) -> None:
     """The table (medians over all rounds), then the budget figures, each a median over
     rounds of the path against the bare Router of the same round, with the rounds' range."""
@@ -382,13 +400,18 @@ def report(samples: dict[str, list[list[float]]], cpu: dict[str, float],
     for name, label in (("adapter, recording off", "recording off"),
                         ("LiteLLMAdapter.agenerate", "local store on"),
                         ("adapter + Langfuse", "store + Langfuse")):
-        p50, low, high = paired([statistics.median(r) for r in samples[name]], bare_p50,
-                                lambda v, b: v - b)
-        ratio, rlow, rhigh = paired(rates[name][1], bare_c32, lambda v, b: v / b)
+        wall = paired([statistics.median(r) for r in samples[name]], bare_p50, lambda v, b: v - b)
+        ratio = paired(rates[name][1], bare_c32, lambda v, b: v / b)
+        used = paired(c32_cpu[name], c32_cpu["Router.acompletion"], lambda v, b: v - b)
         target = " (targets <= +0.5 ms, >= 0.95x)" if name == "adapter + Langfuse" else ""
-        print(f"  {label:17} p50 {p50:+.2f} ms [{low:+.2f}, {high:+.2f}], "
-              f"c=32 {ratio:.3f}x [{rlow:.3f}, {rhigh:.3f}], "
-              f"CPU {cpu[name] - cpu['Router.acompletion']:+.2f} ms/call{target}")
+        print(f"  {label:17} p50 {wall.median:+.2f} ms [{wall.lowest:+.2f}, {wall.highest:+.2f}] "
+              f"(mean {wall.mean:+.2f} ± {wall.error:.2f}), c=32 {ratio.median:.3f}x "
+              f"[{ratio.lowest:.3f}, {ratio.highest:.3f}] (mean {ratio.mean:.3f} ± "
+              f"{ratio.error:.3f}), CPU {cpu[name] - cpu['Router.acompletion']:+.2f} ms/call"
+              f"{target}")
+        print(f"  {'':17} c=32 main-thread CPU {used.mean:+.0f} ± {used.error:.0f} µs/call "
+              f"(median {used.median:+.0f}) over the Router's "
+              f"{statistics.median(c32_cpu['Router.acompletion']):.0f}")
     print(f"import adapters.llm: {imported:.3f} s (target <= 0.3 s)")
     bare_default = down["bare_default"]
     assert isinstance(bare_default, list)
@@ -418,5 +441,7 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--kill-runs", type=int, default=5, help="SIGKILL runs per case")
+    parser.add_argument("--c32-rounds", type=int, default=21,
+                        help="rounds of 160 calls per path at concurrency 32")
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.rounds, args.kill_runs))
+    asyncio.run(main(args.calls, args.rounds, args.kill_runs, args.c32_rounds))

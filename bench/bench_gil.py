@@ -77,7 +77,7 @@ async def main(each: int, rounds: int) -> None:
     for name, values in rates.items():
         if name == "Router":
             continue
-        ratio, _, _ = core.paired(values, bare, lambda v, b: v / b)
+        ratio = core.paired(values, bare, lambda v, b: v / b).median
         per_call_us = (1 / ratio - 1) * 1e6 / statistics.median(bare)
         print(f"  {name:24} {ratio:.3f}x the Router's calls/s: "
               f"{per_call_us / each:+.0f} µs of throughput each")
