@@ -47,6 +47,7 @@ from tests.processes import children_of, wait_ended  # noqa: E402
 MESSAGES = [{"role": "user", "content": "Find a therapist for Tuesday"}]
 PUBLIC, SECRET = "pk-lf-bench", "sk-lf-bench"
 Call = Callable[[], Awaitable[object]]
+C32_CALLS = 160             # calls per path and round at concurrency 32
 
 
 def free_port() -> int:
@@ -362,7 +363,7 @@ async def main(calls: int, rounds: int, kill_runs: int, c32_rounds: int) -> None
         samples, cpu = await sequential(paths, calls, rounds, drains)
         c1 = await throughputs(paths, 1, 100, drains)
         c32_cpu: dict[str, list[float]] = {}
-        c32 = await throughputs(paths, 32, 160, drains, c32_rounds, c32_cpu)
+        c32 = await throughputs(paths, 32, C32_CALLS, drains, c32_rounds, c32_cpu)
         rates = {name: (c1[name], c32[name]) for name in paths}
         down = await outage(url, adapter, lt)
         traced.flush_langfuse(timeout=30)
@@ -379,8 +380,8 @@ async def main(calls: int, rounds: int, kill_runs: int, c32_rounds: int) -> None
 def report(samples: dict[str, list[list[float]]], cpu: dict[str, float],
            rates: dict[str, tuple[list[float], list[float]]], c32_cpu: dict[str, list[float]],
            down: dict[str, float | list[float]], imported: float) -> None:
-    """The table (medians over all rounds), then the budget figures, each a median over
-    rounds of the path against the bare Router of the same round, with the rounds' range."""
+    """The table (medians over all rounds), then the budget figures, each the path against
+    the bare Router of the same round over the rounds: median, range, mean ± its error."""
     every = {name: [v for values in rounds for v in values] for name, rounds in samples.items()}
     raw = statistics.median(every["raw httpx"])
     bare = statistics.median(every["Router.acompletion"])
@@ -397,12 +398,13 @@ def report(samples: dict[str, list[list[float]]], cpu: dict[str, float],
           "[lowest, highest round]:")
     bare_p50 = [statistics.median(r) for r in samples["Router.acompletion"]]
     bare_c32 = rates["Router.acompletion"][1]
+    bare_c32_cpu = c32_cpu["Router.acompletion"]
     for name, label in (("adapter, recording off", "recording off"),
                         ("LiteLLMAdapter.agenerate", "local store on"),
                         ("adapter + Langfuse", "store + Langfuse")):
         wall = paired([statistics.median(r) for r in samples[name]], bare_p50, lambda v, b: v - b)
         ratio = paired(rates[name][1], bare_c32, lambda v, b: v / b)
-        used = paired(c32_cpu[name], c32_cpu["Router.acompletion"], lambda v, b: v - b)
+        used = paired(c32_cpu[name], bare_c32_cpu, lambda v, b: v - b)
         target = " (targets <= +0.5 ms, >= 0.95x)" if name == "adapter + Langfuse" else ""
         print(f"  {label:17} p50 {wall.median:+.2f} ms [{wall.lowest:+.2f}, {wall.highest:+.2f}] "
               f"(mean {wall.mean:+.2f} ± {wall.error:.2f}), c=32 {ratio.median:.3f}x "
@@ -411,7 +413,7 @@ def report(samples: dict[str, list[list[float]]], cpu: dict[str, float],
               f"{target}")
         print(f"  {'':17} c=32 main-thread CPU {used.mean:+.0f} ± {used.error:.0f} µs/call "
               f"(median {used.median:+.0f}) over the Router's "
-              f"{statistics.median(c32_cpu['Router.acompletion']):.0f}")
+              f"{statistics.median(bare_c32_cpu):.0f}")
     print(f"import adapters.llm: {imported:.3f} s (target <= 0.3 s)")
     bare_default = down["bare_default"]
     assert isinstance(bare_default, list)
@@ -442,6 +444,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--kill-runs", type=int, default=5, help="SIGKILL runs per case")
     parser.add_argument("--c32-rounds", type=int, default=21,
-                        help="rounds of 160 calls per path at concurrency 32")
+                        help=f"rounds of {C32_CALLS} calls per path at concurrency 32")
     args = parser.parse_args()
     asyncio.run(main(args.calls, args.rounds, args.kill_runs, args.c32_rounds))
