@@ -678,6 +678,51 @@ def test_records_cross_the_pipe_whole_however_the_reads_cut_it():
     assert len(one) < 500       # field values only (pickle's default for the record: 1,015 bytes)
 
 
+def test_frames_say_when_a_message_can_be_had_without_waiting():
+    """The recording process looks at its pipe while batches keep coming, and reads only
+    when that read cannot wait: a partial frame is not a message yet, its end is."""
+    from adapters.llm._observability.recording_wire import Frames, encode
+
+    frame = encode(("took", 1, 2, 3))
+    read, write = os.pipe()
+    try:
+        frames = Frames(read)
+        assert frames.ready() is False                  # nothing written
+        os.write(write, frame[:5])
+        assert frames.ready() is True                   # bytes to read
+        assert frames.read() == []                      # half a frame: no message
+        assert frames.ready() is False
+        os.write(write, frame[5:])
+        assert frames.ready() is True
+        assert frames.available() == [("took", 1, 2, 3)]
+        assert frames.ready() is False
+        os.write(write, frame + frame[:3])
+        assert frames.read() == [("took", 1, 2, 3)]
+        os.close(write)
+        write = -1
+        assert frames.ready() is True                   # the end of the pipe: read it
+        assert frames.available() == [] and frames.ended
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+
+
+def test_the_recording_process_acknowledges_every_batch(make_adapter, tmp_path):
+    """The child's replies ("took", for all the batches it took together) reach the caller,
+    which then keeps no copy of them: none would be handed to a next child again."""
+    path = tmp_path / "acks" / "calls.sqlite3"
+    with make_adapter(close_config(unique("acks"), path)) as llm:
+        async def calls() -> None:
+            await asyncio.gather(*(llm.agenerate(prompt=f"q{i}") for i in range(40)))
+
+        asyncio.run(calls())
+        assert llm.flush_langfuse(timeout=30) is True
+        (process,) = llm.telemetry.recorder.sinks
+        assert process._seq > 1 and process._unacked == {}     # replies come before "flushed"
+    assert len(stored_ids(path.parent)) == 40
+
+
 def test_ctrl_c_to_the_whole_process_group_still_records_every_call(env):
     """Ctrl-C in a terminal signals the whole foreground group; the recording process is in
     a session of its own, so it commits what the ending caller hands it."""

@@ -292,7 +292,8 @@ class RecordingProcess:
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "took":
-            self._unacked.pop(message[1], None)
+            for seq in message[1:]:
+                self._unacked.pop(seq, None)
         elif kind == "log":
             logging.getLogger(message[1]).log(message[2], "%s", message[3])
         elif kind == "ready":

@@ -10,8 +10,8 @@ caches cold, 88 µs a record against 35 for the plain values).
 
 Parent → child: ``("spec", RecordingSpec)`` first, then ``("batch", seq, [(record, masked)])``,
 ``("flush", seq, timeout)``, ``("state", seq)``, ``("close", seq, timeout)``.
-Child → parent: ``("ready", pid)`` or ``("failed", why)``, ``("took", seq)`` once a batch is in
-the child's journal, ``("flushed" | "state" | "closed", seq, result)``, and
+Child → parent: ``("ready", pid)`` or ``("failed", why)``, ``("took", seq, ...)`` once those
+batches are in the child's journal, ``("flushed" | "state" | "closed", seq, result)``, and
 ``("log", logger, level, text)`` for the child's log lines.
 """
 
@@ -21,6 +21,7 @@ import dataclasses
 import operator
 import os
 import pickle
+import select
 import struct
 from typing import Any
 
@@ -106,6 +107,14 @@ class Frames:
             return []
         self._buffer += chunk
         return self._whole()
+
+    def ready(self) -> bool:
+        """Whether a whole message, or bytes for one, can be had without waiting."""
+        if len(self._buffer) >= _HEAD.size:
+            (size,) = _HEAD.unpack_from(self._buffer, 0)
+            if len(self._buffer) >= _HEAD.size + size:
+                return True
+        return self.ended or bool(select.select([self.fd], [], [], 0)[0])
 
     def next(self) -> tuple[Any, ...] | None:
         """The next message from a blocking fd; None once the other end closed."""
