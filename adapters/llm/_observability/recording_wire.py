@@ -110,11 +110,8 @@ class Frames:
 
     def ready(self) -> bool:
         """Whether a whole message, or bytes for one, can be had without waiting."""
-        if len(self._buffer) >= _HEAD.size:
-            (size,) = _HEAD.unpack_from(self._buffer, 0)
-            if len(self._buffer) >= _HEAD.size + size:
-                return True
-        return self.ended or bool(select.select([self.fd], [], [], 0)[0])
+        return _frame_end(self._buffer, 0) is not None or self.ended \
+            or bool(select.select([self.fd], [], [], 0)[0])
 
     def next(self) -> tuple[Any, ...] | None:
         """The next message from a blocking fd; None once the other end closed."""
@@ -143,12 +140,20 @@ class Frames:
         out: list[tuple[Any, ...]] = []
         buffer = self._buffer
         offset = 0
-        while len(buffer) - offset >= _HEAD.size and (limit is None or len(out) < limit):
-            (size,) = _HEAD.unpack_from(buffer, offset)
-            end = offset + _HEAD.size + size
-            if len(buffer) < end:
+        while limit is None or len(out) < limit:
+            end = _frame_end(buffer, offset)
+            if end is None:
                 break
             out.append(_decoded(pickle.loads(buffer[offset + _HEAD.size:end])))
             offset = end
         del buffer[:offset]
         return out
+
+
+def _frame_end(buffer: bytearray, offset: int) -> int | None:
+    """Where the frame at ``offset`` ends, once all of it is in ``buffer`` (else None)."""
+    if len(buffer) - offset < _HEAD.size:
+        return None
+    (size,) = _HEAD.unpack_from(buffer, offset)
+    end = offset + _HEAD.size + size
+    return end if len(buffer) >= end else None
