@@ -249,7 +249,9 @@ def test_forced_status_on_ingestion_only(server: LangfuseServer, make_client: Ma
 
 
 def test_scores_arrive_as_a_list(server: LangfuseServer, make_client: MakeClient) -> None:
-    client, public_key, secret = make_client(flush_at=10)
+    # Only the flush below sends: with the fixture's 0.1 s interval, a slow machine's two
+    # create_score calls can fall into two of the SDK's own batches.
+    client, public_key, secret = make_client(flush_at=10, flush_interval=60)
     with client.start_as_current_observation(name="scored") as span:
         pass
     client.create_score(name="accuracy", value=0.92, trace_id=span.trace_id, observation_id=span.id,
