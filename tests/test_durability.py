@@ -678,6 +678,37 @@ def test_records_cross_the_pipe_whole_however_the_reads_cut_it():
     assert len(one) < 500       # field values only (pickle's default for the record: 1,015 bytes)
 
 
+def test_a_message_longer_than_one_read_arrives_whole():
+    """A batch of large records is longer than one read takes (and than the pipe holds):
+    the reader gathers it over as many reads as it needs, and what follows it is not lost."""
+    import threading
+
+    from adapters.llm._observability import recording_wire
+    from adapters.llm._observability.recording_wire import Frames, encode, encode_batch
+    from adapters.llm._observability.records import CallRecord
+
+    records = [CallRecord(call_id=f"{i:032x}", trace_id="1" * 32, span_id="2" * 16,
+                          parent_span_id=None, started_at=1.0, ended_at=2.0,
+                          environment="test", model_group="g", status="ok", latency_ms=1.0,
+                          output=f"answer {i} " + "x" * 100_000) for i in range(3)]
+    data = encode_batch(7, [(r, r) for r in records]) + encode(("flush", 8, 1.0))
+    assert len(data) > 4 * recording_wire._READ
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: os.write(write, data))
+    try:
+        writer.start()              # blocks on the full pipe until the reader takes it
+        frames = Frames(read)
+        got = frames.available()
+        if len(got) < 2:
+            got += frames.available()
+    finally:
+        writer.join(10)
+        os.close(read)
+        os.close(write)
+    assert [m[0] for m in got] == ["batch", "flush"]
+    assert [record for record, _ in got[0][2]] == records
+
+
 def test_frames_say_when_a_message_can_be_had_without_waiting():
     """The recording process looks at its pipe while batches keep coming, and reads only
     when that read cannot wait: a partial frame is not a message yet, its end is."""

@@ -30,6 +30,11 @@ from .records import Attempt, CallRecord, Usage
 __all__ = ["Frames", "encode", "encode_batch"]
 
 _HEAD = struct.Struct(">I")
+# Bytes asked of one read: a pipe's default capacity. ``os.read`` allocates what it is asked
+# for before reading: a mebibyte is mapped and unmapped on every read (about 100 µs a look at
+# the pipe in the recording process, most of its frame reading), though a batch is ~400 bytes.
+# A longer frame takes several reads.
+_READ = 1 << 16
 
 
 def _fields(cls: type) -> tuple[str, ...]:
@@ -97,7 +102,7 @@ class Frames:
     def read(self) -> list[tuple[Any, ...]]:
         """What one ``os.read`` brought, decoded (a non-blocking fd with nothing: ``[]``)."""
         try:
-            chunk = os.read(self.fd, 1 << 20)
+            chunk = os.read(self.fd, _READ)
         except BlockingIOError:
             return []
         except OSError:
@@ -128,7 +133,7 @@ class Frames:
             if self.ended:
                 return []
             try:
-                chunk = os.read(self.fd, 1 << 20)
+                chunk = os.read(self.fd, _READ)
             except OSError:
                 chunk = b""
             if not chunk:
