@@ -11,6 +11,7 @@ most of its life importing litellm), bounded by a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -787,6 +788,29 @@ def test_recording_falls_back_to_the_calling_process_when_no_process_can_start(
             r.getMessage()]
     assert len(said) == 1 and "cannot be started" in said[0], said
     assert recording_children() == before
+
+
+def test_batches_a_failing_recording_process_never_took_are_recorded_in_the_calling_process(
+        make_adapter, tmp_path):
+    """The recording process is stopped (it reads nothing, acknowledges nothing), then given
+    up for recording here: the batches it held are handed to this process's store, whole."""
+    path = tmp_path / "given-up" / "calls.sqlite3"
+    llm = make_adapter(close_config(unique("given-up"), path))
+    llm.generate(prompt="first")
+    (process,) = llm.telemetry.recorder.sinks
+    assert llm.flush_langfuse(timeout=30) and process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        ids = [llm.generate(prompt=f"q{i}").call_id for i in range(3)]
+        assert len(process._unacked) == 3
+        with process._write_lock:
+            process._fall_back("was stopped (a test)")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)
+    assert llm.flush_langfuse(timeout=30)
+    assert set(ids) <= set(stored_ids(path.parent))
+    assert process.failures == {}
 
 
 def test_recorder_thread_records_in_the_calling_process(make_adapter, tmp_path):

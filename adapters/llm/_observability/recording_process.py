@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import select
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 from .._process.fork import reset_in_child
 from .recording import Sink, hand_over
 from .recording_child import RecordingSpec
-from .recording_wire import Frames, encode, encode_batch
+from .recording_wire import Frames, decode, encode, encode_batch
 
 __all__ = ["RecordingProcess"]
 
@@ -323,7 +322,7 @@ class RecordingProcess:
         self._drop_child(kill=True)
         self._local = self._local_factory()
         for frame in list(self._unacked.values()):
-            pairs = pickle.loads(frame[4:])[2]
+            pairs = decode(frame)[2]
             hand_over(self._local, [(m, c) for c, m in pairs], self.failures)
         self._unacked.clear()
 

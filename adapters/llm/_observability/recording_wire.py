@@ -27,7 +27,7 @@ from typing import Any
 
 from .records import Attempt, CallRecord, Usage
 
-__all__ = ["Frames", "encode", "encode_batch"]
+__all__ = ["Frames", "decode", "encode", "encode_batch"]
 
 _HEAD = struct.Struct(">I")
 # Bytes asked of one read: a pipe's default capacity. ``os.read`` allocates what it is asked
@@ -79,6 +79,11 @@ def encode_batch(seq: int, pairs: list[tuple[CallRecord, CallRecord]]) -> bytes:
     sends it once (and arrives as one object)."""
     return _framed(("batch", seq, [(_flat(chosen), None if masked is chosen else _flat(masked))
                                    for chosen, masked in pairs]))
+
+
+def decode(frame: bytes) -> tuple[Any, ...]:
+    """The message of one whole frame (``encode``'s or ``encode_batch``'s), records rebuilt."""
+    return _decoded(pickle.loads(frame[_HEAD.size:]))
 
 
 def _decoded(message: tuple[Any, ...]) -> tuple[Any, ...]:
