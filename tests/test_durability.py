@@ -248,13 +248,15 @@ def test_every_call_is_stored_however_the_process_ends(env, exited, case):
 
 
 # -- SIGKILL: a bounded window ------------------------------------------------------------------
-@pytest.mark.parametrize("answers,in_flight", [(3, 1), (40, 1), (200, 32)])
-def test_sigkill_loses_at_most_the_last_moments(env, answers, in_flight):
+@pytest.mark.parametrize("answers,in_flight,both", [
+    (3, 1, False), (40, 1, False), (200, 32, False), (3, 1, True), (40, 1, True), (200, 32, True)])
+def test_sigkill_loses_at_most_the_last_moments(env, answers, in_flight, both):
     """Killed after its 3rd answer (early in a run: threads starting, lazy imports), its 40th,
-    or its 200th with 32 calls in flight: once its recording process ended and the next
-    process opened the store, what is lost was answered within the last WINDOW_S before the
-    kill."""
-    environ, home, _ = env.prepare(f"kill-{answers}-{in_flight}")
+    or its 200th with 32 calls in flight, alone or with its recording process (``both``: the
+    end of a container kills every process in it): once its recording process ended and the
+    next process opened the store, what is lost was answered within the last WINDOW_S before
+    the kill."""
+    environ, home, _ = env.prepare(f"kill-{answers}-{in_flight}{'-both' if both else ''}")
     loop = ["0", "sync", "loop"] if in_flight == 1 else [str(in_flight), "async", "aloop"]
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, *loop], env=environ,
                             cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -269,7 +271,10 @@ def test_sigkill_loses_at_most_the_last_moments(env, answers, in_flight):
             _, call_id, at = line.split()
             answered[call_id] = float(at)
         recording = children_of(proc.pid)
+        assert len(recording) == 1, "no recording process to kill"
         killed_at = time.monotonic()
+        if both:                # what it read and journaled survives; what it did not is lost
+            os.kill(recording[0], signal.SIGKILL)
         proc.kill()
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:

@@ -291,7 +291,12 @@ class LiteLLMAdapter:
         off by it goes on in the background, for the next call."""
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
-                await asyncio.wrap_future(start_import())
+                importing = start_import()
+                # The recording process starts first, so that it is reading its pipe by the
+                # first answer (a kill of both loses what it had not read yet), not seconds
+                # after it: it starts while litellm is imported.
+                await asyncio.to_thread(self._recording)
+                await asyncio.wrap_future(importing)
                 await asyncio.to_thread(self._build)
         except TimeoutError:
             raise errors.DeadlineExceeded(
@@ -305,6 +310,9 @@ class LiteLLMAdapter:
         self.gateway                        # noqa: B018 - built on first use
         self.telemetry                      # noqa: B018
         self.policies                       # noqa: B018
+
+    def _recording(self) -> None:
+        self.telemetry                      # noqa: B018 - built on first use
 
     def _parent(self) -> tuple[str, str | None]:
         """The trace a call joins (the caller's ``llm.trace`` or span, else a new one), read in
@@ -327,6 +335,7 @@ class LiteLLMAdapter:
         if refused is not None:     # litellm's router cannot run here: say what to do instead
             raise refused
 
+        self._recording()                   # its process starts while litellm is imported
         messages = [{"role": "user", "content": "warm-up"}]
         # The tokenizer (rate-limit and budget estimates) loads on its first count.
         model = str(self.config.group(self.model)[0].litellm_params.get("model", ""))
