@@ -11,10 +11,11 @@ ratios against raw httpx and against the bare Router measured in the same run:
 - ``import adapters.llm`` time (fresh interpreters, best of 5);
 - the primary hard down (HTTP 503): first call and later calls, adapter vs the fallback's own
   latency vs a bare Router with litellm's default settings;
-- the SIGKILL window: a process making calls (store + Langfuse on) is killed; how many of the
-  calls it had answered are not in the store once its recording process ended and the next
-  process opened the store, and how long before the kill the oldest of them was answered
-  (early in a run, and in steady state at concurrency 1 and 32).
+- the SIGKILL window: a process making calls (store + Langfuse on) is killed, alone or with
+  its recording process (as the end of a container kills both); how many of the calls it had
+  answered are not in the store once its recording process ended and the next process opened
+  the store, and how long before the kill the oldest of them was answered (early in a run,
+  and in steady state at concurrency 1 and 32).
 """
 
 from __future__ import annotations
@@ -259,9 +260,11 @@ KILLED = textwrap.dedent("""
 """)
 
 
-def killed_once(url: str, directory: Path, concurrency: int, answers: int) -> tuple[int, float]:
-    """Kill a calling process once it has answered ``answers`` calls (plus a random moment);
-    returns (answered calls missing from its store, ms from the oldest of them to the kill)."""
+def killed_once(url: str, directory: Path, concurrency: int, answers: int,
+                both: bool = False) -> tuple[int, float]:
+    """Kill a calling process once it has answered ``answers`` calls (plus a random moment),
+    with its recording process when ``both`` (the end of a container); returns (answered
+    calls missing from its store, ms from the oldest of them to the kill)."""
     directory.mkdir()
     config = config_file(url, directory)
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(config), str(concurrency)],
@@ -283,6 +286,8 @@ def killed_once(url: str, directory: Path, concurrency: int, answers: int) -> tu
             break
     recording = children_of(proc.pid)
     killed_at = time.monotonic()
+    for pid in recording if both else []:
+        os.kill(pid, signal.SIGKILL)
     os.kill(proc.pid, signal.SIGKILL)
     rest, _ = proc.communicate(timeout=30)
     for line in rest.splitlines():
@@ -308,13 +313,17 @@ RECOVER = textwrap.dedent("""
 
 
 def sigkill_window(url: str, directory: Path, runs: int) -> dict[str, list[tuple[int, float]]]:
-    cases = {"early (after 3 answers), c=1": (1, 3), "steady (after 300), c=1": (1, 300),
-             "steady (after 600), c=32": (32, 600)}
+    cases = {"early (after 3 answers), c=1": (1, 3, False),
+             "steady (after 300), c=1": (1, 300, False),
+             "steady (after 600), c=32": (32, 600, False),
+             "both, early (after 3), c=1": (1, 3, True),
+             "both, steady (after 300), c=1": (1, 300, True),
+             "both, steady (after 600), c=32": (32, 600, True)}
     results: dict[str, list[tuple[int, float]]] = {name: [] for name in cases}
     for run in range(runs):
-        for name, (concurrency, answers) in cases.items():
-            where = directory / f"kill-{run}-{concurrency}-{answers}"
-            results[name].append(killed_once(url, where, concurrency, answers))
+        for name, (concurrency, answers, both) in cases.items():
+            where = directory / f"kill-{run}-{concurrency}-{answers}{'-both' if both else ''}"
+            results[name].append(killed_once(url, where, concurrency, answers, both))
     return results
 
 
@@ -428,12 +437,13 @@ def report(samples: dict[str, list[list[float]]], cpu: dict[str, float],
 
 
 def report_window(window: dict[str, list[tuple[int, float]]]) -> None:
-    print("\nSIGKILL (store + Langfuse on): answered calls missing from the store "
-          "(target <= 5, or none older than 50 ms)")
+    print("\nSIGKILL (store + Langfuse on) of the calling process, and of it with its "
+          "recording process (both): answered calls missing from the store (target <= 5, or "
+          "none older than 50 ms)")
     for name, results in window.items():
         lost = [n for n, _ in results]
         ages = [age for _, age in results]
-        print(f"  {name:30} lost {', '.join(map(str, lost))} (max {max(lost)}); oldest lost "
+        print(f"  {name:32} lost {', '.join(map(str, lost))} (max {max(lost)}); oldest lost "
               f"answered {max(ages):.0f} ms before the kill (runs: "
               f"{', '.join(f'{a:.0f}' for a in ages)})")
 
