@@ -196,6 +196,30 @@ def test_writing_a_record_again_replaces_it(store: LocalStore):
     assert count(store) == 1 and count(store, "attempts") == 1 and count(store, "call_tags") == 1
 
 
+def test_a_call_handed_over_again_gets_no_second_outbox_row(store: LocalStore):
+    """A recording process that died before its "took" was read is handed the batch again
+    by its caller: the call is stored once, and its Langfuse outbox row (still pending, or
+    delivered and gone) is not written again, so Langfuse gets the call once."""
+    from adapters.llm._observability.store_rows import OutboxEntry
+
+    first, second = record("b" * 32), record("c" * 32)
+
+    def entry(r: CallRecord) -> OutboxEntry:
+        return OutboxEntry(r.call_id, "pk-lf-1", '{"v": 1}', 1.0)
+
+    store.write_batch([(first, entry(first)), (first, entry(first))])  # twice in one batch
+    assert store.flush()
+    assert count(store, "outbox") == 1
+    store.write_batch([(first, entry(first)), (second, entry(second))])  # pending: again
+    assert store.flush()
+    assert count(store, "outbox") == 2                                  # the second's own
+    with closing(store.connect()) as conn:
+        conn.execute("DELETE FROM outbox")          # delivered: acknowledged rows are deleted
+    store.write_batch([(first, entry(first))])
+    assert store.flush()
+    assert count(store, "outbox") == 0 and count(store) == 2
+
+
 def test_eight_threads_writing_at_once(store: LocalStore):
     def writer(n: int) -> None:
         for i in range(200):

@@ -146,6 +146,13 @@ def _insert(conn: Any, records: list[CallRecord], scores: list[_Score],
     rows = rows or {}
     ids = [r.call_id for r in records]
     dialect = dialect_of(conn)
+    if outbox:
+        # A call handed over again (by a recording process that died before its "took" was
+        # read, a buffer moved twice) was stored with its outbox row the first time, and may
+        # have been delivered since: another row would deliver it twice.
+        known = stored_call_ids(conn, list({e.call_id for e in outbox}))
+        outbox = [e for e in {(e.call_id, e.destination): e for e in outbox}.values()
+                  if e.call_id not in known]
     _where_in(conn, "DELETE FROM attempts WHERE call_id", ids)
     _where_in(conn, "DELETE FROM call_tags WHERE call_id", ids)
     _values(conn, dialect.upsert("calls", _COLUMNS, "call_id"), len(_COLUMNS),
