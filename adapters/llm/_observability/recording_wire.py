@@ -81,7 +81,7 @@ def encode_batch(seq: int, pairs: list[tuple[CallRecord, CallRecord]]) -> bytes:
                                    for chosen, masked in pairs]))
 
 
-def decode(frame: bytes) -> tuple[Any, ...]:
+def decode(frame: bytes | bytearray) -> tuple[Any, ...]:
     """The message of one whole frame (``encode``'s or ``encode_batch``'s), records rebuilt."""
     return _decoded(pickle.loads(frame[_HEAD.size:]))
 
@@ -154,7 +154,7 @@ class Frames:
             end = _frame_end(buffer, offset)
             if end is None:
                 break
-            out.append(_decoded(pickle.loads(buffer[offset + _HEAD.size:end])))
+            out.append(decode(buffer[offset:end]))
             offset = end
         del buffer[:offset]
         return out
