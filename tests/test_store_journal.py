@@ -6,10 +6,16 @@ user meets it, in ``test_durability.py``); real files, real locks, a real SQLite
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import json
 import os
+import pickle
 import time
 import uuid
+import zlib
 from collections.abc import Collection
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -53,8 +59,7 @@ def test_a_record_comes_back_as_the_store_would_keep_it(tmp_path):
                             Attempt("d2", "backup", "openai", "ok", latency_ms=3.0)],
                   session_id="S1", user_id="admin", stream=True, hedged=True)
     entry = OutboxEntry(full.call_id, "pk-lf-1", '{"x": 1}', 12.5)
-    seq, rows = journal.append([_WithOutbox(full, entry), record()])
-    assert seq == 1 and rows[full.call_id] == _call_row(full)   # the writer takes these
+    assert journal.append([_WithOutbox(full, entry), record()]) == 1
     journal.close()                     # the process ends without committing: kept
     got = replay(tmp_path / "j")
     assert len(got) == 2
@@ -64,9 +69,92 @@ def test_a_record_comes_back_as_the_store_would_keep_it(tmp_path):
     assert files(tmp_path / "j") == []  # replayed, then deleted
 
 
+class _Kind(str, enum.Enum):
+    URGENT = "urgent"
+
+
+class _Ward(dict):  # type: ignore[type-arg]
+    pass
+
+
+class _Bed:
+    def __str__(self) -> str:
+        return "bed 12"
+
+
+def test_values_of_other_types_come_back_as_the_store_keeps_them(tmp_path):
+    """A metadata value that is not plain data is journaled as the store's JSON columns hold
+    it (a mapping as an object, a number as its value, anything else as its text): the rows
+    a replay commits are the rows the writer would have."""
+    when = datetime(2026, 12, 3, 9, 30, tzinfo=timezone.utc)
+    full = record(metadata={"when": when, "bed": _Bed(), "kind": _Kind.URGENT,
+                            "ward": _Ward(floor=4), "level": enum.IntEnum("L", "A B").B,
+                            "ratio": 0.5, "ids": ("a", "b")})
+    journal = Journal(tmp_path / "j")
+    journal.append([full])
+    journal.close()
+    (back,) = replay(tmp_path / "j")
+    assert isinstance(back, CallRecord)
+    assert back.metadata == {"when": str(when), "bed": "bed 12", "kind": "urgent",
+                             "ward": {"floor": 4}, "level": 2, "ratio": 0.5, "ids": ("a", "b")}
+    assert _call_row(back) == _call_row(full)
+
+
+class _Runs:
+    """Unpickled by a reader that resolves any class, runs ``command``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return os.system, (self.command,)
+
+
+def _frame(body: bytes) -> bytes:
+    return store_journal._HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def test_a_frame_that_names_a_class_is_skipped_and_runs_nothing(tmp_path, caplog):
+    """The journal's reader resolves no class beyond plain builtins: a frame that names one
+    (written by hand, or by a bug) is skipped with a warning, and its neighbours replay."""
+    directory = tmp_path / "j"
+    directory.mkdir()
+    marker = tmp_path / "ran"
+    good = record()
+    evil = pickle.dumps((store_journal.SHAPE, [_Runs(f"touch {marker}")]))
+    plain = store_journal._pickled((store_journal.SHAPE,
+                                    [(store_journal.plain_values(good), None)]))
+    (directory / "1-x.log").write_bytes(_frame(evil) + _frame(plain))
+    assert replay(directory) == [good]
+    assert not marker.exists()
+    assert "a journal frame could not be read" in caplog.text and "posix.system" in caplog.text
+
+
+def test_frames_of_earlier_forms_are_replayed(tmp_path):
+    """A journal left by an earlier version: the JSON frames it wrote, and pickled frames
+    whose records had other fields (read by name; a field unknown here is left out, one the
+    writer lacked takes its default)."""
+    directory = tmp_path / "j"
+    directory.mkdir()
+    old, other = record(cost=0.5, tags=("a",)), record(output="fine", hedged=True)
+    entry = OutboxEntry(old.call_id, "pk-lf-1", '{"x": 1}', 12.5)
+    json_body = json.dumps([{"row": _call_row(old), "attempts": [],
+                             "outbox": [entry.destination, entry.payload, entry.created_at]}])
+    names, usage, attempt = store_journal.SHAPE
+    values = dict(zip(names, store_journal.plain_values(other)))
+    values.pop("hedged")
+    values["arrives_later"] = "a field of a newer version"
+    shape = (tuple(values), usage, attempt)
+    pickled = store_journal._pickled((shape, [(list(values.values()), None)]))
+    (directory / "1-x.log").write_bytes(_frame(json_body.encode()) + _frame(pickled))
+    first, second = replay(directory)
+    assert isinstance(first, _WithOutbox) and first.record == old and first.entry == entry
+    assert second == dataclasses.replace(other, hedged=False)
+
+
 def test_a_committed_journal_is_emptied_and_removed_at_close(tmp_path):
     journal = Journal(tmp_path / "j")
-    seq, _ = journal.append([record(), record()])
+    seq = journal.append([record(), record()])
     (path,) = files(tmp_path / "j")
     assert path.stat().st_size > 0
     journal.committed(seq)
@@ -107,7 +195,7 @@ def test_calls_already_stored_are_not_committed_again(tmp_path):
 def test_full_files_are_sealed_and_removed_once_committed(tmp_path, monkeypatch):
     monkeypatch.setattr(store_journal, "_SEAL_BYTES", 1)   # every frame fills a file
     journal = Journal(tmp_path / "j")
-    seqs = [journal.append([record()])[0] for _ in range(3)]
+    seqs = [journal.append([record()]) for _ in range(3)]
     assert len(files(tmp_path / "j")) == 3
     journal.committed(seqs[1])
     assert len(files(tmp_path / "j")) == 1
@@ -118,10 +206,10 @@ def test_full_files_are_sealed_and_removed_once_committed(tmp_path, monkeypatch)
 
 def test_what_the_store_could_not_take_is_held_for_the_next_process(tmp_path):
     journal = Journal(tmp_path / "j")
-    seq, _ = journal.append([record()])
+    seq = journal.append([record()])
     journal.hold()                      # the writer failed to commit it
     journal.committed(seq)              # and went on: later frames commit
-    later, _ = journal.append([record()])
+    later = journal.append([record()])
     journal.committed(later)
     journal.close()
     assert len(replay(tmp_path / "j")) == 1
@@ -155,7 +243,7 @@ def test_an_unwritable_journal_directory_turns_journaling_off_with_a_warning(tmp
     blocker = tmp_path / "j"
     blocker.write_text("a file where the directory should be")
     journal = Journal(blocker)
-    assert journal.append([record()])[0] == 0
+    assert journal.append([record()]) == 0
     assert journal.failed
     assert "cannot write the store's journal" in caplog.text
 

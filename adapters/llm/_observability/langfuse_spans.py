@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -54,6 +55,10 @@ _FIELD_ORDER = tuple(f.name for f in dataclasses.fields(CallRecord))
 _RECORD_FIELDS = frozenset(_FIELD_ORDER)
 _USAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Usage))
 _ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))
+_FIELD_VALUES = operator.attrgetter(*_FIELD_ORDER)
+_USAGE_VALUES = operator.attrgetter(*_USAGE_FIELDS)
+_ATTEMPT_VALUES = operator.attrgetter(*_ATTEMPT_FIELDS)
+_PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode   # one, not one a call
 
 
 def payload_of(record: CallRecord, *, environment: str, default_tags: Sequence[str],
@@ -62,7 +67,7 @@ def payload_of(record: CallRecord, *, environment: str, default_tags: Sequence[s
     body = {"v": _PAYLOAD_VERSION, "environment": environment,
             "default_tags": list(default_tags), "release": release,
             "record": _plain(record)}
-    text = json.dumps(body, ensure_ascii=False, default=str)
+    text = _PAYLOAD_JSON(body)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:      # a lone surrogate: kept visible as its escape, not lost
@@ -72,10 +77,9 @@ def payload_of(record: CallRecord, *, environment: str, default_tags: Sequence[s
 
 def _plain(record: CallRecord) -> dict[str, Any]:
     """The record as JSON-ready values; ``dataclasses.asdict`` would deep-copy every message."""
-    out = {name: getattr(record, name) for name in _FIELD_ORDER}
-    out["usage"] = {name: getattr(record.usage, name) for name in _USAGE_FIELDS}
-    out["attempts"] = [{name: getattr(a, name) for name in _ATTEMPT_FIELDS}
-                       for a in record.attempts]
+    out = dict(zip(_FIELD_ORDER, _FIELD_VALUES(record)))
+    out["usage"] = dict(zip(_USAGE_FIELDS, _USAGE_VALUES(record.usage)))
+    out["attempts"] = [dict(zip(_ATTEMPT_FIELDS, _ATTEMPT_VALUES(a))) for a in record.attempts]
     return out
 
 

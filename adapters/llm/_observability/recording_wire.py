@@ -3,10 +3,10 @@
 A message is a tuple, pickled (both ends are this package, and the pipes are private to the
 two processes: nothing else can write to them), behind its length as 4 bytes. A frame torn by
 the writer's death is never decoded: ``Frames.next`` waits for whole frames only. Records
-travel as their field values, plain lists and tuples: pickle's default for a slotted
-dataclass names every field and builds its state in Python, and a reducer of our own is a
-call back into Python for every record, attempt and usage (on the calling path, with the
-caches cold, 88 µs a record against 35 for the plain values).
+travel as their plain values (``record_values``): pickle's default for a slotted dataclass
+names every field and builds its state in Python, and a reducer of our own is a call back
+into Python for every record, attempt and usage (on the calling path, with the caches cold,
+88 µs a record against 35 for the plain values).
 
 Parent → child: ``("spec", RecordingSpec)`` first, then ``("batch", seq, [(record, masked)])``,
 ``("flush", seq, timeout)``, ``("state", seq)``, ``("close", seq, timeout)``.
@@ -17,15 +17,14 @@ batches are in the child's journal, ``("flushed" | "state" | "closed", seq, resu
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 import os
 import pickle
 import select
 import struct
 from typing import Any
 
-from .records import Attempt, CallRecord, Usage
+from .record_values import plain_values, record_of
+from .records import CallRecord
 
 __all__ = ["Frames", "decode", "encode", "encode_batch"]
 
@@ -35,33 +34,6 @@ _HEAD = struct.Struct(">I")
 # the pipe in the recording process, most of its frame reading), though a batch is ~400 bytes.
 # A longer frame takes several reads.
 _READ = 1 << 16
-
-
-def _fields(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
-_RECORD_FIELDS = _fields(CallRecord)
-_RECORD = operator.attrgetter(*_RECORD_FIELDS)
-_USAGE = operator.attrgetter(*_fields(Usage))
-_ATTEMPT = operator.attrgetter(*_fields(Attempt))
-_AT_USAGE = _RECORD_FIELDS.index("usage")
-_AT_ATTEMPTS = _RECORD_FIELDS.index("attempts")
-
-
-def _flat(record: CallRecord) -> list[Any]:
-    """``record``'s field values, its usage and attempts as theirs: plain values, which the C
-    pickler writes without calling back into Python for each object."""
-    values = list(_RECORD(record))
-    values[_AT_USAGE] = _USAGE(values[_AT_USAGE])
-    values[_AT_ATTEMPTS] = [_ATTEMPT(a) for a in values[_AT_ATTEMPTS]]
-    return values
-
-
-def _built(values: list[Any]) -> CallRecord:
-    values[_AT_USAGE] = Usage(*values[_AT_USAGE])
-    values[_AT_ATTEMPTS] = [Attempt(*a) for a in values[_AT_ATTEMPTS]]
-    return CallRecord(*values)
 
 
 def _framed(message: tuple[Any, ...]) -> bytes:
@@ -77,7 +49,8 @@ def encode(message: tuple[Any, ...]) -> bytes:
 def encode_batch(seq: int, pairs: list[tuple[CallRecord, CallRecord]]) -> bytes:
     """``("batch", seq, [(chosen, masked), ...])``; a pair whose two versions are one object
     sends it once (and arrives as one object)."""
-    return _framed(("batch", seq, [(_flat(chosen), None if masked is chosen else _flat(masked))
+    return _framed(("batch", seq, [(plain_values(chosen),
+                                    None if masked is chosen else plain_values(masked))
                                    for chosen, masked in pairs]))
 
 
@@ -91,8 +64,8 @@ def _decoded(message: tuple[Any, ...]) -> tuple[Any, ...]:
         return message
     pairs = []
     for chosen, masked in message[2]:
-        record = _built(chosen)
-        pairs.append((record, record if masked is None else _built(masked)))
+        record = record_of(chosen)
+        pairs.append((record, record if masked is None else record_of(masked)))
     return ("batch", message[1], pairs)
 
 

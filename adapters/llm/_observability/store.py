@@ -25,9 +25,9 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from functools import partial
 from typing import Any, Union
@@ -61,7 +61,6 @@ class _Batch:
 
     items: tuple[CallRecord | _WithOutbox, ...]
     seq: int = 0                    # its frame in the journal (0: not journaled)
-    rows: Mapping[str, dict[str, Any]] = field(default_factory=dict)   # built for the journal
 
 
 # What the writer thread takes from the queue: a record or score to store, an Event to set once
@@ -258,7 +257,7 @@ class LocalStore:
             return
         if isinstance(item, (CallRecord, _WithOutbox, _Batch)):   # journaled until committed
             calls = item.items if isinstance(item, _Batch) else (item,)
-            item = _Batch(calls, *self._journal.append(calls))
+            item = _Batch(calls, self._journal.append(calls))
         try:
             self._start_writer()
             self._queue.put_nowait(item)
@@ -347,8 +346,7 @@ class LocalStore:
                 if self._recover_asked:
                     self._recover_asked = False
                     self._recover()
-                self._commit(items, rows={k: v for batch in taken if isinstance(batch, _Batch)
-                                          for k, v in batch.rows.items()})
+                self._commit(items)
                 self._settled(taken)
                 for item in items:
                     if isinstance(item, threading.Event):
@@ -397,11 +395,9 @@ class LocalStore:
                         "forwarded to %s (%d still waiting)", sent, self.where,
                         self._buffer.waiting)
 
-    def _commit(self, items: Sequence[_Item], *, keep_if_down: bool = True,
-                rows: Mapping[str, dict[str, Any]] | None = None) -> bool:
+    def _commit(self, items: Sequence[_Item], *, keep_if_down: bool = True) -> bool:
         """Commit ``items``; False when PostgreSQL was down (then they went to the local
-        buffer, unless ``keep_if_down`` is False: they are the buffer's own). ``rows``: calls
-        rows already built (by the journal)."""
+        buffer, unless ``keep_if_down`` is False: they are the buffer's own)."""
         records = [i for i in items if isinstance(i, CallRecord)]
         scores = [i for i in items if isinstance(i, _Score)]
         paired = [i for i in items if isinstance(i, _WithOutbox)]
@@ -415,7 +411,7 @@ class LocalStore:
             if conn is None:
                 raise _Down()
             backend.retrying(lambda: backend.transaction(
-                conn, lambda: _insert(conn, records, scores, outbox, rows)))
+                conn, lambda: _insert(conn, records, scores, outbox)))
         except _Down:
             return self._keep(records, scores, outbox) if keep_if_down else False
         except backend.down_errors as exc:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Union, cast, overload
@@ -40,6 +41,9 @@ _COLUMNS = (*_SCALARS, "day", *_USAGE, *(f"cost_{p}" for p in _COST_PARTS), "cac
             *_JSON, "stream", "fallback", "hedged")
 _ATTEMPT = ("deployment", "model_group", "provider", "outcome", "error_kind", "status",
             "latency_ms", "message", "cost")
+_SCALAR_VALUES = operator.attrgetter(*_SCALARS)
+_USAGE_VALUES = operator.attrgetter(*_USAGE)
+_JSON_VALUES = operator.attrgetter(*_JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +91,10 @@ class _Score:
 def _call_row(record: CallRecord) -> dict[str, Any]:
     """The ``calls`` row of ``record``: its scalars plus the derived and JSON columns."""
     details = record.cost_details or {}
-    row = {name: getattr(record, name) for name in _SCALARS}
-    row.update({name: getattr(record.usage, name) for name in _USAGE})
+    row = dict(zip(_SCALARS, _SCALAR_VALUES(record)))
+    row.update(zip(_USAGE, _USAGE_VALUES(record.usage)))
     row.update({f"cost_{p}": details.get(p) for p in _COST_PARTS})
-    row.update({name: _dumps(getattr(record, name)) for name in _JSON})
+    row.update(zip(_JSON, map(_dumps, _JSON_VALUES(record))))
     row.update(day=datetime.fromtimestamp(record.started_at, timezone.utc).strftime("%Y-%m-%d"),
                cache_hit=int(record.cache_hit), tags=_dumps(list(record.tags)),
                stream=int(record.stream), hedged=int(record.hedged),
@@ -139,11 +143,8 @@ def _record(values: dict[str, Any], attempts: list[Attempt]) -> CallRecord:
 
 
 def _insert(conn: Any, records: list[CallRecord], scores: list[_Score],
-            outbox: Sequence[OutboxEntry] = (),
-            rows: Mapping[str, dict[str, Any]] | None = None) -> None:
-    """``rows``: ``calls`` rows already built for some of ``records`` (by call id)."""
+            outbox: Sequence[OutboxEntry] = ()) -> None:
     records = list({r.call_id: r for r in records}.values())    # the last write of a call wins
-    rows = rows or {}
     ids = [r.call_id for r in records]
     dialect = dialect_of(conn)
     if outbox:
@@ -156,8 +157,7 @@ def _insert(conn: Any, records: list[CallRecord], scores: list[_Score],
     _where_in(conn, "DELETE FROM attempts WHERE call_id", ids)
     _where_in(conn, "DELETE FROM call_tags WHERE call_id", ids)
     _values(conn, dialect.upsert("calls", _COLUMNS, "call_id"), len(_COLUMNS),
-            [tuple(row[c] for c in _COLUMNS)
-             for row in (rows.get(r.call_id) or _call_row(r) for r in records)])
+            [tuple(row[c] for c in _COLUMNS) for row in map(_call_row, records)])
     _values(conn, f"INSERT INTO attempts (call_id, seq, {', '.join(_ATTEMPT)})",
             2 + len(_ATTEMPT), [(r.call_id, seq, *(getattr(a, name) for name in _ATTEMPT))
                                 for r in records for seq, a in enumerate(r.attempts)])
@@ -255,6 +255,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _dumps(value: Any) -> str:
-    # default=str: a metadata value JSON cannot hold is stored as its text, not lost.
-    return json.dumps(value, ensure_ascii=False, default=str)
+# default=str: a metadata value JSON cannot hold is stored as its text, not lost. One encoder
+# for every value (``json.dumps`` with options makes one per call).
+_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
