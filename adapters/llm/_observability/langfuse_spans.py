@@ -23,10 +23,8 @@ marker, so a huge prompt arrives truncated instead of getting its batch refused.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import operator
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -34,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .langfuse_sdk import internals, sdk_version
 from .otlp_encode import Built, Generation
+from .record_values import SHAPE, plain_values
 from .records import Attempt, CallRecord, Usage
 
 if TYPE_CHECKING:
@@ -51,13 +50,7 @@ log = logging.getLogger("adapters.llm")
 FIELD_CAP = 1_000_000
 TRUNCATED = "[truncated by llm-adapter"
 _PAYLOAD_VERSION = 1
-_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(CallRecord))
-_RECORD_FIELDS = frozenset(_FIELD_ORDER)
-_USAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Usage))
-_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))
-_FIELD_VALUES = operator.attrgetter(*_FIELD_ORDER)
-_USAGE_VALUES = operator.attrgetter(*_USAGE_FIELDS)
-_ATTEMPT_VALUES = operator.attrgetter(*_ATTEMPT_FIELDS)
+_RECORD_FIELDS = frozenset(SHAPE[0])
 _PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode   # one, not one a call
 
 
@@ -77,9 +70,10 @@ def payload_of(record: CallRecord, *, environment: str, default_tags: Sequence[s
 
 def _plain(record: CallRecord) -> dict[str, Any]:
     """The record as JSON-ready values; ``dataclasses.asdict`` would deep-copy every message."""
-    out = dict(zip(_FIELD_ORDER, _FIELD_VALUES(record)))
-    out["usage"] = dict(zip(_USAGE_FIELDS, _USAGE_VALUES(record.usage)))
-    out["attempts"] = [dict(zip(_ATTEMPT_FIELDS, _ATTEMPT_VALUES(a))) for a in record.attempts]
+    names, usage, attempt = SHAPE
+    out = dict(zip(names, plain_values(record)))
+    out["usage"] = dict(zip(usage, out["usage"]))
+    out["attempts"] = [dict(zip(attempt, a)) for a in out["attempts"]]
     return out
 
 
